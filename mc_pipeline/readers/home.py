@@ -1,0 +1,110 @@
+"""Finding the files of an OpenClaw home (REFERENCE §1): which transcripts count, which never do."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+#: `<sessionId>.jsonl`, `<sessionId>-topic-<id>.jsonl`, and their `.reset.<ts>` / `.deleted.<ts>` archives.
+_TRANSCRIPT = re.compile(r"^(?P<stem>.+?)\.jsonl(?:\.(?P<archive>reset|deleted)\.(?P<ts>[^/]+))?$")
+_BACKUP = re.compile(r"\.jsonl\.bak\.")
+
+
+@dataclass(frozen=True)
+class TranscriptFile:
+    path: Path  # absolute, for reading only
+    rel: str  # relative to the home, the only form that leaves the reader
+    agent_id: str
+    session_id: str  # from the file name; the session header may refine it
+    kind: str  # live | topic | reset | deleted
+    size: int
+    mtime_ns: int
+    inode: int
+
+
+@dataclass
+class Discovery:
+    files: list[TranscriptFile]
+    skipped: dict[str, int]  # reason -> number of files passed over on purpose
+    problems: list[str]  # unreadable folders, loops: named with why
+
+
+def _session_id(stem: str) -> str:
+    return stem.split("-topic-", 1)[0]
+
+
+def classify_name(name: str) -> tuple[str, str] | None:
+    """(kind, session_id) for a transcript file name that counts, None for one that never does."""
+    if _BACKUP.search(name) or name.endswith(".lock") or name.startswith("sessions.json"):
+        return None
+    m = _TRANSCRIPT.match(name)
+    if not m:
+        return None
+    stem = m.group("stem")
+    kind = m.group("archive") or ("topic" if "-topic-" in stem else "live")
+    return kind, _session_id(stem)
+
+
+def _skip_reason(name: str) -> str:
+    if _BACKUP.search(name):
+        return "backup copy (.bak)"
+    if name.endswith(".lock"):
+        return "lock file"
+    if name.startswith("sessions.json"):
+        return "session index"
+    return "not a transcript"
+
+
+def discover_transcripts(home: Path) -> Discovery:
+    """Every counted transcript under ``home/agents/*/sessions``, sorted by relative path."""
+    files: list[TranscriptFile] = []
+    skipped: dict[str, int] = {}
+    problems: list[str] = []
+    agents_dir = home / "agents"
+    if not agents_dir.is_dir():
+        return Discovery(files, skipped, problems)
+    try:
+        agents = sorted(p for p in agents_dir.iterdir() if p.is_dir())
+    except OSError as exc:
+        return Discovery(files, skipped, [f"agents/: cannot list ({exc.strerror or exc})"])
+    for agent in agents:
+        sessions = agent / "sessions"
+        if not sessions.is_dir():
+            continue
+        try:
+            entries = sorted(os.scandir(sessions), key=lambda e: e.name)
+        except OSError as exc:
+            problems.append(f"agents/{agent.name}/sessions: cannot list ({exc.strerror or exc})")
+            continue
+        for entry in entries:
+            rel = f"agents/{agent.name}/sessions/{entry.name}"
+            kind_sid = classify_name(entry.name)
+            if kind_sid is None:
+                if entry.is_file(follow_symlinks=False) or entry.is_symlink():
+                    reason = _skip_reason(entry.name)
+                    skipped[reason] = skipped.get(reason, 0) + 1
+                continue
+            try:
+                st = entry.stat(follow_symlinks=True)
+            except OSError as exc:  # dangling link, symlink loop, permission
+                problems.append(f"{rel}: cannot stat ({exc.strerror or exc})")
+                continue
+            if not entry.is_file(follow_symlinks=True):
+                skipped["not a regular file"] = skipped.get("not a regular file", 0) + 1
+                continue
+            kind, sid = kind_sid
+            files.append(
+                TranscriptFile(
+                    path=Path(entry.path),
+                    rel=rel,
+                    agent_id=agent.name,
+                    session_id=sid,
+                    kind=kind,
+                    size=st.st_size,
+                    mtime_ns=st.st_mtime_ns,
+                    inode=st.st_ino,
+                )
+            )
+    return Discovery(files, skipped, problems)

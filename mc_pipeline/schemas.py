@@ -1,0 +1,191 @@
+"""Column definitions of every table mc_pipeline writes.
+
+This is the one place where a column is defined: its name, its Polars type and the rules pandera
+enforces on it. ``LLM_CALLS`` is a public contract (Parquet readers, DuckDB users and the dashboard
+builder rely on the names): add columns freely, never rename or drop one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import pandera.polars as pa
+import polars as pl
+
+UTC_TS = pl.Datetime("us", "UTC")
+
+#: Where a call was read from. Order is the preference when the same call is seen twice.
+SOURCES = ("transcript", "transcript_store", "interactions_db", "model_usage_log")
+STATUSES = ("ok", "error", "aborted")
+BILLINGS = ("api", "subscription", "unknown")
+COST_SOURCES = ("recorded", "calculated", "unpriced")
+COST_MODES = ("auto", "calculate", "display")
+ERROR_CLASSES = (
+    "rate_limit",
+    "overloaded",
+    "server_error",
+    "timeout",
+    "network",
+    "billing",
+    "auth",
+    "invalid_request",
+    "aborted",
+    "other",
+)
+
+#: One row per model call. Nullable columns say "unknown" with null, never with a made-up value.
+LLM_CALLS: dict[str, pl.DataType] = {
+    "call_id": pl.String(),  # stable across runs: hash of (session, entry) identity, not of the path
+    "source": pl.String(),  # one of SOURCES
+    "source_file": pl.String(),  # file relative to the OpenClaw home (never absolute)
+    "line_no": pl.Int64(),  # 1-based line (or row/seq) within source_file
+    "agent_id": pl.String(),
+    "session_id": pl.String(),
+    "session_key": pl.String(),  # from sessions.json; private, never in public outputs
+    "trigger": pl.String(),  # main|direct|group|cron|heartbeat|hook|subagent|other|unknown
+    "channel": pl.String(),  # telegram, whatsapp, ... when the session key says
+    "cron_job_id": pl.String(),
+    "entry_id": pl.String(),
+    "timestamp": UTC_TS,
+    "day": pl.Date(),  # calendar day of `timestamp` in MC_TIMEZONE
+    "provider": pl.String(),
+    "model": pl.String(),
+    "api": pl.String(),
+    "task_type": pl.String(),
+    "task_rule": pl.String(),  # which rule of task_rules.toml decided task_type
+    "billing": pl.String(),  # one of BILLINGS
+    "input_tokens": pl.Int64(),  # UNCACHED input
+    "output_tokens": pl.Int64(),  # includes thinking
+    "cache_read_tokens": pl.Int64(),
+    "cache_write_tokens": pl.Int64(),
+    "thinking_tokens": pl.Int64(),  # part of output_tokens, never added on top
+    "thinking_estimated": pl.Boolean(),  # True when estimated from thinking text
+    "total_tokens": pl.Int64(),  # input + output + cache read + cache write
+    "cost_recorded_usd": pl.Float64(),  # what the runtime/DB recorded; null when it recorded nothing
+    "cost_calculated_usd": pl.Float64(),  # from genai-prices; null when the model is not in the table
+    "cost_usd": pl.Float64(),  # per MC_COST_MODE; null when unpriced
+    "cost_source": pl.String(),  # one of COST_SOURCES
+    "price_model_id": pl.String(),  # genai-prices model id the price came from
+    "status": pl.String(),  # one of STATUSES
+    "stop_reason": pl.String(),
+    "error_class": pl.String(),  # one of ERROR_CLASSES, null for ok calls
+    "http_status": pl.Int32(),
+    "duration_ms": pl.Int64(),
+    "tool_calls": pl.Int64(),  # number of toolCall blocks in the response
+    "tool_names": pl.List(pl.String()),
+    "response_id": pl.String(),
+}
+
+#: What every reader hands over: one row per model call as the source recorded it, before pricing,
+#: classification and validation (``calls.build_llm_calls`` turns these into ``LLM_CALLS``).
+CALL_RECORDS: dict[str, pl.DataType] = {
+    "source": pl.String(),
+    "source_file": pl.String(),
+    "line_no": pl.Int64(),
+    "agent_id": pl.String(),
+    "session_id": pl.String(),
+    "entry_id": pl.String(),
+    "timestamp": UTC_TS,
+    "provider": pl.String(),
+    "model": pl.String(),
+    "api": pl.String(),
+    "stop_reason": pl.String(),
+    "error_message": pl.String(),  # private: used to classify, never written to public outputs
+    "input_tokens": pl.Int64(),
+    "output_tokens": pl.Int64(),
+    "cache_read_tokens": pl.Int64(),
+    "cache_write_tokens": pl.Int64(),
+    "reasoning_tokens": pl.Int64(),  # usage.reasoning when the runtime wrote it
+    "thinking_chars": pl.Int64(),  # characters of thinking text in the response
+    "thinking_redacted": pl.Boolean(),  # a thinking block whose text was withheld
+    "cost_recorded_usd": pl.Float64(),
+    "response_id": pl.String(),
+    "duration_ms": pl.Int64(),
+    "tool_names": pl.List(pl.String()),
+    "given_task_type": pl.String(),  # a task type the source itself recorded (DB, log)
+    "given_thinking_tokens": pl.Int64(),  # a thinking count the source itself recorded (DB)
+}
+
+#: Lines, rows or records that could not be used, kept with the reason.
+QUARANTINE: dict[str, pl.DataType] = {
+    "source": pl.String(),
+    "source_file": pl.String(),  # relative to the OpenClaw home
+    "line_no": pl.Int64(),
+    "reason": pl.String(),
+    "excerpt": pl.String(),  # at most 200 characters of the offending line
+}
+
+#: Per input file: how its lines were accounted for (lines_read = calls + other + skipped + quarantined).
+FILE_COUNTS: dict[str, pl.DataType] = {
+    "source": pl.String(),
+    "source_file": pl.String(),
+    "lines_read": pl.Int64(),
+    "calls": pl.Int64(),
+    "other_entries": pl.Int64(),  # session headers, user/toolResult messages, model changes, ...
+    "skipped_by_rule": pl.Int64(),  # bookkeeping rows, blank lines, duplicates
+    "quarantined": pl.Int64(),
+}
+
+EXCERPT_CHARS = 200
+
+
+def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    return pl.DataFrame(schema=schema)
+
+
+def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Columns of ``schema`` in its order and types; missing ones become null."""
+    return df.select(
+        [
+            (pl.col(name) if name in df.columns else pl.lit(None)).cast(dtype).alias(name)
+            for name, dtype in schema.items()
+        ]
+    )
+
+
+_NON_NEG = {"ge": 0}
+
+
+class LlmCallsModel(pa.DataFrameModel):
+    """pandera model of ``LLM_CALLS``: rows failing it go to quarantine, the rest are the table."""
+
+    call_id: str = pa.Field(unique=True)
+    source: str = pa.Field(isin=SOURCES)
+    agent_id: str = pa.Field(nullable=True)
+    session_id: str = pa.Field(nullable=True)
+    timestamp: Annotated[pl.Datetime, "us", "UTC"] = pa.Field()
+    day: pl.Date = pa.Field()
+    provider: str = pa.Field(str_length={"min_value": 1})
+    model: str = pa.Field(str_length={"min_value": 1})
+    task_type: str = pa.Field()
+    task_rule: str = pa.Field()
+    billing: str = pa.Field(isin=BILLINGS)
+    input_tokens: int = pa.Field(**_NON_NEG)
+    output_tokens: int = pa.Field(**_NON_NEG)
+    cache_read_tokens: int = pa.Field(**_NON_NEG)
+    cache_write_tokens: int = pa.Field(**_NON_NEG)
+    thinking_tokens: int = pa.Field(nullable=True, **_NON_NEG)
+    thinking_estimated: bool = pa.Field()
+    total_tokens: int = pa.Field(**_NON_NEG)
+    cost_recorded_usd: float = pa.Field(nullable=True, ge=0)
+    cost_calculated_usd: float = pa.Field(nullable=True, ge=0)
+    cost_usd: float = pa.Field(nullable=True, ge=0)
+    cost_source: str = pa.Field(isin=COST_SOURCES)
+    status: str = pa.Field(isin=STATUSES)
+    error_class: str = pa.Field(nullable=True, isin=ERROR_CLASSES)
+    tool_calls: int = pa.Field(**_NON_NEG)
+
+    class Config:
+        strict = False  # extra columns are allowed (the contract only grows)
+        coerce = False
+
+
+class QuarantineModel(pa.DataFrameModel):
+    source: str = pa.Field()
+    source_file: str = pa.Field(nullable=True)
+    line_no: int = pa.Field(nullable=True, ge=0)
+    reason: str = pa.Field(str_length={"min_value": 1})
+    excerpt: str = pa.Field(nullable=True, str_length={"max_value": EXCERPT_CHARS})
+
+    class Config:
+        strict = True
