@@ -1,0 +1,133 @@
+"""From call records (what the readers found) to the validated ``llm_calls`` table.
+
+Steps, each a pure frame-to-frame function: identity and day, session triggers, status and error
+class, thinking tokens, billing, task type, price, de-duplication, then the pandera contract. Rows the
+contract rejects are returned for quarantine with the failed check as the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandera.polars as pa
+import polars as pl
+
+from mc_pipeline.billing import assign_billing
+from mc_pipeline.error_classes import classify_status
+from mc_pipeline.pricing import price_calls
+from mc_pipeline.schemas import LLM_CALLS, QUARANTINE, LlmCallsModel, conform
+from mc_pipeline.task_types import TaskRules, assign_task_types
+
+#: Characters of thinking text per token when a call's thinking must be estimated (English prose
+#: averages ~4 characters per token with Claude/GPT tokenizers; such rows carry thinking_estimated=True).
+CHARS_PER_THINKING_TOKEN = 4
+
+
+@dataclass
+class BuiltCalls:
+    calls: pl.DataFrame  # LLM_CALLS, validated
+    rejected: pl.DataFrame  # QUARANTINE rows (excerpt left null: the caller knows where the line is)
+    duplicates: pl.DataFrame  # source, source_file, duplicates: rows dropped as repeats of a call
+
+
+def with_identity(records: pl.DataFrame, tz: str) -> pl.DataFrame:
+    """``call_id`` (stable across runs and renames of a file) and ``day`` in the reporting zone."""
+    entry = pl.coalesce(
+        pl.col("entry_id"),
+        pl.format("t{}", pl.col("timestamp").dt.epoch("us")),
+    )
+    return records.with_columns(
+        call_id=pl.concat_str(
+            [pl.col("agent_id").fill_null("-"), pl.col("session_id").fill_null("-"), entry], separator="/"
+        ),
+        day=pl.col("timestamp").dt.convert_time_zone(tz).dt.date(),
+        total_tokens=pl.sum_horizontal("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"),
+        tool_calls=pl.col("tool_names").list.len().fill_null(0).cast(pl.Int64),
+    )
+
+
+def with_sessions(calls: pl.DataFrame, session_index: pl.DataFrame) -> pl.DataFrame:
+    """Session key, trigger, channel and cron job from sessions.json (unknown for archived sessions)."""
+    idx = session_index.select("agent_id", "session_id", "session_key", "trigger", "channel", "cron_job_id")
+    out = calls.drop([c for c in ("session_key", "trigger", "channel", "cron_job_id") if c in calls.columns])
+    out = out.join(idx, on=["agent_id", "session_id"], how="left", nulls_equal=False)
+    return out.with_columns(trigger=pl.col("trigger").fill_null("unknown"))
+
+
+def with_thinking(calls: pl.DataFrame) -> pl.DataFrame:
+    """Thinking tokens: recorded (usage.reasoning, a DB column) when there, else estimated from text."""
+    estimate = (pl.col("thinking_chars") / CHARS_PER_THINKING_TOKEN).ceil().cast(pl.Int64)
+    recorded = pl.coalesce("reasoning_tokens", "given_thinking_tokens")
+    has_text = pl.col("thinking_chars").fill_null(0) > 0
+    return calls.with_columns(
+        thinking_tokens=pl.when(recorded.is_not_null())
+        .then(recorded)
+        .when(has_text)
+        .then(pl.min_horizontal(estimate, pl.col("output_tokens")))
+        .when(pl.col("thinking_redacted").fill_null(False))
+        .then(None)  # redacted thinking: the size is not knowable from the transcript
+        .otherwise(0),
+        thinking_estimated=recorded.is_null() & has_text,
+    )
+
+
+def drop_duplicates(calls: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Keep the first row of each ``call_id`` (sources are ordered by preference by the caller)."""
+    dup = calls.select(pl.col("call_id").is_duplicated() & ~pl.col("call_id").is_first_distinct()).to_series()
+    dropped = (
+        calls.filter(dup)
+        .group_by("source", "source_file")
+        .agg(duplicates=pl.len().cast(pl.Int64))
+        .sort("source", "source_file")
+    )
+    return calls.filter(~dup), dropped
+
+
+def validate(calls: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(rows that satisfy ``LlmCallsModel``, quarantine rows naming the failed check)."""
+    calls = calls.with_row_index("_row")
+    try:
+        LlmCallsModel.validate(calls, lazy=True)
+        return calls.drop("_row"), pl.DataFrame(schema=QUARANTINE)
+    except pa.errors.SchemaErrors as err:
+        cases = err.failure_cases
+    row_cases = cases.filter(pl.col("index").is_not_null())
+    frame_cases = cases.filter(pl.col("index").is_null())
+    if frame_cases.height:  # a column-level problem (missing column, wrong dtype) is a bug, not bad data
+        raise ValueError(f"llm_calls does not match its schema: {frame_cases.rows()[:5]}")
+    reasons = (
+        row_cases.with_columns(
+            msg=pl.format("failed {} on {} (value {})", "check", "column", pl.col("failure_case").str.slice(0, 60))
+        )
+        .group_by("index")
+        .agg(reason=pl.col("msg").str.join("; "))
+        .with_columns(pl.col("index").cast(pl.UInt32))
+    )
+    bad = calls.join(reasons, left_on="_row", right_on="index", how="inner")
+    good = calls.join(reasons, left_on="_row", right_on="index", how="anti").drop("_row")
+    return good, conform(bad.select("source", "source_file", "line_no", "reason"), QUARANTINE)
+
+
+def build_llm_calls(
+    records: pl.DataFrame,
+    *,
+    session_index: pl.DataFrame,
+    auth: dict,
+    task_rules: TaskRules,
+    tz: str,
+    cost_mode: str,
+    billing_overrides: dict | None = None,
+) -> BuiltCalls:
+    """The whole enrichment: records (CALL_RECORDS, sources in preference order) to ``llm_calls``."""
+    calls = with_identity(records, tz)
+    calls, duplicates = drop_duplicates(calls)
+    calls = with_sessions(calls, session_index)
+    calls = classify_status(calls)
+    calls = with_thinking(calls)
+    calls = assign_billing(calls, auth, billing_overrides)
+    calls = assign_task_types(calls, task_rules)
+    calls = price_calls(calls, cost_mode)
+    calls = conform(calls, LLM_CALLS)
+    good, rejected = validate(calls)
+    good = good.sort("timestamp", "call_id")
+    return BuiltCalls(calls=good, rejected=rejected, duplicates=duplicates)

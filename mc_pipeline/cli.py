@@ -1,0 +1,137 @@
+"""`python -m mc_pipeline run`: materialise every asset once, in this process, and print a summary.
+
+Runs are recorded in the Dagster instance under ``$DAGSTER_HOME`` (default ``$MC_DATA_DIR/dagster_home``),
+the same one ``make dev`` shows, so a run started here appears in the UI with its checks and metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from mc_pipeline.defs.resources import McSettings
+
+DAGSTER_YAML = """# written by mc_pipeline on first run; edit freely
+telemetry:
+  enabled: false
+run_queue:
+  max_concurrent_runs: 2
+  tag_concurrency_limits:
+    - key: mc_pipeline/refresh
+      limit: 1
+"""
+
+
+def ensure_dagster_home(settings: McSettings) -> Path:
+    home = Path(os.environ.get("DAGSTER_HOME") or settings.data / "dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    cfg = home / "dagster.yaml"
+    if not cfg.exists():
+        cfg.write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def summary_lines(settings: McSettings) -> list[str]:
+    """What a person wants to know after a run, read back from the outputs on disk."""
+    from mc_pipeline.defs.io_manager import ParquetIOManager
+
+    io = ParquetIOManager(data_dir=settings.data_dir)
+    calls = io.load_table("llm_calls", partitioned=True)
+    lines = []
+    if calls.height == 0:
+        lines.append(f"No model calls found under {settings.home} (is OPENCLAW_HOME right?).")
+    else:
+        cost = calls.get_column("cost_usd").sum() or 0.0
+        first, last = calls.get_column("day").min(), calls.get_column("day").max()
+        unpriced = calls.filter(pl.col("cost_source") == "unpriced").height
+        failed = calls.filter(pl.col("status") != "ok").height
+        by_source = calls.group_by("source").agg(pl.len()).sort("source")
+        lines += [
+            f"calls:        {calls.height:,} ({failed:,} failed, {unpriced:,} unpriced)",
+            f"cost:         ${cost:,.2f} ({settings.cost_mode} mode)",
+            f"days:         {calls.get_column('day').n_unique()} ({first} .. {last}, {settings.timezone})",
+            "sources:      " + ", ".join(f"{s} {n:,}" for s, n in by_source.iter_rows()),
+        ]
+    qfile = io.table_dir("quarantine") / "quarantine.parquet"
+    if qfile.exists():
+        q = pl.read_parquet(qfile)
+        lines.append(f"quarantined:  {q.height:,} lines (see {qfile})")
+    files = io.table_dir("source_files") / "source_files.parquet"
+    if files.exists():
+        f = pl.read_parquet(files)
+        unbalanced = f.filter(~pl.col("balanced")).height
+        lines.append(
+            f"files read:   {f.height:,} ({int(f.get_column('lines_read').sum() or 0):,} lines"
+            + (f", {unbalanced} NOT reconciled" if unbalanced else ", all reconciled")
+            + ")"
+        )
+    staging = io.root / "staging"
+    for problems in sorted(staging.glob("*/problems.json")):
+        import json
+
+        for p in json.loads(problems.read_text()):
+            lines.append(f"problem:      [{problems.parent.name}] {p}")
+    lines.append(f"outputs:      {io.root / 'parquet'}")
+    usage = io.root / "usage-data.json"
+    if usage.exists():
+        lines.append(f"dashboard:    {usage}")
+    return lines
+
+
+def run(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mc_pipeline run", description=__doc__)
+    parser.add_argument("--quiet", action="store_true", help="only the summary")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = McSettings.from_env()
+    except Exception as exc:  # noqa: BLE001 - a configuration error is reported plainly
+        print(f"mc_pipeline: bad setting: {exc}", file=sys.stderr)
+        return 2
+    settings.data.mkdir(parents=True, exist_ok=True)
+    ensure_dagster_home(settings)
+
+    import logging
+
+    import dagster as dg
+
+    from mc_pipeline.definitions import build_defs
+
+    logging.basicConfig(format="%(message)s")  # Dagster's console logger already formats its lines
+
+    print(f"mc_pipeline: reading {settings.home} -> {settings.data}", flush=True)
+    if not settings.home.exists():
+        print(f"mc_pipeline: no OpenClaw data at {settings.home}; writing empty outputs.", flush=True)
+    defs = build_defs(settings)
+    job = defs.resolve_job_def("refresh_all")
+    level = "WARNING" if args.quiet else "INFO"
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.get(),
+        run_config={"loggers": {"console": {"config": {"log_level": level}}}},
+        tags={"mc_pipeline/refresh": "cli"},
+        raise_on_error=False,
+    )
+    print("\n".join(["", "mc_pipeline summary", "-------------------", *summary_lines(settings)]))
+    failed_checks = [
+        e.asset_check_evaluation_data.check_name
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
+    ]
+    if failed_checks:
+        print("checks failed: " + ", ".join(sorted(set(failed_checks))))
+    if not result.success:
+        print("mc_pipeline: the run failed; see the log above.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main() -> int:
+    if len(sys.argv) < 2 or sys.argv[1] not in ("run",):
+        print("usage: python -m mc_pipeline run [--quiet]", file=sys.stderr)
+        return 2
+    return run(sys.argv[2:])

@@ -1,0 +1,33 @@
+"""The Dagster code location: every domain's definitions merged, with resources from the environment."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from mc_pipeline.defs import ingest
+from mc_pipeline.defs.io_manager import ParquetIOManager
+from mc_pipeline.defs.resources import McSettings
+
+#: Refresh everything that can be materialised (the raw sources are declared, never materialised).
+refresh_all = dg.define_asset_job(
+    "refresh_all",
+    selection=dg.AssetSelection.all(),
+    description="Read every source and rebuild every table and the dashboard file.",
+)
+
+
+def build_defs(settings: McSettings | None = None) -> dg.Definitions:
+    settings = settings or McSettings.from_env()
+    return dg.Definitions.merge(
+        ingest.defs,
+        dg.Definitions(
+            jobs=[refresh_all],
+            resources={
+                "settings": settings,
+                "io_manager": ParquetIOManager(data_dir=settings.data_dir),
+            },
+        ),
+    )
+
+
+defs = build_defs()

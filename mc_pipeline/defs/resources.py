@@ -1,0 +1,96 @@
+"""Settings as a Dagster resource, fed by environment variables with defaults (listed in the README)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import dagster as dg
+from pydantic import field_validator
+
+from mc_pipeline.schemas import COST_MODES
+
+#: Homes of older installs, tried in order when OPENCLAW_HOME is not set and ~/.openclaw is missing.
+LEGACY_HOMES = ("~/.clawdbot", "~/.moltbot")
+
+
+def local_timezone() -> str:
+    """The machine's IANA zone (TZ, /etc/timezone, the /etc/localtime link), else UTC."""
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    try:
+        candidates.append(Path("/etc/timezone").read_text().strip())
+    except OSError:
+        pass
+    try:
+        link = os.readlink("/etc/localtime")
+        if "zoneinfo/" in link:
+            candidates.append(link.split("zoneinfo/", 1)[1])
+    except OSError:
+        pass
+    for name in candidates:
+        if name:
+            try:
+                ZoneInfo(name)
+                return name
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return "UTC"
+
+
+def default_home() -> str:
+    if os.environ.get("OPENCLAW_HOME"):
+        return os.environ["OPENCLAW_HOME"]
+    home = Path("~/.openclaw").expanduser()
+    if not home.exists():
+        for legacy in LEGACY_HOMES:
+            if Path(legacy).expanduser().exists():
+                return legacy
+    return "~/.openclaw"
+
+
+class McSettings(dg.ConfigurableResource):
+    """Where to read, where to write and how to count. Build with ``McSettings.from_env()``."""
+
+    openclaw_home: str = "~/.openclaw"
+    data_dir: str = "./data"
+    timezone: str = "UTC"
+    cost_mode: str = "auto"
+    task_rules_path: str = ""  # empty: the rules shipped in mc_pipeline/task_rules.toml
+    billing_overrides_path: str = ""  # empty: none
+
+    @field_validator("cost_mode")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        if value not in COST_MODES:
+            raise ValueError(f"MC_COST_MODE must be one of {', '.join(COST_MODES)}, not {value!r}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"MC_TIMEZONE {value!r} is not an IANA time zone (e.g. Europe/Berlin)") from exc
+        return value
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "McSettings":
+        env = dict(os.environ if env is None else env)
+        return cls(
+            openclaw_home=env.get("OPENCLAW_HOME") or default_home(),
+            data_dir=env.get("MC_DATA_DIR") or "./data",
+            timezone=env.get("MC_TIMEZONE") or local_timezone(),
+            cost_mode=env.get("MC_COST_MODE") or "auto",
+            task_rules_path=env.get("MC_TASK_RULES", ""),
+            billing_overrides_path=env.get("MC_BILLING_OVERRIDES", ""),
+        )
+
+    @property
+    def home(self) -> Path:
+        return Path(self.openclaw_home).expanduser()
+
+    @property
+    def data(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
