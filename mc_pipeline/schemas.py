@@ -126,6 +126,19 @@ FILE_COUNTS: dict[str, pl.DataType] = {
     "quarantined": pl.Int64(),
 }
 
+#: One row per HTTP call the user's own logger recorded in interactions.db ``api_calls`` (bodies never copied).
+API_CALLS: dict[str, pl.DataType] = {
+    "timestamp": UTC_TS,
+    "day": pl.Date(),  # calendar day of `timestamp` in MC_TIMEZONE
+    "service": pl.String(),
+    "endpoint": pl.String(),  # without its query string (keys and personal data live there)
+    "method": pl.String(),
+    "status_code": pl.Int32(),
+    "duration_ms": pl.Int64(),
+    "ok": pl.Boolean(),  # 1xx-3xx; null when the status code was not recorded
+    "error_class": pl.String(),  # one of ERROR_CLASSES for failed calls, else null
+}
+
 EXCERPT_CHARS = 200
 
 
@@ -189,3 +202,21 @@ class QuarantineModel(pa.DataFrameModel):
 
     class Config:
         strict = True
+
+
+class ApiCallsModel(pa.DataFrameModel):
+    """pandera model of ``API_CALLS``."""
+
+    timestamp: Annotated[pl.Datetime, "us", "UTC"] = pa.Field()
+    day: pl.Date = pa.Field()
+    service: str = pa.Field(nullable=True)
+    endpoint: str = pa.Field(nullable=True)
+    method: str = pa.Field(nullable=True)
+    status_code: pl.Int32 = pa.Field(nullable=True, in_range={"min_value": 0, "max_value": 999})
+    duration_ms: int = pa.Field(nullable=True, ge=0)
+    ok: bool = pa.Field(nullable=True)
+    error_class: str = pa.Field(nullable=True, isin=ERROR_CLASSES)
+
+    class Config:
+        strict = True
+        coerce = False

@@ -264,6 +264,7 @@ def _extract(
     agent_id: str,
     session_id: str,
     now: datetime,
+    source: str = SOURCE,
 ) -> tuple[pl.DataFrame, pl.DataFrame, int, int, str | None]:
     """(calls, quarantined rows, other entries, skipped by rule, session id from the header)."""
     df = frame.with_columns(line_no=line_nos)
@@ -298,7 +299,7 @@ def _extract(
         return usage.struct.field(name)
 
     calls = a.select(
-        source=pl.lit(SOURCE),
+        source=pl.lit(source),
         source_file=pl.lit(rel),
         line_no=pl.col("line_no"),
         agent_id=pl.lit(agent_id),
@@ -346,7 +347,7 @@ def _extract(
     )
     calls = calls.with_columns(_reason=reason)
     bad = calls.filter(pl.col("_reason").is_not_null()).select(
-        source=pl.lit(SOURCE), source_file=pl.lit(rel), line_no="line_no", reason="_reason"
+        source=pl.lit(source), source_file=pl.lit(rel), line_no="line_no", reason="_reason"
     )
     good = calls.filter(pl.col("_reason").is_null()).drop("_has_usage", "_failed", "_reason")
     return (
@@ -370,8 +371,11 @@ def parse_transcript(
     first_line: int = 1,
     at_eof: bool = True,
     now: datetime | None = None,
+    source: str = SOURCE,
 ) -> ParsedChunk:
-    """Parse a chunk of a transcript (a whole file, or what was appended since ``first_line``)."""
+    """Parse a chunk of a transcript (a whole file, or what was appended since ``first_line``).
+
+    ``source`` names the reader in the rows (``transcript_store`` when the lines came from SQLite)."""
     now = now or datetime.now(timezone.utc)
     lines: list[bytes] | None = None
     n_lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
@@ -401,7 +405,7 @@ def parse_transcript(
             if why:
                 quarantined.append(
                     {
-                        "source": SOURCE,
+                        "source": source,
                         "source_file": rel,
                         "line_no": first_line + i,
                         "reason": why,
@@ -421,7 +425,7 @@ def parse_transcript(
         line_nos = pl.Series("line_no", good_nos, dtype=pl.Int64)
 
     calls, bad_rows, other, skipped, sid = _extract(
-        frame, line_nos, rel=rel, agent_id=agent_id, session_id=session_id, now=now
+        frame, line_nos, rel=rel, agent_id=agent_id, session_id=session_id, now=now, source=source
     )
     if bad_rows.height:
         lines = lines if lines is not None else _split_lines(data)
