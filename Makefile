@@ -3,6 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+CCUSAGE_VERSION := 20.0.24
+CCUSAGE := .tools/node_modules/.bin/ccusage
 
 export MC_DATA_DIR ?= ./data
 export DAGSTER_HOME ?= $(abspath $(MC_DATA_DIR))/dagster_home
@@ -19,8 +21,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## materialise every asset once from $$OPENCLAW_HOME into $$MC_DATA_DIR
 	$(PY) -m mc_pipeline run
 
-test: $(STAMP)  ## the whole suite
+test: $(STAMP) $(CCUSAGE)  ## the whole suite
 	$(PY) -m pytest -n 2 -q
+
+# ccusage (npm) is the reference the parity test compares against; optional: skipped when npm is missing.
+$(CCUSAGE):
+	-@command -v npm >/dev/null && npm install --silent --no-audit --no-fund --prefix .tools ccusage@$(CCUSAGE_VERSION) >/dev/null 2>&1 \
+	  || echo "ccusage not installed (no npm or no registry): its parity test will be skipped"
 
 dev: $(STAMP)  ## the Dagster UI with schedules and sensors running
 	@mkdir -p $(DAGSTER_HOME)
