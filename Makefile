@@ -14,7 +14,6 @@ export DAGSTER_HOME ?= $(abspath $(MC_DATA_DIR))/dagster_home
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "mc_pipeline needs Python 3.11 (set PYTHON=...)"'
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
