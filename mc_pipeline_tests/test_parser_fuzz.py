@@ -1,0 +1,189 @@
+"""Property-based tests of the transcript line parser (``parse_transcript``) with hypothesis.
+
+Whatever bytes a transcript holds, the parser must not raise, must account for every line
+(lines_read = calls + other + skipped + quarantined) and must keep every well-formed model call that
+sits among the garbage, with the tokens it recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mc_pipeline.readers.transcripts import parse_transcript
+from mc_pipeline_tests import homes as h
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 10, tzinfo=timezone.utc)
+REL = "agents/main/sessions/fuzz.jsonl"
+
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,  # the same examples on every run and in CI: a failure is reproducible
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.large_base_example, HealthCheck.data_too_large],
+)
+
+json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+json_values = st.recursive(
+    json_scalars,
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=10), kids, max_size=4),
+    max_leaves=12,
+)
+
+# keys the parser reads, so that wrong types land exactly where they hurt
+FIELDS = [
+    ("type",),
+    ("id",),
+    ("timestamp",),
+    ("message",),
+    ("message", "role"),
+    ("message", "provider"),
+    ("message", "model"),
+    ("message", "timestamp"),
+    ("message", "durationMs"),
+    ("message", "stopReason"),
+    ("message", "errorMessage"),
+    ("message", "content"),
+    ("message", "usage"),
+    ("message", "usage", "input"),
+    ("message", "usage", "output"),
+    ("message", "usage", "cacheRead"),
+    ("message", "usage", "cost"),
+    ("message", "usage", "cost", "total"),
+]
+odd_values = json_values | st.sampled_from(
+    [-1, 2**70, -(2**70), 1.5, 1e308, "NaN", "", "2026-03-01T12:00:00Z", 0, 1772366400000, [], {}, True]
+)
+
+
+@st.composite
+def good_call(draw, n: int) -> tuple[dict, dict]:
+    """A well-formed assistant entry (unique id ``good<n>``) and the tokens it must be read with."""
+    tokens = {
+        "input_tokens": draw(st.integers(0, 300_000)),
+        "output_tokens": draw(st.integers(0, 64_000)),
+        "cache_read_tokens": draw(st.integers(0, 300_000)),
+        "cache_write_tokens": draw(st.integers(0, 100_000)),
+    }
+    ts = T0 + timedelta(seconds=draw(st.integers(0, 86_400 * 5)))
+    line = h.assistant(
+        ts,
+        u=h.usage(
+            tokens["input_tokens"], tokens["output_tokens"], tokens["cache_read_tokens"], tokens["cache_write_tokens"],
+            cost=draw(st.floats(0, 5)),
+        ),
+        stop=draw(st.sampled_from(["stop", "toolUse", "length"])),
+        tools=tuple(draw(st.lists(st.sampled_from(["read", "exec", "edit"]), max_size=3))),
+        thinking=draw(st.none() | st.text(max_size=40)),
+        text=draw(st.text(max_size=40)),
+    )
+    line["id"] = f"good{n:04d}"
+    if draw(st.booleans()):  # an ISO entry time only, no ms time in the message
+        del line["message"]["timestamp"]
+    return line, tokens
+
+
+@st.composite
+def garbage_line(draw, n: int) -> bytes:
+    kind = draw(st.sampled_from(["bytes", "json", "mutated", "truncated", "other", "blank"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=80)).replace(b"\n", b" ")
+    if kind == "json":
+        return json.dumps(draw(json_values)).encode()
+    base = h.assistant(T0, u=h.usage(10, 10))
+    base["id"] = f"junk{n:04d}"  # never a planted good id
+    if kind == "mutated":  # one field the parser reads gets a random, often wrong-typed, value
+        path = draw(st.sampled_from(FIELDS))
+        target = base
+        for key in path[:-1]:
+            if not isinstance(target.get(key), dict):
+                target[key] = {}
+            target = target[key]
+        target[path[-1]] = draw(odd_values)
+        return json.dumps(base).encode()
+    if kind == "truncated":  # a proper prefix of a JSON object is never valid JSON
+        text = json.dumps(base).encode()
+        return text[: draw(st.integers(1, len(text) - 1))]
+    if kind == "other":
+        return json.dumps(draw(st.sampled_from([h.user(T0), h.tool_result(T0), h.mirror(T0)]))).encode()
+    return draw(st.sampled_from([b"", b"   ", b"\t"]))
+
+
+@st.composite
+def transcript(draw) -> tuple[bytes, dict[str, dict]]:
+    n = draw(st.integers(0, 25))
+    lines: list[bytes] = []
+    planted: dict[str, dict] = {}
+    if draw(st.booleans()):
+        lines.append(json.dumps(h.session_line("fuzz-session", T0)).encode())
+    for i in range(n):
+        if draw(st.booleans()):
+            line, tokens = draw(good_call(i))
+            planted[line["id"]] = tokens
+            raw = json.dumps(line).encode()
+            if draw(st.integers(0, 9)) == 0:
+                raw += b"\r"  # CRLF line endings
+            lines.append(raw)
+        else:
+            lines.append(draw(garbage_line(i)))
+    data = b"\n".join(lines)
+    ending = draw(st.sampled_from(["newline", "none", "half-written"]))
+    if ending == "newline" and lines:
+        data += b"\n"
+    elif ending == "half-written":  # the runtime is appending: the last line is cut mid-way
+        partial = json.dumps(h.assistant(T0)).encode()
+        data += (b"\n" if lines else b"") + partial[: draw(st.integers(1, len(partial) - 1))]
+    return data, planted
+
+
+def reconciles(chunk) -> bool:
+    return chunk.lines_read == chunk.n_calls + chunk.other_entries + chunk.skipped_by_rule + chunk.n_quarantined
+
+
+def lines_in(data: bytes) -> int:
+    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+
+
+@FUZZ
+@given(transcript())
+def test_parser_never_raises_reconciles_and_keeps_every_good_call(case):
+    data, planted = case
+    chunk = parse_transcript(data, rel=REL, agent_id="main", session_id="fuzz", now=NOW)
+
+    assert chunk.lines_read == lines_in(data)
+    assert reconciles(chunk)
+    q = chunk.quarantine
+    assert q.get_column("reason").null_count() == 0 and (q.get_column("reason").str.len_chars() > 0).all()
+    assert set(q.get_column("line_no").to_list()) <= set(range(1, chunk.lines_read + 1))
+
+    got = {row["entry_id"]: row for row in chunk.calls.iter_rows(named=True) if row["entry_id"] in planted}
+    assert set(got) == set(planted), f"lost good calls: {sorted(set(planted) - set(got))}"
+    for entry, tokens in planted.items():
+        assert {k: got[entry][k] for k in tokens} == tokens
+    # a call is never also quarantined
+    call_lines = set(chunk.calls.get_column("line_no").to_list())
+    assert not call_lines & set(q.get_column("line_no").to_list())
+
+
+@FUZZ
+@given(st.binary(max_size=2000))
+def test_parser_survives_arbitrary_bytes(data):
+    chunk = parse_transcript(data, rel=REL, agent_id="main", session_id="fuzz", now=NOW)
+    assert chunk.lines_read == lines_in(data)
+    assert reconciles(chunk)
+
+
+@FUZZ
+@given(transcript(), st.integers(0, 40))
+def test_line_numbers_follow_first_line(case, offset):
+    """A chunk read from the middle of a file (``first_line``) reports the file's own line numbers."""
+    data, planted = case
+    whole = parse_transcript(data, rel=REL, agent_id="main", session_id="fuzz", now=NOW)
+    moved = parse_transcript(data, rel=REL, agent_id="main", session_id="fuzz", now=NOW, first_line=1 + offset)
+    assert reconciles(moved)
+    assert (moved.calls.get_column("line_no") - offset).to_list() == whole.calls.get_column("line_no").to_list()
+    assert (moved.quarantine.get_column("line_no") - offset).to_list() == whole.quarantine.get_column("line_no").to_list()
