@@ -139,6 +139,19 @@ API_CALLS: dict[str, pl.DataType] = {
     "error_class": pl.String(),  # one of ERROR_CLASSES for failed calls, else null
 }
 
+#: One row per alert that holds now (mc_pipeline/alerts.py); also the lines of alerts.jsonl.
+ALERTS: dict[str, pl.DataType] = {
+    "alert_id": pl.String(),  # <rule>[:<scope>]:<period>, stable across runs
+    "rule": pl.String(),  # daily_limit|weekly_limit|monthly_limit|model_daily_limit|failure_rate|spend_spike|run_failure
+    "scope": pl.String(),  # the model of a per-model limit, the job of a failed run; else null
+    "period": pl.String(),  # 2026-03-01, 2026-W09, 2026-03 (a run id for run_failure)
+    "severity": pl.String(),  # critical|warning
+    "message": pl.String(),  # one line for people; never prompt/response text or paths
+    "value": pl.Float64(),  # USD, or percent for failure_rate
+    "limit": pl.Float64(),
+    "raised_at": UTC_TS,
+}
+
 EXCERPT_CHARS = 200
 
 
