@@ -72,6 +72,8 @@ def discover_transcripts(home: Path) -> Discovery:
     for agent in agents:
         sessions = agent / "sessions"
         if not sessions.is_dir():
+            if sessions.is_symlink() or sessions.exists():  # a loop, a dangling link, a file
+                problems.append(f"agents/{agent.name}/sessions: not a folder (a broken link or a file); not read")
             continue
         try:
             entries = sorted(os.scandir(sessions), key=lambda e: e.name)
@@ -91,8 +93,9 @@ def discover_transcripts(home: Path) -> Discovery:
             except OSError as exc:  # dangling link, symlink loop, permission
                 problems.append(f"{rel}: cannot stat ({exc.strerror or exc})")
                 continue
-            if not entry.is_file(follow_symlinks=True):
+            if not entry.is_file(follow_symlinks=True):  # a folder, FIFO or socket named like a transcript
                 skipped["not a regular file"] = skipped.get("not a regular file", 0) + 1
+                problems.append(f"{rel}: not a regular file (a folder, FIFO or socket); not read")
                 continue
             kind, sid = kind_sid
             files.append(
