@@ -72,15 +72,12 @@ def with_thinking(calls: pl.DataFrame) -> pl.DataFrame:
 
 
 def drop_duplicates(calls: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Keep the first row of each ``call_id`` (sources are ordered by preference by the caller)."""
-    dup = calls.select(pl.col("call_id").is_duplicated() & ~pl.col("call_id").is_first_distinct()).to_series()
-    dropped = (
-        calls.filter(dup)
-        .group_by("source", "source_file")
-        .agg(duplicates=pl.len().cast(pl.Int64))
-        .sort("source", "source_file")
-    )
-    return calls.filter(~dup), dropped
+    """Each call once: same ``call_id``, exact repeats inside a source, and copies of a richer source's
+    call (``mc_pipeline.dedupe``); returns (kept rows, source/source_file/duplicates dropped)."""
+    from mc_pipeline.dedupe import dedupe_calls
+
+    deduped = dedupe_calls(calls)
+    return deduped.calls, deduped.per_file()
 
 
 def validate(calls: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
