@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from mc_pipeline.defs import ingest
+from mc_pipeline.defs import marts as marts_defs
 from mc_pipeline.defs.io_manager import ParquetIOManager
 from mc_pipeline.defs.resources import McSettings
 
@@ -20,6 +21,7 @@ def build_defs(settings: McSettings | None = None) -> dg.Definitions:
     settings = settings or McSettings.from_env()
     return dg.Definitions.merge(
         ingest.defs,
+        marts_defs.defs,
         dg.Definitions(
             jobs=[refresh_all],
             resources={

@@ -233,3 +233,104 @@ class ApiCallsModel(pa.DataFrameModel):
     class Config:
         strict = True
         coerce = False
+
+
+# -- marts (mc_pipeline/marts.py): public aggregates, written as Parquet and CSV -----------------------------
+#: Reporting windows, each ending today (inclusive) in MC_TIMEZONE; all_time has no bounds.
+MART_WINDOWS = ("today", "last_7_days", "last_30_days", "month_to_date", "all_time")
+
+#: What every usage mart sums over its calls. Cost sums skip unpriced calls (null cost), which are
+#: counted in ``unpriced_calls`` instead: a cost is never a silent $0.
+USAGE_MEASURES: dict[str, pl.DataType] = {
+    "calls": pl.Int64(),  # model calls, failed ones included
+    "failed_calls": pl.Int64(),  # status error or aborted
+    "input_tokens": pl.Int64(),  # uncached input
+    "output_tokens": pl.Int64(),  # thinking included
+    "cache_read_tokens": pl.Int64(),
+    "cache_write_tokens": pl.Int64(),
+    "total_tokens": pl.Int64(),
+    "thinking_tokens": pl.Int64(),  # part of output_tokens; calls whose thinking is unknown add nothing
+    "thinking_estimated_calls": pl.Int64(),
+    "tool_calls": pl.Int64(),
+    "cost_usd": pl.Float64(),  # sum of llm_calls.cost_usd (priced calls only)
+    "recorded_cost_usd": pl.Float64(),  # part of cost_usd whose cost_source is recorded
+    "calculated_cost_usd": pl.Float64(),  # part of cost_usd whose cost_source is calculated
+    "unpriced_calls": pl.Int64(),  # calls with no cost at all (not in cost_usd)
+    "api_cost_usd": pl.Float64(),  # part of cost_usd billed per token (billing = api)
+    "subscription_value_usd": pl.Float64(),  # part of cost_usd on a subscription: API-equivalent value, not spend
+}
+#: Derived per row of the windowed marts; null when the denominator is zero.
+USAGE_RATIOS: dict[str, pl.DataType] = {
+    "avg_cost_per_call_usd": pl.Float64(),  # cost_usd / priced calls
+    "input_output_ratio": pl.Float64(),  # prompt tokens (input + cache read + cache write) / output tokens
+    "error_rate": pl.Float64(),  # failed_calls / calls
+}
+_W = {"window": pl.String()}  # one of MART_WINDOWS
+
+USAGE_DAILY: dict[str, pl.DataType] = {
+    "day": pl.Date(),
+    "agent_id": pl.String(),
+    "provider": pl.String(),
+    "model": pl.String(),
+    "task_type": pl.String(),
+    "billing": pl.String(),
+    "trigger": pl.String(),
+    **USAGE_MEASURES,
+}
+USAGE_BY_PROVIDER = {**_W, "provider": pl.String(), **USAGE_MEASURES, **USAGE_RATIOS}
+USAGE_BY_MODEL = {**_W, "provider": pl.String(), "model": pl.String(), **USAGE_MEASURES, **USAGE_RATIOS}
+USAGE_BY_TASK_TYPE = {**_W, "task_type": pl.String(), **USAGE_MEASURES, **USAGE_RATIOS}
+USAGE_BY_AGENT = {**_W, "agent_id": pl.String(), **USAGE_MEASURES, **USAGE_RATIOS}
+#: Cost per cron job, heartbeat, hook, chat: what started the session (never the private session key).
+USAGE_BY_TRIGGER = {
+    **_W,
+    "trigger": pl.String(),
+    "channel": pl.String(),
+    "cron_job_id": pl.String(),
+    **USAGE_MEASURES,
+    **USAGE_RATIOS,
+}
+USAGE_BY_SESSION = {
+    **_W,
+    "agent_id": pl.String(),
+    "session_id": pl.String(),  # the session UUID, or a salted hash when the id is not a UUID
+    "trigger": pl.String(),
+    "channel": pl.String(),
+    "cron_job_id": pl.String(),
+    "provider": pl.String(),  # the session's main provider/model (most calls, then cost)
+    "model": pl.String(),
+    "first_call": UTC_TS,
+    "last_call": UTC_TS,
+    "duration_ms": pl.Int64(),  # last call - first call in the window
+    **USAGE_MEASURES,
+    **USAGE_RATIOS,
+}
+THINKING_STATS: dict[str, pl.DataType] = {
+    **_W,
+    "calls": pl.Int64(),
+    "calls_with_thinking": pl.Int64(),  # thinking_tokens > 0
+    "calls_thinking_unknown": pl.Int64(),  # redacted thinking: size not knowable
+    "thinking_tokens": pl.Int64(),
+    "max_thinking_tokens": pl.Int64(),
+    "avg_thinking_tokens": pl.Float64(),  # over calls with thinking; null when none
+    "estimated_thinking_tokens": pl.Int64(),  # of thinking_tokens, estimated from text
+    "estimated_share": pl.Float64(),  # estimated_thinking_tokens / thinking_tokens
+    "subscription_thinking_tokens": pl.Int64(),
+    "subscription_share": pl.Float64(),  # subscription_thinking_tokens / thinking_tokens
+}
+#: Health per provider (from llm_calls) or per service (from api_calls) and day.
+API_HEALTH: dict[str, pl.DataType] = {
+    "kind": pl.String(),  # provider | service
+    "name": pl.String(),
+    "day": pl.Date(),
+    "calls": pl.Int64(),
+    "ok_calls": pl.Int64(),
+    "error_calls": pl.Int64(),  # failed (status error; api_calls: ok is false)
+    "aborted_calls": pl.Int64(),  # stopped by the user, not an API failure
+    "unknown_status_calls": pl.Int64(),  # api_calls whose status was not recorded
+    **{f"errors_{c}": pl.Int64() for c in ERROR_CLASSES},
+    "rate_limit_hits": pl.Int64(),  # error class rate_limit or HTTP 429
+    "server_errors_5xx": pl.Int64(),  # HTTP 500-599
+    "success_rate": pl.Float64(),  # ok_calls / calls (0..1); null when no calls
+    "avg_duration_ms": pl.Float64(),
+}

@@ -58,6 +58,7 @@ class McSettings(dg.ConfigurableResource):
     cost_mode: str = "auto"
     task_rules_path: str = ""  # empty: the rules shipped in mc_pipeline/task_rules.toml
     billing_overrides_path: str = ""  # empty: none
+    usage_json_paths: str = ""  # extra places for usage-data.json + sessions.json (":" or "," separated)
 
     @field_validator("cost_mode")
     @classmethod
@@ -85,6 +86,7 @@ class McSettings(dg.ConfigurableResource):
             cost_mode=env.get("MC_COST_MODE") or "auto",
             task_rules_path=env.get("MC_TASK_RULES", ""),
             billing_overrides_path=env.get("MC_BILLING_OVERRIDES", ""),
+            usage_json_paths=env.get("MC_USAGE_JSON_PATHS", ""),
         )
 
     @property
