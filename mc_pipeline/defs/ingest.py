@@ -9,11 +9,14 @@ import polars as pl
 from mc_pipeline.billing import load_billing_overrides, read_auth_profiles
 from mc_pipeline.calls import build_llm_calls
 from mc_pipeline.readers.batch import SourceBatch
+from mc_pipeline.readers.interactions_db import read_interactions_db
+from mc_pipeline.readers.model_usage_log import read_model_usage_log
+from mc_pipeline.readers.transcript_store import discover_stores, read_transcript_store
 from mc_pipeline.readers.session_index import read_session_index
 from mc_pipeline.readers.transcript_files import read_transcripts, with_line_excerpts
 from mc_pipeline.reconcile import reconcile
 from mc_pipeline.report import markdown_table
-from mc_pipeline.schemas import LLM_CALLS, QUARANTINE, LlmCallsModel, conform
+from mc_pipeline.schemas import API_CALLS, LLM_CALLS, QUARANTINE, ApiCallsModel, LlmCallsModel, conform
 from mc_pipeline.defs.resources import McSettings
 from mc_pipeline.task_types import load_task_rules
 
@@ -38,6 +41,24 @@ openclaw_auth_profiles = dg.AssetSpec(
     group_name=SOURCES_GROUP,
     description="agents/*/agent/auth-profiles.json: api key or subscription (only the type is read).",
     kinds={"json"},
+)
+openclaw_transcript_store = dg.AssetSpec(
+    "openclaw_transcript_store",
+    group_name=SOURCES_GROUP,
+    description="agents/*/agent/openclaw-agent.sqlite: newer builds' transcripts (transcript_events).",
+    kinds={"sqlite"},
+)
+openclaw_interactions_db = dg.AssetSpec(
+    "openclaw_interactions_db",
+    group_name=SOURCES_GROUP,
+    description="data/interactions.db (MC_INTERACTIONS_DB): the user's own call log (llm_calls, api_calls).",
+    kinds={"sqlite"},
+)
+openclaw_model_usage_log = dg.AssetSpec(
+    "openclaw_model_usage_log",
+    group_name=SOURCES_GROUP,
+    description="logs/model-usage.jsonl (MC_MODEL_USAGE_LOG): the user's own backup log of calls.",
+    kinds={"jsonl"},
 )
 
 
@@ -68,6 +89,112 @@ def transcript_records(context: dg.AssetExecutionContext, settings: McSettings) 
         batch = read_transcripts(home, progress=context.log.info)
     log_problems(context, batch)
     return dg.Output(batch, metadata=batch_metadata(batch))
+
+
+def _readable_check(asset: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        "source_readable",
+        asset=asset,
+        description="The source could be read (a corrupt file or a missing table fails this; the run goes on).",
+    )
+
+
+def _readable_result(asset: str, batch: SourceBatch, present: bool) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name="source_readable",
+        asset_key=asset,
+        passed=not batch.problems,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=("; ".join(batch.problems) if batch.problems else ("read" if present else "absent: skipped"))[:1000],
+        metadata={"present": present, "problems": len(batch.problems)},
+    )
+
+
+def _source_path(setting: str, default: Path) -> Path:
+    return Path(setting).expanduser() if setting else default
+
+
+@dg.multi_asset(
+    outs={
+        "interactions_db_records": dg.AssetOut(
+            group_name=INGEST_GROUP,
+            kinds={"polars"},
+            description="Model calls from interactions.db llm_calls (any schema variant), with quarantined rows.",
+        ),
+        "api_calls": dg.AssetOut(
+            group_name=INGEST_GROUP,
+            kinds={"parquet"},
+            description="HTTP calls from interactions.db api_calls (schemas.API_CALLS); bodies never copied.",
+        ),
+    },
+    deps=[openclaw_interactions_db],
+    check_specs=[_readable_check("interactions_db_records")],
+)
+def interactions_db_records(context: dg.AssetExecutionContext, settings: McSettings):
+    path = _source_path(settings.interactions_db_path, settings.home / "data" / "interactions.db")
+    present = path.is_file()
+    if not present:
+        context.log.info(f"No interactions.db at {path}: skipped.")
+        batch, api, tables = SourceBatch.empty(), conform(pl.DataFrame(), API_CALLS), {}
+    else:
+        read = read_interactions_db(path, settings.home, tz=settings.timezone)
+        batch, api, tables = read.batch, read.api_calls, read.tables
+    ApiCallsModel.validate(api)
+    log_problems(context, batch)
+    meta = batch_metadata(batch)
+    meta.update({f"rows_{t}": dg.MetadataValue.int(n) for t, n in tables.items()})
+    yield dg.Output(batch, output_name="interactions_db_records", metadata=meta)
+    yield dg.Output(api, output_name="api_calls", metadata={"dagster/row_count": dg.MetadataValue.int(api.height)})
+    yield _readable_result("interactions_db_records", batch, present)
+
+
+@dg.asset(
+    deps=[openclaw_transcript_store],
+    group_name=INGEST_GROUP,
+    kinds={"polars"},
+    description="Model calls from the per-agent SQLite transcript stores, through the transcript line parser.",
+    check_specs=[_readable_check("transcript_store_records")],
+)
+def transcript_store_records(context: dg.AssetExecutionContext, settings: McSettings):
+    present = bool(discover_stores(settings.home)) if settings.home.exists() else False
+    if not present:
+        context.log.info(f"No agents/*/agent/openclaw-agent.sqlite under {settings.home}: skipped.")
+        batch = SourceBatch.empty()
+    else:
+        batch = read_transcript_store(settings.home)
+    log_problems(context, batch)
+    yield dg.Output(batch, metadata=batch_metadata(batch))
+    yield _readable_result("transcript_store_records", batch, present)
+
+
+@dg.asset(
+    deps=[openclaw_model_usage_log],
+    group_name=INGEST_GROUP,
+    kinds={"polars"},
+    description="Model calls from logs/model-usage.jsonl, with quarantined lines.",
+    check_specs=[_readable_check("model_usage_log_records")],
+)
+def model_usage_log_records(context: dg.AssetExecutionContext, settings: McSettings):
+    path = _source_path(settings.model_usage_log_path, settings.home / "logs" / "model-usage.jsonl")
+    present = path.is_file()
+    if not present:
+        context.log.info(f"No model-usage.jsonl at {path}: skipped.")
+        batch = SourceBatch.empty()
+    else:
+        batch = read_model_usage_log(path, settings.home, tz=settings.timezone)
+    log_problems(context, batch)
+    yield dg.Output(batch, metadata=batch_metadata(batch))
+    yield _readable_result("model_usage_log_records", batch, present)
+
+
+def duplicates_metadata(duplicates: pl.DataFrame) -> dict[str, dg.MetadataValue]:
+    """Rows dropped as repeats of a call, per source (mc_pipeline.dedupe)."""
+    per_source = duplicates.group_by("source").agg(pl.col("duplicates").sum()).sort("source")
+    meta: dict[str, dg.MetadataValue] = {
+        f"duplicates_dropped_{s}": dg.MetadataValue.int(int(n)) for s, n in per_source.iter_rows()
+    }
+    meta["duplicates_dropped"] = dg.MetadataValue.int(int(duplicates.get_column("duplicates").sum() or 0))
+    return meta
 
 
 CHECKS = [
@@ -121,8 +248,16 @@ def calls_metadata(calls: pl.DataFrame) -> dict[str, dg.MetadataValue]:
     deps=[openclaw_session_index, openclaw_auth_profiles],
     check_specs=CHECKS,
 )
-def llm_calls(context: dg.AssetExecutionContext, settings: McSettings, transcript_records: SourceBatch):
-    batches = [transcript_records]  # in order of preference when a call is seen twice
+def llm_calls(
+    context: dg.AssetExecutionContext,
+    settings: McSettings,
+    transcript_records: SourceBatch,
+    transcript_store_records: SourceBatch,
+    interactions_db_records: SourceBatch,
+    model_usage_log_records: SourceBatch,
+):
+    # in order of preference when a call is seen twice (schemas.SOURCES, mc_pipeline.dedupe)
+    batches = [transcript_records, transcript_store_records, interactions_db_records, model_usage_log_records]
     home = settings.home
     session_index, index_problems = read_session_index(home)
     auth, auth_problems = read_auth_profiles(home)
@@ -146,7 +281,9 @@ def llm_calls(context: dg.AssetExecutionContext, settings: McSettings, transcrip
     files = reconcile(pl.concat([b.file_counts for b in batches]), built.calls, quarantine, built.duplicates)
     calls = conform(built.calls, LLM_CALLS)
 
-    yield dg.Output(calls, output_name="llm_calls", metadata=calls_metadata(calls))
+    yield dg.Output(
+        calls, output_name="llm_calls", metadata={**calls_metadata(calls), **duplicates_metadata(built.duplicates)}
+    )
     yield dg.Output(
         quarantine,
         output_name="quarantine",
@@ -193,5 +330,17 @@ def _schema_errors(calls: pl.DataFrame) -> str | None:
 
 
 defs = dg.Definitions(
-    assets=[openclaw_transcripts, openclaw_session_index, openclaw_auth_profiles, transcript_records, llm_calls],
+    assets=[
+        openclaw_transcripts,
+        openclaw_session_index,
+        openclaw_auth_profiles,
+        openclaw_transcript_store,
+        openclaw_interactions_db,
+        openclaw_model_usage_log,
+        transcript_records,
+        transcript_store_records,
+        interactions_db_records,
+        model_usage_log_records,
+        llm_calls,
+    ],
 )
