@@ -1,0 +1,254 @@
+"""The UI as users use it: the real ``dagster-webserver`` (and ``dagster-daemon``, as ``make dev`` runs them).
+
+Starts both on 127.0.0.1 with ``workspace.yaml`` and the instance config mc_pipeline writes (runs tagged
+``mc_pipeline/refresh`` are queued one at a time, which is why the daemon must run), reads the asset
+graph, schedules and sensors over GraphQL, launches ``refresh_all`` with the launchRun mutation and waits
+for it to succeed in its own process, then checks what the run wrote. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from mc_pipeline.cli import DAGSTER_YAML
+from mc_pipeline.defs.io_manager import ParquetIOManager
+from mc_pipeline_tests import homes as h
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+LOCATION = "mc_pipeline"
+REFRESH_TAG = "mc_pipeline/refresh"
+START_TIMEOUT_S = 60
+RUN_TIMEOUT_S = 90
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def graphql(port: int, query: str, variables: dict | None = None) -> dict:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=20) as resp:
+        doc = json.loads(resp.read())
+    assert not doc.get("errors"), doc["errors"]
+    return doc["data"]
+
+
+def small_home(home: Path) -> int:
+    """Two agents, three sessions in the real format; returns the number of model calls planted."""
+    t = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=3)
+    main = [h.session_line("web-1", t), h.user(t)]
+    main += [h.assistant(t + timedelta(minutes=i), u=h.usage(100 * i, 20, 500, 10, cost=0.01)) for i in range(1, 5)]
+    main += [h.mirror(t)]
+    h.write_session(home, main, session_id="web-1")
+    archived = [h.session_line("web-0", t - timedelta(days=2)),
+                h.assistant(t - timedelta(days=2), stop="error", error="529 overloaded", u=h.usage(0, 0))]
+    h.write_session(home, archived, session_id="web-0", suffix=".reset.2026-03-01T12-00-00.000Z")
+    worker = [h.session_line("web-2", t),
+              h.assistant(t, provider="openai", model="gpt-5.1-codex", api="openai-responses")]
+    h.write_session(home, worker, agent="worker", session_id="web-2")
+    h.write_sessions_index(home, "main", {"agent:main:main": "web-1"})
+    return 4 + 1 + 1
+
+
+def wait_for(what: str, probe, timeout: float, procs: list[subprocess.Popen], every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        for p in procs:
+            if p.poll() is not None:
+                raise AssertionError(f"{what}: {p.args[0]} exited with {p.returncode}")
+        try:
+            value = probe()
+            if value:
+                return value
+        except (urllib.error.URLError, ConnectionError, OSError) as exc:
+            last_error = exc
+        time.sleep(every)
+    raise AssertionError(f"{what}: not within {timeout:.0f} s (last error: {last_error})")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("web")
+    dagster_home = tmp / "dagster_home"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)  # the config `make run`/`make dev` write
+    planted = small_home(tmp / "home")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_home),
+        "OPENCLAW_HOME": str(tmp / "home"),
+        "MC_DATA_DIR": str(tmp / "data"),
+        "MC_TIMEZONE": "UTC",
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+    port = free_port()
+    logs = {name: open(tmp / f"{name}.log", "wb") for name in ("webserver", "daemon")}
+    procs = [
+        subprocess.Popen(
+            [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=ROOT, env=env, stdout=logs["webserver"], stderr=subprocess.STDOUT, start_new_session=True,
+        ),
+        subprocess.Popen(
+            [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+            cwd=ROOT, env=env, stdout=logs["daemon"], stderr=subprocess.STDOUT, start_new_session=True,
+        ),
+    ]
+    try:
+        yield {"port": port, "tmp": tmp, "planted": planted, "procs": procs}
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, 15)  # the process group we started (the server and its code server)
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, 9)
+                p.wait(timeout=5)
+        for f in logs.values():
+            f.close()
+
+
+LOCATION_QUERY = """
+{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
+    locationOrLoadError { __typename ... on PythonError { message } } } } } }
+"""
+
+
+def location_loaded(port: int) -> bool:
+    entries = graphql(port, LOCATION_QUERY)["workspaceOrError"]["locationEntries"]
+    entry = next(e for e in entries if e["name"] == LOCATION)
+    if entry["loadStatus"] != "LOADED":
+        return False
+    error = entry["locationOrLoadError"]
+    assert error["__typename"] == "RepositoryLocation", error
+    return True
+
+
+@pytest.fixture(scope="module")
+def loaded(server):
+    wait_for("code location loaded", lambda: location_loaded(server["port"]), START_TIMEOUT_S, server["procs"])
+    return server
+
+
+ASSETS_QUERY = """
+{ assetNodes { assetKey { path } groupName isMaterializable dependencyKeys { path } } }
+"""
+REPO_QUERY = """
+{ repositoriesOrError { __typename ... on RepositoryConnection { nodes { name location { name }
+    jobs { name } schedules { name cronSchedule executionTimezone }
+    sensors { name } } } } }
+"""
+
+
+def test_asset_graph_over_graphql(loaded):
+    from mc_pipeline.definitions import build_defs
+    from mc_pipeline.defs.resources import McSettings
+
+    nodes = graphql(loaded["port"], ASSETS_QUERY)["assetNodes"]
+    ui = {"/".join(n["assetKey"]["path"]): n for n in nodes}
+    # every asset of the code location (built here independently) is in the UI, in its group
+    tmp = loaded["tmp"]
+    graph = build_defs(McSettings(openclaw_home=str(tmp / "home"), data_dir=str(tmp / "x"))).resolve_asset_graph()
+    expected = {k.to_user_string(): graph.get(k) for k in graph.get_all_asset_keys()}
+    assert set(ui) == set(expected)
+    for name, node in expected.items():
+        assert ui[name]["groupName"] == node.group_name, name
+        assert ui[name]["isMaterializable"] == node.is_materializable, name
+        assert {"/".join(d["path"]) for d in ui[name]["dependencyKeys"]} == {p.to_user_string() for p in node.parent_keys}
+
+    def upstream(name: str) -> set[str]:
+        seen, todo = set(), [name]
+        while todo:
+            for dep in ui[todo.pop()]["dependencyKeys"]:
+                d = "/".join(dep["path"])
+                if d not in seen:
+                    seen.add(d)
+                    todo.append(d)
+        return seen
+
+    # lineage from the raw sources through llm_calls (and the marts to usage_data_json when they exist)
+    assert {"openclaw_transcripts", "openclaw_session_index", "openclaw_auth_profiles", "transcript_records"} <= upstream(
+        "llm_calls"
+    )
+    if "usage_data_json" in ui:
+        assert {"llm_calls", "openclaw_transcripts"} <= upstream("usage_data_json")
+
+
+def test_jobs_schedules_and_sensors_over_graphql(loaded):
+    from mc_pipeline.definitions import defs
+
+    repos = graphql(loaded["port"], REPO_QUERY)["repositoriesOrError"]["nodes"]
+    repo = next(r for r in repos if r["location"]["name"] == LOCATION)
+    assert "refresh_all" in {j["name"] for j in repo["jobs"]}
+    ui_schedules = {s["name"]: s for s in repo["schedules"]}
+    assert set(ui_schedules) == {s.name for s in defs.schedules or []}
+    if ui_schedules:
+        hourly = [s for s in ui_schedules.values() if s["cronSchedule"] == "0 * * * *"]
+        assert hourly and all(s["executionTimezone"] in (None, "UTC") for s in hourly)
+    assert {s["name"] for s in repo["sensors"]} == {s.name for s in defs.sensors or []}
+
+
+LAUNCH = """
+mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId status } }
+    ... on PythonError { message stack }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on InvalidSubsetError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+RUN_QUERY = """
+query Run($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status tags { key value } } } }
+"""
+
+
+def test_launch_refresh_all_over_graphql_and_wait_for_success(loaded):
+    port = loaded["port"]
+    repos = graphql(port, REPO_QUERY)["repositoriesOrError"]["nodes"]
+    repo_name = next(r["name"] for r in repos if r["location"]["name"] == LOCATION)
+    params = {
+        "selector": {"repositoryLocationName": LOCATION, "repositoryName": repo_name, "jobName": "refresh_all"},
+        "runConfigData": {},
+        "executionMetadata": {"tags": [{"key": REFRESH_TAG, "value": "ui"}]},
+    }
+    launched = graphql(port, LAUNCH, {"params": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+
+    def finished():
+        run = graphql(port, RUN_QUERY, {"id": run_id})["runOrError"]
+        return run if run["status"] in ("SUCCESS", "FAILURE", "CANCELED") else None
+
+    run = wait_for("run finished", finished, RUN_TIMEOUT_S, loaded["procs"], every=1.0)
+    tmp = loaded["tmp"]
+    assert run["status"] == "SUCCESS", (tmp / "webserver.log").read_text()[-3000:] + (tmp / "daemon.log").read_text()[-3000:]
+    assert {t["key"]: t["value"] for t in run["tags"]}.get(REFRESH_TAG) == "ui"
+    calls = ParquetIOManager(data_dir=str(tmp / "data")).load_table("llm_calls", partitioned=True)
+    assert calls.height == loaded["planted"]
+    assert set(calls.get_column("agent_id")) == {"main", "worker"}
+    assert calls.filter(pl.col("status") == "error").height == 1
