@@ -99,11 +99,11 @@ def _mart_metadata(name: str, frame: pl.DataFrame, chart: str | None) -> dict:
 
 @dg.multi_asset(
     outs={name: _mart_out(name) for name in DESCRIPTIONS},
-    ins={"llm_calls": dg.AssetIn("llm_calls")},
+    ins={"llm_calls": dg.AssetIn("llm_calls"), "api_calls": dg.AssetIn("api_calls")},
 )
-def marts(context: dg.AssetExecutionContext, settings: McSettings, llm_calls: pl.DataFrame):
+def marts(context: dg.AssetExecutionContext, settings: McSettings, llm_calls: pl.DataFrame, api_calls: pl.DataFrame):
     today = reporting_today(settings)
-    built = build_marts(llm_calls, today, salt=session_salt(settings.data))
+    built = build_marts(llm_calls, today, api_calls=api_calls, salt=session_salt(settings.data))
     chart = markdown_image(daily_cost_svg(built.usage_daily, today), "daily cost by provider")
     context.log.info(f"marts for {today} ({settings.timezone}) from {llm_calls.height:,} calls")
     for name, frame in built.items():
@@ -129,6 +129,7 @@ def usage_data_json(
     usage_by_trigger: pl.DataFrame,
     thinking_stats: pl.DataFrame,
     api_health: pl.DataFrame,
+    budget_alerts: pl.DataFrame,
 ) -> dg.MaterializeResult:
     built = Marts(
         usage_daily=usage_daily,
@@ -146,7 +147,8 @@ def usage_data_json(
     salt = session_salt(settings.data)
     now = datetime.now(timezone.utc)
     usage = build_usage_document(
-        calls, today=today, generated_at=now, timezone_name=settings.timezone, marts=built, salt=salt
+        calls, today=today, generated_at=now, timezone_name=settings.timezone, marts=built, salt=salt,
+        alerts=budget_alerts,
     )
     sessions = build_sessions_document(calls, generated_at=now, timezone_name=settings.timezone, salt=salt)
     written = []

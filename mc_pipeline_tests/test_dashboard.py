@@ -1,0 +1,205 @@
+"""usage-data.json and sessions.json: figures equal the marts, the dashboard's shape, the JSON Schema,
+and nothing private in any public output (a planted-secret home run through the whole code location)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import dagster as dg
+import jsonschema
+import polars as pl
+import pytest
+
+from mc_pipeline import __version__
+from mc_pipeline.dashboard import build_sessions_document, build_usage_document
+from mc_pipeline.definitions import build_defs
+from mc_pipeline.defs.marts import usage_json_targets
+from mc_pipeline.defs.resources import McSettings
+from mc_pipeline.marts import build_marts
+from mc_pipeline_tests import homes as h
+from mc_pipeline_tests.test_marts import calls_from_home, mixed_home
+
+SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "mc_pipeline" / "usage_data.schema.json").read_text())
+NOW = datetime(2026, 3, 7, 18, 0, tzinfo=timezone.utc)
+
+
+def validate(doc: dict) -> None:
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    jsonschema.Draft202012Validator(SCHEMA).validate(doc)
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    calls = calls_from_home(mixed_home(tmp_path_factory.mktemp("home")))
+    today = date(2026, 3, 7)
+    marts = build_marts(calls, today)
+    doc = build_usage_document(calls, today=today, generated_at=NOW, marts=marts)
+    return calls, marts, doc, today
+
+
+def window_cost(frame: pl.DataFrame, window: str) -> float:
+    return float(frame.filter(pl.col("window") == window).get_column("cost_usd").sum() or 0.0)
+
+
+def test_document_figures_equal_the_marts(mixed):
+    calls, marts, doc, today = mixed
+    s = doc["summary"]
+    assert s["weekTotal"] == pytest.approx(window_cost(marts.usage_by_provider, "last_7_days"))
+    assert s["monthTotal"] == pytest.approx(window_cost(marts.usage_by_provider, "month_to_date"))
+    assert s["todayCost"] == pytest.approx(window_cost(marts.usage_by_provider, "today"))
+    assert s["totalRequests"] == calls.height  # failed and aborted included
+    assert s["failedRequests"] == calls.filter(pl.col("status") != "ok").height > 0
+    assert s["unpricedRequests"] == calls.filter(pl.col("cost_usd").is_null()).height == 1
+    assert s["totalSessions"] == calls.select(pl.struct("agent_id", "session_id").n_unique()).item()
+    assert s["monthProjected"] == pytest.approx(s["monthTotal"] / 7 * 31)
+    assert s["billedCost"] + s["subscriptionValue"] + s["unknownBillingCost"] == pytest.approx(s["totalCost"])
+    # providers: the all-time mart, sorted by cost desc
+    mart = marts.usage_by_provider.filter(pl.col("window") == "all_time")
+    got = {p["name"]: (p["cost"], p["requests"], p["tokens"]) for p in doc["providers"]}
+    want = {r["provider"]: (r["cost_usd"], r["calls"], r["total_tokens"]) for r in mart.iter_rows(named=True)}
+    assert got.keys() == want.keys()
+    for k in got:
+        assert got[k] == pytest.approx(want[k])
+    costs = [p["cost"] for p in doc["providers"]]
+    assert costs == sorted(costs, reverse=True)
+    assert sum(m["requests"] for m in doc["models"]) == calls.height
+    assert sum(t["requests"] for t in doc["taskTypes"]) == calls.height
+    assert doc["thinking"]["total_thinking"] == int(calls.get_column("thinking_tokens").sum())
+    assert doc["alerts"] == [] and doc["generatedBy"] == {"name": "mc_pipeline", "version": __version__}
+    assert doc["cronJobs"] and doc["cronJobs"][0]["id"] == "nightly-report"
+
+
+def test_daily_is_30_zero_filled_days_ending_today(mixed):
+    calls, marts, doc, today = mixed
+    daily = doc["daily"]
+    assert [d["date"] for d in daily] == [(today - timedelta(days=29 - i)).isoformat() for i in range(30)]
+    by_day = {str(d): c for d, c in calls.group_by("day").agg(pl.col("cost_usd").sum()).iter_rows()}
+    req = {str(d): n for d, n in calls.group_by("day").len().iter_rows()}
+    for d in daily:
+        assert d["cost"] == pytest.approx(by_day.get(d["date"]) or 0.0)
+        assert d["requests"] == req.get(d["date"], 0)
+        assert d["cost"] == pytest.approx(sum(v["cost"] for v in d["byProvider"].values()))
+        assert d["requests"] == sum(v["requests"] for v in d["byModel"].values())
+        assert isinstance(d["cost"], float) and isinstance(d["tokens"], int)
+    # the dashboard's own arithmetic: last entry = today, last 7 entries = the week
+    assert daily[-1]["date"] == today.isoformat()
+    assert sum(d["cost"] for d in daily[-7:]) == pytest.approx(doc["summary"]["weekTotal"])
+    assert any(d["requests"] == 0 for d in daily)
+
+
+def test_document_validates_and_the_schema_rejects_what_crashes_the_page(mixed):
+    doc = mixed[2]
+    validate(doc)
+    json.dumps(doc, allow_nan=False)
+    for mutate in (
+        lambda d: d["summary"].__setitem__("weekTotal", "12.50"),  # numeric string: .toFixed crashes
+        lambda d: d["daily"][0].pop("tokens"),
+        lambda d: d["providers"][0].__setitem__("cost", None),
+        lambda d: d.pop("lastUpdated"),
+        lambda d: d["daily"].pop(),
+    ):
+        bad = copy.deepcopy(doc)
+        mutate(bad)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.Draft202012Validator(SCHEMA).validate(bad)
+
+
+def test_empty_history_is_still_a_valid_document():
+    empty = calls_from_home(Path("/nonexistent-home"))
+    doc = build_usage_document(empty, today=date(2026, 3, 7), generated_at=NOW)
+    validate(doc)
+    assert doc["summary"]["weekTotal"] == 0 and len(doc["daily"]) == 30 and doc["providers"] == []
+    assert build_sessions_document(empty, generated_at=NOW)["sessions"] == []
+
+
+@pytest.mark.skipif(not h.REAL_DIR.exists(), reason="shared/real not present")
+def test_real_transcripts_document_validates(tmp_path):
+    calls = calls_from_home(h.copy_real_home(tmp_path))
+    today = calls.get_column("day").max()
+    doc = build_usage_document(calls, today=today, generated_at=NOW)
+    validate(doc)
+    assert doc["summary"]["totalRequests"] == calls.height
+    assert doc["daily"][-1]["requests"] == calls.filter(pl.col("day") == today).height
+    sessions = build_sessions_document(calls, generated_at=NOW)
+    assert sum(s["requests"] for s in sessions["sessions"]) == calls.height
+    assert sum(s["totalCost"] for s in sessions["sessions"]) == pytest.approx(doc["summary"]["totalCost"])
+
+
+def test_sessions_document_shape(mixed):
+    calls = mixed[0]
+    doc = build_sessions_document(calls, generated_at=NOW, timezone_name="Europe/Berlin")
+    s1 = next(s for s in doc["sessions"] if s["id"] == "11111111-1111-4111-8111-111111111111")
+    assert s1["hourOfDay"] == 10  # 09:00 UTC in Berlin in March
+    assert {t["tool"] for t in s1["toolCalls"]} == {"exec", "read"}
+    tools_cost = sum(t["cost"] for t in s1["toolCalls"])
+    with_tools = calls.filter((pl.col("session_id") == s1["id"]) & (pl.col("tool_calls") > 0))
+    assert tools_cost == pytest.approx(with_tools.get_column("cost_usd").sum())
+    assert 0 <= s1["cacheHitRate"] <= 1
+    for s in doc["sessions"]:
+        assert set(s) >= {"id", "timestamp", "totalCost", "tokens", "model", "provider", "hourOfDay",
+                          "cacheHitRate", "toolCalls"}
+
+
+def test_usage_json_targets():
+    data = Path("/data")
+    got = usage_json_targets("/srv/mc/public, /x/y/usage.json:", data)
+    assert got == [
+        (data / "usage-data.json", data / "sessions.json"),
+        (Path("/srv/mc/public/usage-data.json"), Path("/srv/mc/public/sessions.json")),
+        (Path("/x/y/usage.json"), Path("/x/y/sessions.json")),
+    ]
+
+
+# -- planted secrets through the whole code location ------------------------------------------------------
+PHONE = "+4915112345678"
+SECRETS = ["4915112345678", "whatsapp:direct", "sk-ant-api03-PLANTEDSECRET", "PLANTED PROMPT", "PLANTED ANSWER",
+           "/home/alice", "alice", "cron:", "agent:main:"]
+
+
+def secret_home(home: Path) -> Path:
+    t = datetime(2026, 3, 5, 8, tzinfo=timezone.utc)
+    sid = "44444444-4444-4444-8444-444444444444"
+    key = f"agent:main:whatsapp:direct:{PHONE}"
+    h.write_session(home, [
+        h.session_line(sid, t),
+        h.user(t, text="PLANTED PROMPT: my key is sk-ant-api03-PLANTEDSECRET, files in /home/alice/notes"),
+        h.assistant(t, u=h.usage(100, 40, cost=0.02), text="PLANTED ANSWER sk-ant-api03-PLANTEDSECRET",
+                    thinking="PLANTED PROMPT thinking about /home/alice", tools=("exec",)),
+        h.assistant(t + timedelta(minutes=1), u=h.usage(0, 0), stop="error",
+                    error="401 invalid x-api-key sk-ant-api03-PLANTEDSECRET for /home/alice"),
+    ], session_id=sid)
+    # a source that used the session key itself as the session id
+    h.write_session(home, [
+        {**h.session_line(key, t), "id": key},
+        h.assistant(t + timedelta(hours=1), u=h.usage(10, 5, cost=0.001), text="PLANTED ANSWER"),
+    ], session_id="55555555-5555-4555-8555-555555555555")
+    h.write_sessions_index(home, "main", {key: sid})
+    return home
+
+
+def test_planted_secrets_leak_into_no_public_output(tmp_path):
+    home, data, pub = secret_home(tmp_path / "home"), tmp_path / "data", tmp_path / "public"
+    settings = McSettings(openclaw_home=str(home), data_dir=str(data), timezone="UTC", usage_json_paths=str(pub))
+    defs = build_defs(settings)
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("refresh_all").execute_in_process(instance=instance, raise_on_error=False)
+    for step in ("marts", "usage_data_json"):
+        assert result.is_node_success(step), step
+    public = [data / "usage-data.json", data / "sessions.json", pub / "usage-data.json", pub / "sessions.json",
+              *sorted((data / "csv").glob("usage_*.csv")), data / "csv" / "thinking_stats.csv",
+              data / "csv" / "api_health.csv"]
+    for name in ("usage_by_session", "usage_by_trigger", "usage_daily"):
+        public.append(data / "parquet" / name / f"{name}.parquet")
+    doc = json.loads((data / "usage-data.json").read_text())
+    assert doc["summary"]["totalRequests"] == 3 and doc["summary"]["totalSessions"] == 2  # the calls are there
+    validate(doc)
+    for path in public:
+        assert path.exists(), path
+        text = path.read_text() if path.suffix != ".parquet" else pl.read_parquet(path).write_csv()
+        for secret in SECRETS + [str(tmp_path)]:
+            assert secret not in text, f"{secret!r} leaked into {path.name}"
+    ids = {s["id"] for s in json.loads((data / "sessions.json").read_text())["sessions"]}
+    assert "44444444-4444-4444-8444-444444444444" in ids and any(i.startswith("s-") for i in ids)
