@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from mc_pipeline.defs import ingest
+from mc_pipeline.defs import alerts, automation, ingest
 from mc_pipeline.defs import marts as marts_defs
+from mc_pipeline.defs.alerts import AlertSettings
 from mc_pipeline.defs.io_manager import ParquetIOManager
 from mc_pipeline.defs.resources import McSettings
 
@@ -22,10 +23,13 @@ def build_defs(settings: McSettings | None = None) -> dg.Definitions:
     return dg.Definitions.merge(
         ingest.defs,
         marts_defs.defs,
+        alerts.defs,
+        automation.defs,
         dg.Definitions(
             jobs=[refresh_all],
             resources={
                 "settings": settings,
+                "alert_settings": AlertSettings.from_env(),
                 "io_manager": ParquetIOManager(data_dir=settings.data_dir),
             },
         ),
