@@ -81,14 +81,36 @@ def log_problems(context: dg.AssetExecutionContext, batch: SourceBatch) -> None:
     description="Every model call found in the transcripts, as recorded, with quarantined lines.",
 )
 def transcript_records(context: dg.AssetExecutionContext, settings: McSettings) -> dg.Output[SourceBatch]:
+    # Incremental: only new or changed files are read (manifest beside the staged batch; README
+    # "Performance"). A full rebuild: env MC_FULL_REBUILD=1 or the run tag mc_pipeline/full_rebuild=true.
+    import os
+
+    from mc_pipeline.defs.io_manager import ParquetIOManager
+    from mc_pipeline.readers.transcript_files import read_transcripts_since_last_run
+
+    yes = ("1", "true", "yes")
+    full = os.environ.get("MC_FULL_REBUILD", "").lower() in yes
+    full = full or context.run.tags.get("mc_pipeline/full_rebuild", "").lower() in yes
     home = settings.home
+    extra: dict[str, dg.MetadataValue] = {}
     if not home.exists():
         context.log.info(f"No OpenClaw home at {home}: no transcripts to read.")
         batch = SourceBatch.empty()
     else:
-        batch = read_transcripts(home, progress=context.log.info)
+        io = ParquetIOManager(data_dir=settings.data_dir)
+        read = read_transcripts_since_last_run(
+            home,
+            io.staging_dir("transcript_records"),
+            lambda: io.load_batch("transcript_records"),
+            full_rebuild=full,
+            progress=context.log.info,
+        )
+        batch = read.batch
+        context.log.info(f"transcripts ({read.mode}): {read.summary()}")
+        extra = {k: dg.MetadataValue.int(v) for k, v in read.summary().items()}
+        extra["read_mode"] = dg.MetadataValue.text(read.mode)
     log_problems(context, batch)
-    return dg.Output(batch, metadata=batch_metadata(batch))
+    return dg.Output(batch, metadata={**batch_metadata(batch), **extra})
 
 
 def _readable_check(asset: str) -> dg.AssetCheckSpec:

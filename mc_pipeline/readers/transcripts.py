@@ -256,29 +256,19 @@ def _call_time(now: datetime) -> pl.Expr:
     return pl.when(ok(from_ms)).then(from_ms).when(ok(from_entry)).then(from_entry).otherwise(None)
 
 
-def _extract(
-    frame: pl.DataFrame,
-    line_nos: pl.Series,
-    *,
-    rel: str,
-    agent_id: str,
-    session_id: str,
-    now: datetime,
-    source: str = SOURCE,
-) -> tuple[pl.DataFrame, pl.DataFrame, int, int, str | None]:
-    """(calls, quarantined rows, other entries, skipped by rule, session id from the header)."""
-    df = frame.with_columns(line_no=line_nos)
-    header = df.filter(pl.col("type") == "session").get_column("id").drop_nulls()
-    sid = header[0] if header.len() else None
-    if sid:
-        session_id = sid
+def _extract(frame: pl.DataFrame, meta: pl.DataFrame, *, now: datetime) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Calls, quarantined rows and per-piece counts of the lines of one or more pieces.
 
+    ``frame`` holds parsed lines with ``_f`` (which piece) and ``line_no``; ``meta`` one row per piece
+    (``_f``, ``source``, ``rel``, ``agent_id``, ``session_id``). Returns (calls with ``_f``, bad rows with
+    ``_f``, per ``_f``: ``other``, ``skipped``, ``header_sid`` = the session id from the header line).
+    """
     msg = pl.col("message")
     role = msg.struct.field("role")
     provider = msg.struct.field("provider")
     is_assistant = (pl.col("type") == "message") & (role == "assistant")
     is_known = pl.col("type").is_in(list(KNOWN_TYPES))
-    df = df.with_columns(
+    df = frame.with_columns(
         _kind=pl.when(is_assistant & (provider == BOOKKEEPING_PROVIDER))
         .then(pl.lit("skipped"))
         .when(is_assistant)
@@ -287,10 +277,21 @@ def _extract(
         .then(pl.lit("other"))
         .otherwise(pl.lit("skipped"))
     )
-    counts = df.get_column("_kind").value_counts()
-    count = dict(zip(counts.get_column("_kind").to_list(), counts.get_column("count").to_list()))
+    header = (
+        df.filter((pl.col("type") == "session") & pl.col("id").is_not_null())
+        .group_by("_f")
+        .agg(header_sid=pl.col("id").first())
+    )
+    counts = (
+        df.group_by("_f")
+        .agg(other=(pl.col("_kind") == "other").sum(), skipped=(pl.col("_kind") == "skipped").sum())
+        .join(header, on="_f", how="left")
+    )
+    pieces = meta.join(header, on="_f", how="left", maintain_order="left").select(
+        "_f", "source", "rel", "agent_id", session_id=pl.coalesce("header_sid", "session_id")
+    )
 
-    a = df.filter(pl.col("_kind") == "call")
+    a = df.filter(pl.col("_kind") == "call").join(pieces, on="_f", how="left", maintain_order="left")
     usage = msg.struct.field("usage")
     stop = msg.struct.field("stopReason")
     failed = stop.is_in(["error", "aborted"]).fill_null(False)
@@ -299,11 +300,12 @@ def _extract(
         return usage.struct.field(name)
 
     calls = a.select(
-        source=pl.lit(source),
-        source_file=pl.lit(rel),
+        "_f",
+        source=pl.col("source"),
+        source_file=pl.col("rel"),
         line_no=pl.col("line_no"),
-        agent_id=pl.lit(agent_id),
-        session_id=pl.lit(session_id),
+        agent_id=pl.col("agent_id"),
+        session_id=pl.col("session_id"),
         entry_id=pl.col("id"),
         timestamp=_call_time(now),
         provider=provider,
@@ -347,19 +349,178 @@ def _extract(
     )
     calls = calls.with_columns(_reason=reason)
     bad = calls.filter(pl.col("_reason").is_not_null()).select(
-        source=pl.lit(source), source_file=pl.lit(rel), line_no="line_no", reason="_reason"
+        "_f", source="source", source_file="source_file", line_no="line_no", reason="_reason"
     )
     good = calls.filter(pl.col("_reason").is_null()).drop("_has_usage", "_failed", "_reason")
-    return (
-        conform(good, CALL_RECORDS),
-        bad,
-        count.get("other", 0),
-        count.get("skipped", 0),
-        sid,
-    )
+    return good, bad, counts
 
 
 # ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Piece:
+    """Whole lines of one transcript: a file, or what was appended to it from line ``first_line`` on."""
+
+    data: bytes
+    rel: str
+    agent_id: str
+    session_id: str
+    first_line: int = 1
+    at_eof: bool = True  # the last line may still be being written (only matters when it lacks a newline)
+    source: str = SOURCE
+    n_lines: int | None = None  # when the caller already counted them
+
+
+@dataclass
+class PieceStats:
+    lines_read: int = 0
+    calls: int = 0
+    other_entries: int = 0
+    skipped_by_rule: int = 0
+    quarantined: int = 0
+    session_id: str | None = None  # from the session header, when this piece holds it
+    fast_path: bool = True
+
+
+def _n_lines(data: bytes) -> int:
+    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+
+
+def _fast_frame(datas: list[bytes], n_lines: int) -> pl.DataFrame | None:
+    """All lines parsed by Polars in one pass, or None when any line needs the line-by-line path."""
+    buf = datas[0] if len(datas) == 1 else b"".join(d if d.endswith(b"\n") else d + b"\n" for d in datas)
+    try:
+        frame = pl.read_ndjson(buf, schema=LINE_SCHEMA)
+    except Exception:  # noqa: BLE001 - any failure sends the pieces to the line-by-line path
+        return None
+    if frame.height != n_lines or frame.get_column("type").null_count():
+        return None
+    return frame
+
+
+def _slow_frame(piece: Piece) -> tuple[pl.DataFrame, pl.Series, list[dict], int]:
+    """(good lines parsed, their line numbers, quarantine rows, blank lines) checked one line at a time."""
+    data = piece.data
+    lines = _split_lines(data)
+    quarantined: list[dict] = []
+    good: list[bytes] = []
+    good_nos: list[int] = []
+    blank = 0
+    partial_end = piece.at_eof and not data.endswith(b"\n")
+    for i, line in enumerate(lines):
+        obj, why = _check_line(line, is_last=i == len(lines) - 1, at_eof=partial_end)
+        if why:
+            quarantined.append(
+                {
+                    "source": piece.source,
+                    "source_file": piece.rel,
+                    "line_no": piece.first_line + i,
+                    "reason": why,
+                    "excerpt": excerpt(line),
+                }
+            )
+        elif obj is None:
+            blank += 1
+        else:
+            good.append(json.dumps(obj).encode())
+            good_nos.append(piece.first_line + i)
+    frame = (
+        pl.read_ndjson(io.BytesIO(b"\n".join(good)), schema=LINE_SCHEMA) if good else pl.DataFrame(schema=LINE_SCHEMA)
+    )
+    return frame, pl.Series("line_no", good_nos, dtype=pl.Int64), quarantined, blank
+
+
+def _numbered(frame: pl.DataFrame, idx: list[int], pieces: list[Piece], n: list[int]) -> pl.DataFrame:
+    """``frame`` (the lines of pieces ``idx``, in order) with ``_f`` and ``line_no`` columns."""
+    spans = pl.DataFrame(
+        {
+            "_f": pl.Series(idx, dtype=pl.Int64),
+            "_n": pl.Series([n[i] for i in idx], dtype=pl.Int64),
+            "_first": pl.Series([pieces[i].first_line for i in idx], dtype=pl.Int64),
+        }
+    ).select(
+        pl.col("_f").repeat_by("_n").explode(),
+        (pl.col("_first").repeat_by("_n").explode() + pl.int_ranges(0, pl.col("_n")).explode()).alias("line_no"),
+    )
+    return pl.concat([frame, spans], how="horizontal")
+
+
+def parse_pieces(pieces: list[Piece], now: datetime | None = None) -> tuple[pl.DataFrame, pl.DataFrame, list[PieceStats]]:
+    """(CALL_RECORDS, QUARANTINE, stats per piece) of several transcript pieces, parsed together.
+
+    The common case (no bad line anywhere) is a single Polars pass over all pieces; a piece with a bad
+    or blank line is re-read on its own, line by line. Results do not depend on how pieces are grouped.
+    """
+    now = now or datetime.now(timezone.utc)
+    n = [_n_lines(p.data) if p.n_lines is None else p.n_lines for p in pieces]
+    stats = [PieceStats(lines_read=k) for k in n]
+    # a blank line makes Polars return fewer rows than lines: caught by _fast_frame's row count
+    clean = [i for i in range(len(pieces)) if n[i]]
+    clean_set = set(clean)
+    slow = [i for i in range(len(pieces)) if n[i] and i not in clean_set]
+    parts: list[pl.DataFrame] = []
+    if clean:
+        frame = _fast_frame([pieces[i].data for i in clean], sum(n[i] for i in clean))
+        if frame is not None:
+            parts.append(_numbered(frame, clean, pieces, n))
+        elif len(clean) > 1:  # find the piece(s) at fault: each on its own
+            for i in clean:
+                one = _fast_frame([pieces[i].data], n[i])
+                if one is None:
+                    slow.append(i)
+                else:
+                    parts.append(_numbered(one, [i], pieces, n))
+        else:
+            slow.extend(clean)
+    quarantined: list[dict] = []
+    for i in sorted(slow):
+        frame, line_nos, q, blank = _slow_frame(pieces[i])
+        stats[i].fast_path = False
+        stats[i].skipped_by_rule += blank
+        stats[i].quarantined += len(q)
+        quarantined.extend(q)
+        parts.append(frame.with_columns(_f=pl.lit(i, pl.Int64), line_no=line_nos))
+    if not parts:
+        return empty(CALL_RECORDS), conform(pl.DataFrame(quarantined, schema=QUARANTINE), QUARANTINE), stats
+
+    lines = pl.concat(parts)
+    if len(parts) > 1:
+        lines = lines.sort("_f", "line_no", maintain_order=True)
+    meta = pl.DataFrame(
+        {
+            "_f": pl.Series(range(len(pieces)), dtype=pl.Int64),
+            "source": [p.source for p in pieces],
+            "rel": [p.rel for p in pieces],
+            "agent_id": [p.agent_id for p in pieces],
+            "session_id": [p.session_id for p in pieces],
+        },
+        schema={"_f": pl.Int64, "source": pl.String, "rel": pl.String, "agent_id": pl.String, "session_id": pl.String},
+    )
+    calls, bad, counts = _extract(lines, meta, now=now)
+
+    for f, other, skipped, sid in counts.iter_rows():
+        stats[f].other_entries += other
+        stats[f].skipped_by_rule += skipped
+        stats[f].session_id = sid
+    for f, k in calls.group_by("_f").len().iter_rows():
+        stats[f].calls = k
+    if bad.height:
+        excerpts = []
+        split: dict[int, list[bytes]] = {}
+        for f, line_no in bad.select("_f", "line_no").iter_rows():
+            if f not in split:
+                split[f] = _split_lines(pieces[f].data)
+            excerpts.append(excerpt(split[f][line_no - pieces[f].first_line]))
+            stats[f].quarantined += 1
+        bad = bad.with_columns(excerpt=pl.Series(excerpts, dtype=pl.String))
+    q = pl.concat(
+        [conform(pl.DataFrame(quarantined, schema=QUARANTINE), QUARANTINE), conform(bad, QUARANTINE)]
+    )
+    if slow and q.height:  # piece order, then line order, like reading the pieces one after another
+        order = {p.rel: i for i, p in reversed(list(enumerate(pieces)))}
+        q = q.sort(pl.col("source_file").replace_strict(order, default=len(pieces)), "line_no", maintain_order=True)
+    return conform(calls, CALL_RECORDS), q, stats
 
 
 def parse_transcript(
@@ -376,71 +537,14 @@ def parse_transcript(
     """Parse a chunk of a transcript (a whole file, or what was appended since ``first_line``).
 
     ``source`` names the reader in the rows (``transcript_store`` when the lines came from SQLite)."""
-    now = now or datetime.now(timezone.utc)
-    lines: list[bytes] | None = None
-    n_lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
-    if n_lines == 0:
-        return ParsedChunk(empty(CALL_RECORDS), empty(QUARANTINE), session_id=None)
-
-    frame = None
-    if b"\n\n" not in data and not data.startswith(b"\n"):
-        try:
-            frame = pl.read_ndjson(io.BytesIO(data), schema=LINE_SCHEMA)
-        except Exception:  # noqa: BLE001 - any failure sends the chunk to the line-by-line path
-            frame = None
-        if frame is not None and (frame.height != n_lines or frame.get_column("type").null_count()):
-            frame = None
-
-    quarantined: list[dict] = []
-    skipped_blank = 0
-    fast = frame is not None
-    if fast:
-        line_nos = pl.Series("line_no", range(first_line, first_line + n_lines), dtype=pl.Int64)
-    else:
-        lines = _split_lines(data)
-        good: list[bytes] = []
-        good_nos: list[int] = []
-        for i, line in enumerate(lines):
-            obj, why = _check_line(line, is_last=i == len(lines) - 1, at_eof=at_eof and not data.endswith(b"\n"))
-            if why:
-                quarantined.append(
-                    {
-                        "source": source,
-                        "source_file": rel,
-                        "line_no": first_line + i,
-                        "reason": why,
-                        "excerpt": excerpt(line),
-                    }
-                )
-            elif obj is None:
-                skipped_blank += 1
-            else:
-                good.append(json.dumps(obj).encode())
-                good_nos.append(first_line + i)
-        frame = (
-            pl.read_ndjson(io.BytesIO(b"\n".join(good)), schema=LINE_SCHEMA)
-            if good
-            else pl.DataFrame(schema=LINE_SCHEMA)
-        )
-        line_nos = pl.Series("line_no", good_nos, dtype=pl.Int64)
-
-    calls, bad_rows, other, skipped, sid = _extract(
-        frame, line_nos, rel=rel, agent_id=agent_id, session_id=session_id, now=now, source=source
-    )
-    if bad_rows.height:
-        lines = lines if lines is not None else _split_lines(data)
-        bad_rows = bad_rows.with_columns(
-            excerpt=pl.col("line_no").map_elements(
-                lambda n: excerpt(lines[n - first_line]), return_dtype=pl.String
-            )
-        )
-    q = pl.concat([conform(pl.DataFrame(quarantined, schema=QUARANTINE), QUARANTINE), conform(bad_rows, QUARANTINE)])
+    piece = Piece(data, rel=rel, agent_id=agent_id, session_id=session_id, first_line=first_line, at_eof=at_eof, source=source)
+    calls, q, (st,) = parse_pieces([piece], now)
     return ParsedChunk(
         calls=calls,
         quarantine=q,
-        lines_read=n_lines,
-        other_entries=other,
-        skipped_by_rule=skipped + skipped_blank,
-        session_id=sid,
-        fast_path=fast,
+        lines_read=st.lines_read,
+        other_entries=st.other_entries,
+        skipped_by_rule=st.skipped_by_rule,
+        session_id=st.session_id,
+        fast_path=st.fast_path,
     )

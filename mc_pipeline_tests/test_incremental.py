@@ -1,0 +1,254 @@
+"""Incremental reading equals a full rebuild, step after step, on real-format homes.
+
+Each step changes the home the way OpenClaw and its users do (appends, a half-written last line that is
+finished later, new sessions and topics, /reset renames, deletions, a file edited in place and shrunk, a
+file rewritten with the same inode) and then checks that reading only what changed gives exactly what
+reading everything gives, and that only what changed was read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from mc_pipeline import storage
+from mc_pipeline.billing import read_auth_profiles
+from mc_pipeline.calls import build_llm_calls
+from mc_pipeline.readers.manifest import plan_reads, read_manifest
+from mc_pipeline.readers.home import discover_transcripts
+from mc_pipeline.readers.session_index import read_session_index
+from mc_pipeline.readers.transcript_files import read_transcripts_incremental
+from mc_pipeline.task_types import load_task_rules
+from mc_pipeline_tests import homes as h
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 20, tzinfo=timezone.utc)
+RESET = ".reset.2026-03-05T10-00-00.000Z"
+
+
+def line(obj: dict | str) -> bytes:
+    return (json.dumps(obj) if isinstance(obj, dict) else obj).encode() + b"\n"
+
+
+def turn(ts: datetime, tools=("read",)) -> list[dict]:
+    return [
+        h.user(ts, "fix the parser"),
+        h.assistant(ts + timedelta(seconds=5), u=h.usage(120, 40, 1000, 200, cost=0.01), tools=tools, thinking="hmm " * 30),
+        h.tool_result(ts + timedelta(seconds=9)),
+        h.assistant(ts + timedelta(seconds=20), u=h.usage(10, 300, 1200, 0, cost=0.02)),
+    ]
+
+
+def append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as fh:
+        fh.write(data)
+
+
+def assert_same(a, b) -> None:
+    assert_frame_equal(a.records, b.records)
+    assert_frame_equal(a.quarantine, b.quarantine)
+    assert_frame_equal(a.file_counts, b.file_counts)
+    assert a.problems == b.problems
+
+
+class Runs:
+    """Keeps the last incremental state; every step is compared with a fresh full read."""
+
+    def __init__(self, home: Path, **kw):
+        self.home, self.kw = home, kw
+        self.state = read_transcripts_incremental(home, now=NOW, **kw)
+
+    def step(self):
+        inc = read_transcripts_incremental(self.home, self.state.batch, self.state.manifest, now=NOW, **self.kw)
+        full = read_transcripts_incremental(self.home, now=NOW)
+        assert_same(inc.batch, full.batch)
+        assert inc.manifest.sort("source_file").equals(full.manifest.sort("source_file"))
+        self.state = inc
+        return inc
+
+
+@pytest.fixture
+def home(tmp_path):
+    home = tmp_path / "home"
+    h.write_session(home, [h.session_line("s-live", T0), *turn(T0)], session_id="s-live")
+    h.write_session(home, [h.session_line("s-old", T0), *turn(T0 + timedelta(days=1))], session_id="s-old")
+    h.write_session(home, [h.session_line("s-ops", T0), *turn(T0, tools=("exec",))], agent="ops", session_id="s-ops")
+    if h.REAL_DIR.exists():
+        h.copy_real_home(home, agent="real")
+    return home
+
+
+@pytest.mark.parametrize("kw", [{}, {"workers": 2, "unit_bytes": 700}], ids=["default", "tiny-units"])
+def test_every_kind_of_change_reads_only_what_changed_and_equals_a_full_rebuild(home, kw):
+    d = h.sessions_dir(home)
+    live = d / "s-live.jsonl"
+    runs = Runs(home, **kw)
+    first = runs.state
+    assert first.files_read == len(discover_transcripts(home).files)
+
+    # nothing new: nothing read
+    r = runs.step()
+    assert r.files_read == 0 and r.bytes_read == 0 and r.plan.summary()["files_unchanged"] == first.files_read
+
+    # an append: only the new bytes are read
+    extra = b"".join(line(x) for x in turn(T0 + timedelta(hours=2)))
+    append(live, extra)
+    r = runs.step()
+    assert r.files_read == 1 and r.bytes_read == len(extra)
+    assert r.plan.summary()["files_appended"] == 1
+
+    # a half-written last line: quarantined as truncated for now ...
+    last = line(h.assistant(T0 + timedelta(hours=3), u=h.usage(7, 8, 0, 0, cost=0.001)))
+    append(live, last[:40])
+    r = runs.step()
+    live_q = r.batch.quarantine.filter(pl.col("source_file") == "agents/main/sessions/s-live.jsonl")
+    assert live_q.height == 1 and "truncated" in live_q.item(0, "reason")
+    n_calls = r.batch.records.height
+    # ... and when the writer finishes it, the line is read again: the quarantine row is replaced by a call
+    append(live, last[40:])
+    r = runs.step()
+    assert r.batch.quarantine.filter(pl.col("source_file").str.ends_with("s-live.jsonl")).height == 0
+    assert r.batch.records.height == n_calls + 1
+    assert r.bytes_read == len(last)
+
+    # a new session and a topic thread
+    h.write_session(home, [h.session_line("s-new", T0), *turn(T0 + timedelta(days=2))], session_id="s-new")
+    h.write_lines(d / "s-new-topic-7.jsonl", [h.session_line("s-new", T0), *turn(T0 + timedelta(days=2, hours=1))])
+    r = runs.step()
+    assert r.files_read == 2
+
+    # /reset: the live file is renamed (same inode): not read again, rows keep their call ids
+    before = r.batch.records.filter(pl.col("session_id") == "s-old").select("entry_id", "line_no")
+    os.rename(d / "s-old.jsonl", d / f"s-old.jsonl{RESET}")
+    r = runs.step()
+    assert r.files_read == 0 and r.plan.summary()["files_renamed"] == 1
+    moved = r.batch.records.filter(pl.col("session_id") == "s-old")
+    assert set(moved.get_column("source_file")) == {f"agents/main/sessions/s-old.jsonl{RESET}"}
+    assert_frame_equal(moved.select("entry_id", "line_no"), before)
+
+    # a deleted file: its rows go
+    (h.sessions_dir(home, "ops") / "s-ops.jsonl").unlink()
+    r = runs.step()
+    assert r.batch.records.filter(pl.col("agent_id") == "ops").height == 0
+    assert r.plan.summary()["files_vanished"] == 1
+
+    # edited in place and shrunk: read whole again
+    lines = live.read_bytes().splitlines(keepends=True)
+    with open(live, "r+b") as fh:
+        fh.truncate(0)
+        fh.write(b"".join(lines[:3]))
+    r = runs.step()
+    assert r.plan.summary()["files_new_or_changed"] == 1 and r.files_read == 1
+
+    # rewritten with the same inode, different content, and grown: the fingerprints catch it
+    with open(live, "r+b") as fh:
+        fh.truncate(0)
+        fh.write(b"".join(line(x) for x in [h.session_line("s-live", T0), *turn(T0 + timedelta(hours=5)), *turn(T0)]))
+    r = runs.step()
+    assert r.files_read == 1 and r.bytes_read == live.stat().st_size
+
+
+def test_a_file_with_a_future_call_is_read_again_every_run(tmp_path):
+    """Whether a time is "in the future" depends on when the run happens, so such files are re-read."""
+    h.write_session(tmp_path, [h.session_line("s", T0), *turn(NOW + timedelta(days=3))], session_id="s")
+    runs = Runs(tmp_path)
+    assert runs.state.batch.quarantine.height == 2
+    assert runs.step().files_read == 1
+
+
+def test_a_manifest_that_does_not_match_the_staged_batch_means_a_full_read(tmp_path, home):
+    """The manifest is written before the IO manager stages the batch: a run that died in between is noticed."""
+    from mc_pipeline.readers.batch import SourceBatch
+    from mc_pipeline.readers.transcript_files import read_transcripts_since_last_run
+
+    staging = tmp_path / "staging"
+    first = read_transcripts_since_last_run(home, staging, SourceBatch.empty)
+    assert first.mode.startswith("full") and read_manifest(staging)[0].height == first.files_read
+    good = read_transcripts_since_last_run(home, staging, lambda: first.batch)
+    assert good.mode == "incremental" and good.files_read == 0
+    stale = read_transcripts_since_last_run(home, staging, SourceBatch.empty)  # staging lost its batch
+    assert stale.mode.startswith("full") and stale.files_read == first.files_read
+    assert_same(stale.batch, first.batch)
+    forced = read_transcripts_since_last_run(home, staging, lambda: stale.batch, full_rebuild=True)
+    assert forced.mode.startswith("full") and forced.files_read == first.files_read
+
+
+def test_a_rename_that_changes_the_session_of_a_headerless_file_is_read_again(tmp_path):
+    """Old (v1) files without a header take their session id from the name: a rename then is a new file."""
+    d = h.sessions_dir(tmp_path)
+    h.write_lines(d / "aaa.jsonl", [h.assistant(T0, v1=True)])
+    runs = Runs(tmp_path)
+    os.rename(d / "aaa.jsonl", d / "bbb.jsonl")
+    r = runs.step()
+    assert r.plan.summary()["files_renamed"] == 0 and r.files_read == 1
+    assert r.batch.records.get_column("session_id").to_list() == ["bbb"]
+
+
+def test_days_not_touched_are_not_rewritten(home, tmp_path):
+    """An append on one day rewrites only that day's partition of llm_calls."""
+    out = tmp_path / "llm_calls"
+
+    def write(batch) -> dict:
+        built = build_llm_calls(
+            batch.records,
+            session_index=read_session_index(home)[0],
+            auth=read_auth_profiles(home),
+            task_rules=load_task_rules(),
+            tz="UTC",
+            cost_mode="auto",
+        )
+        return storage.write_partitioned_by_day(built.calls, out)
+
+    runs = Runs(home)
+    first = write(runs.state.batch)
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("day=*/*.parquet")}
+    assert first["days_written"] == len(stamps) >= 3
+    day = (T0 + timedelta(days=1)).date().isoformat()
+    append(h.sessions_dir(home) / "s-old.jsonl", b"".join(line(x) for x in turn(T0 + timedelta(days=1, hours=3))))
+    again = write(runs.step().batch)
+    assert again == {"days_written": 1, "days_unchanged": len(stamps) - 1, "days_removed": 0}
+    changed = {p.parent.name for p in stamps if p.stat().st_mtime_ns != stamps[p]}
+    assert changed == {f"day={day}"}
+
+
+def test_plan_of_an_unchanged_home_reads_nothing(home):
+    state = read_transcripts_incremental(home, now=NOW)
+    plan = plan_reads(discover_transcripts(home).files, state.manifest)
+    assert not plan.full and not plan.appended and not plan.renamed and not plan.vanished
+
+
+def test_the_asset_is_incremental_across_dagster_runs_and_can_be_forced_to_rebuild(home, tmp_path, monkeypatch):
+    from mc_pipeline.defs.ingest import transcript_records
+    from mc_pipeline.defs.io_manager import ParquetIOManager
+    from mc_pipeline.defs.resources import McSettings
+
+    data = tmp_path / "data"
+    resources = {
+        "settings": McSettings(openclaw_home=str(home), data_dir=str(data), timezone="UTC"),
+        "io_manager": ParquetIOManager(data_dir=str(data)),
+    }
+    monkeypatch.delenv("MC_FULL_REBUILD", raising=False)
+
+    def run(**kw) -> dict:
+        result = dg.materialize([transcript_records], resources=resources, instance=dg.DagsterInstance.ephemeral(), **kw)
+        mat = result.asset_materializations_for_node("transcript_records")[0]
+        return {k: v.value for k, v in mat.metadata.items()}
+
+    n_files = len(discover_transcripts(home).files)
+    assert run()["files_read"] == n_files
+    assert run()["files_read"] == 0
+    append(h.sessions_dir(home) / "s-live.jsonl", b"".join(line(x) for x in turn(T0 + timedelta(hours=4))))
+    meta = run()
+    assert meta["files_read"] == 1 and meta["read_mode"] == "incremental"
+    assert run(tags={"mc_pipeline/full_rebuild": "true"})["files_read"] == n_files
+    monkeypatch.setenv("MC_FULL_REBUILD", "1")
+    assert run()["files_read"] == n_files
+    staged = ParquetIOManager(data_dir=str(data)).load_batch("transcript_records")
+    assert_same(staged, read_transcripts_incremental(home).batch)
