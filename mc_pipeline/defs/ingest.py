@@ -157,7 +157,7 @@ def interactions_db_records(context: dg.AssetExecutionContext, settings: McSetti
     present = path.is_file()
     if not present:
         context.log.info(f"No interactions.db at {path}: skipped.")
-        batch, api, tables = SourceBatch.empty(), conform(pl.DataFrame(), API_CALLS), {}
+        batch, api, tables = SourceBatch.empty(), pl.DataFrame(schema=API_CALLS), {}
     else:
         read = read_interactions_db(path, settings.home, tz=settings.timezone)
         batch, api, tables = read.batch, read.api_calls, read.tables
