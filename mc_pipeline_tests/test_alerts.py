@@ -245,7 +245,7 @@ def test_no_calls_no_alerts_with_every_rule_on():
         failure_min_calls=1,
         spike_factor=1.0,
     )
-    alerts = evaluate_alerts(conform(pl.DataFrame(), LLM_CALLS), rules, NOW, "UTC")
+    alerts = evaluate_alerts(pl.DataFrame(schema=LLM_CALLS), rules, NOW, "UTC")
     assert alerts.height == 0 and alerts.schema == pl.Schema(ALERTS)
 
 
