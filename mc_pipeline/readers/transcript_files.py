@@ -43,7 +43,7 @@ from mc_pipeline.schemas import CALL_RECORDS, FILE_COUNTS, QUARANTINE
 Progress = Callable[[str], None]
 
 #: Bytes of transcript parsed per Polars pass (and the most a single read holds in memory).
-UNIT_BYTES = 32 * 1024 * 1024
+UNIT_BYTES = 16 * 1024 * 1024
 #: Threads reading and parsing units (the machine's cores, at most 4).
 WORKERS = max(1, min(4, os.cpu_count() or 1))
 

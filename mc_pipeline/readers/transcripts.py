@@ -520,7 +520,13 @@ def parse_pieces(pieces: list[Piece], now: datetime | None = None) -> tuple[pl.D
     if slow and q.height:  # piece order, then line order, like reading the pieces one after another
         order = {p.rel: i for i, p in reversed(list(enumerate(pieces)))}
         q = q.sort(pl.col("source_file").replace_strict(order, default=len(pieces)), "line_no", maintain_order=True)
-    return conform(calls, CALL_RECORDS), q, stats
+    return _compact(conform(calls, CALL_RECORDS)), _compact(q), stats
+
+
+def _compact(frame: pl.DataFrame) -> pl.DataFrame:
+    """A copy that owns its strings: Polars string columns are views into the buffers they were parsed
+    from, so a few kept records would otherwise hold every parsed line (all the message text) in memory."""
+    return pl.from_arrow(frame.to_arrow(compat_level=pl.CompatLevel.oldest()), schema=frame.schema)
 
 
 def parse_transcript(
