@@ -62,7 +62,8 @@ def test_real_home_end_to_end(tmp_path):
     result = run_job(home, tmp_path / "data")
     assert result.success
     checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
-              for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+              for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+              and e.asset_check_evaluation_data.asset_key == dg.AssetKey("llm_calls")}
     assert checks == {"matches_schema": True, "unique_call_ids": True, "lines_reconcile": True}
 
     io = ParquetIOManager(data_dir=str(tmp_path / "data"))
