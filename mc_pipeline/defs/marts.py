@@ -84,12 +84,13 @@ def _mart_out(name: str) -> dg.AssetOut:
     )
 
 
-def _mart_metadata(name: str, frame: pl.DataFrame, chart: str | None) -> dict:
+def _mart_metadata(name: str, frame: pl.DataFrame, chart: str | None, today: date, zone: str) -> dict:
     cols = PREVIEW_COLUMNS.get(name)
     if cols is None and "window" in frame.columns:
         frame = frame.filter(pl.col("window") == "all_time")
     meta: dict = {
         "dagster/row_count": dg.MetadataValue.int(frame.height),
+        "today": dg.MetadataValue.text(f"{today.isoformat()} ({zone})"),  # the windows end on this day
         "preview": dg.MetadataValue.md(markdown_table(frame, columns=[c for c in (cols or frame.columns[:10])])),
     }
     if chart:
@@ -108,7 +109,7 @@ def marts(context: dg.AssetExecutionContext, settings: McSettings, llm_calls: pl
     context.log.info(f"marts for {today} ({settings.timezone}) from {llm_calls.height:,} calls")
     for name, frame in built.items():
         with_chart = chart if name in ("usage_daily", "usage_by_provider") else None
-        yield dg.Output(frame, output_name=name, metadata=_mart_metadata(name, frame, with_chart))
+        yield dg.Output(frame, output_name=name, metadata=_mart_metadata(name, frame, with_chart, today, settings.timezone))
 
 
 @dg.asset(
