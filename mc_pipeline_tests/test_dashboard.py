@@ -196,6 +196,14 @@ def test_planted_secrets_leak_into_no_public_output(tmp_path):
     doc = json.loads((data / "usage-data.json").read_text())
     assert doc["summary"]["totalRequests"] == 3 and doc["summary"]["totalSessions"] == 2  # the calls are there
     validate(doc)
+    # the written file agrees with the mart files on disk
+    mart = pl.read_parquet(data / "parquet" / "usage_by_provider" / "usage_by_provider.parquet")
+    mart = mart.filter(pl.col("window") == "all_time")
+    assert {p["name"]: (p["requests"], pytest.approx(p["cost"])) for p in doc["providers"]} == {
+        r["provider"]: (r["calls"], r["cost_usd"]) for r in mart.iter_rows(named=True)
+    }
+    csv = pl.read_csv(data / "csv" / "usage_by_provider.csv").filter(pl.col("window") == "all_time")
+    assert csv.get_column("calls").sum() == doc["summary"]["totalRequests"]
     for path in public:
         assert path.exists(), path
         text = path.read_text() if path.suffix != ".parquet" else pl.read_parquet(path).write_csv()
