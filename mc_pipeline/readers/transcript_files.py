@@ -294,6 +294,16 @@ def read_transcripts_incremental(
     rewritten = {f.tf.rel for f in file_results if not f.error and f.appended_to is None}
     plan.appended = [(tf, e) for tf, e in plan.appended if tf.rel not in rewritten and tf.rel not in failed]
 
+    if not jobs and not plan.renamed and not plan.vanished and len(plan.unchanged) == previous.file_counts.height:
+        # nothing new: the last batch is the answer (no copies, no re-sorting)
+        return IncrementalRead(
+            batch=SourceBatch(previous.records, previous.quarantine, previous.file_counts, problems),
+            manifest=manifest.filter(pl.col("source_file").is_in([tf.rel for tf, _ in plan.unchanged])),
+            plan=plan,
+            bytes_read=0,
+            files_read=0,
+        )
+
     new_calls = [c for r in results for c in r.calls]
     new_q = [q for r in results for q in r.quarantine]
     records = pl.concat([_previous_rows(previous.records, plan)] + new_calls) if new_calls else _previous_rows(previous.records, plan)
