@@ -5,9 +5,10 @@ Costs skip unpriced calls (their cost is unknown, not $0); how many there are is
 Nothing personal: no message text, no session keys, no paths; session ids are UUIDs or salted hashes.
 
 Windows: ``summary.weekTotal`` = last 7 days including today, ``monthTotal`` = calendar month to date,
-``daily`` = the last 30 calendar days, zero-filled, oldest first, ending today. ``providers``,
-``models``, ``taskTypes``, ``thinking``, ``totalRequests``/``totalSessions``/``totalTokens`` are all
-time; ``health`` is the last 7 days (the dashboard labels it so).
+``daily`` = the last 30 calendar days, zero-filled, oldest first, ending today. The lists
+(``providers``, ``models``, ``taskTypes``, ``agents``, ``triggers``, ``cronJobs``, ``sessions``) and
+``thinking`` cover ``LISTS_WINDOW`` (last 30 days, named in ``listsWindow``); the other ``summary``
+totals and ``costSources`` are all time; ``health`` is the last 7 days (the dashboard labels it so).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from mc_pipeline.marts import DEFAULT_SALT, Marts, build_marts, public_session_i
 from mc_pipeline.schemas import LLM_CALLS, conform
 
 DAILY_DAYS = 30
+#: Window of the lists (providers, models, task types, agents, triggers, cron jobs, sessions, thinking):
+#: the dashboard shows them as "this month" beside the 30-day ``daily`` list.
+LISTS_WINDOW = "last_30_days"
 GENERATOR = "mc_pipeline"
 
 
@@ -131,11 +135,11 @@ def daily_entries(marts: Marts, calls: pl.DataFrame, today: date) -> list[dict]:
     return out
 
 
-def _thinking(marts: Marts) -> dict:
-    rows = _window(marts.thinking_stats, "all_time").to_dicts()
+def _thinking(marts: Marts, window: str) -> dict:
+    rows = _window(marts.thinking_stats, window).to_dicts()
     r = rows[0] if rows else {}
     return {
-        "window": "all_time",
+        "window": window,
         "total_thinking": int(_num(r.get("thinking_tokens"))),
         "calls_with_thinking": int(_num(r.get("calls_with_thinking"))),
         "max_thinking_tokens": int(_num(r.get("max_thinking_tokens"))),
@@ -201,8 +205,8 @@ def _alerts(alerts: pl.DataFrame | None) -> list[dict]:
     ]
 
 
-def _session_list(marts: Marts) -> list[dict]:
-    s = _window(marts.usage_by_session, "all_time")
+def _session_list(marts: Marts, window: str) -> list[dict]:
+    s = _window(marts.usage_by_session, window)
     return [
         {
             "id": r["session_id"],
@@ -223,9 +227,9 @@ def _session_list(marts: Marts) -> list[dict]:
     ]
 
 
-def _cron_jobs(marts: Marts) -> list[dict]:
-    """Cost per cron job (all time): a long-standing OpenClaw request."""
-    t = _window(marts.usage_by_trigger, "all_time").filter(pl.col("trigger") == "cron")
+def _cron_jobs(marts: Marts, window: str) -> list[dict]:
+    """Cost per cron job: a long-standing OpenClaw request."""
+    t = _window(marts.usage_by_trigger, window).filter(pl.col("trigger") == "cron")
     return [
         {"id": e["name"], "cost": e["cost"], "tokens": e["tokens"], "requests": e["requests"],
          "unpricedRequests": e["unpricedRequests"]}
@@ -278,14 +282,15 @@ def build_usage_document(
             "monthSubscriptionValue": float(month["subscription_value_usd"]),
         },
         "daily": daily_entries(marts, calls, today),
-        "providers": _entries(_window(marts.usage_by_provider, "all_time"), "provider"),
-        "models": _entries(_window(marts.usage_by_model, "all_time"), "model"),
-        "taskTypes": _entries(_window(marts.usage_by_task_type, "all_time"), "task_type"),
-        "agents": _entries(_window(marts.usage_by_agent, "all_time"), "agent_id"),
-        "triggers": _entries(_window(marts.usage_by_trigger, "all_time"), "trigger"),
-        "cronJobs": _cron_jobs(marts),
-        "sessions": _session_list(marts),
-        "thinking": _thinking(marts),
+        "listsWindow": LISTS_WINDOW,
+        "providers": _entries(_window(marts.usage_by_provider, LISTS_WINDOW), "provider"),
+        "models": _entries(_window(marts.usage_by_model, LISTS_WINDOW), "model"),
+        "taskTypes": _entries(_window(marts.usage_by_task_type, LISTS_WINDOW), "task_type"),
+        "agents": _entries(_window(marts.usage_by_agent, LISTS_WINDOW), "agent_id"),
+        "triggers": _entries(_window(marts.usage_by_trigger, LISTS_WINDOW), "trigger"),
+        "cronJobs": _cron_jobs(marts, LISTS_WINDOW),
+        "sessions": _session_list(marts, LISTS_WINDOW),
+        "thinking": _thinking(marts, LISTS_WINDOW),
         "health": _health(marts, today),
         "costSources": {
             "window": "all_time",

@@ -57,7 +57,8 @@ def test_document_figures_equal_the_marts(mixed):
     assert s["monthProjected"] == pytest.approx(s["monthTotal"] / 7 * 31)
     assert s["billedCost"] + s["subscriptionValue"] + s["unknownBillingCost"] == pytest.approx(s["totalCost"])
     # providers: the all-time mart, sorted by cost desc
-    mart = marts.usage_by_provider.filter(pl.col("window") == "all_time")
+    assert doc["listsWindow"] == "last_30_days"
+    mart = marts.usage_by_provider.filter(pl.col("window") == doc["listsWindow"])
     got = {p["name"]: (p["cost"], p["requests"], p["tokens"]) for p in doc["providers"]}
     want = {r["provider"]: (r["cost_usd"], r["calls"], r["total_tokens"]) for r in mart.iter_rows(named=True)}
     assert got.keys() == want.keys()
@@ -143,6 +144,18 @@ def test_sessions_document_shape(mixed):
                           "cacheHitRate", "toolCalls"}
 
 
+def test_lists_cover_the_last_30_days_and_totals_all_time(mixed):
+    calls = mixed[0]
+    later = date(2026, 4, 30)  # every call of the mixed home is more than 30 days before this
+    doc = build_usage_document(calls, today=later, generated_at=NOW)
+    validate(doc)
+    assert doc["providers"] == [] and doc["models"] == [] and doc["sessions"] == []
+    assert doc["summary"]["weekTotal"] == 0 and doc["summary"]["monthTotal"] == 0
+    assert doc["summary"]["totalRequests"] == calls.height
+    assert doc["summary"]["totalCost"] == pytest.approx(calls.get_column("cost_usd").sum())
+    assert all(d["requests"] == 0 for d in doc["daily"])
+
+
 def test_usage_json_targets():
     data = Path("/data")
     got = usage_json_targets("/srv/mc/public, /x/y/usage.json:", data)
@@ -160,7 +173,7 @@ SECRETS = ["4915112345678", "whatsapp:direct", "sk-ant-api03-PLANTEDSECRET", "PL
 
 
 def secret_home(home: Path) -> Path:
-    t = datetime(2026, 3, 5, 8, tzinfo=timezone.utc)
+    t = (datetime.now(timezone.utc) - timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
     sid = "44444444-4444-4444-8444-444444444444"
     key = f"agent:main:whatsapp:direct:{PHONE}"
     h.write_session(home, [
@@ -198,7 +211,8 @@ def test_planted_secrets_leak_into_no_public_output(tmp_path):
     validate(doc)
     # the written file agrees with the mart files on disk
     mart = pl.read_parquet(data / "parquet" / "usage_by_provider" / "usage_by_provider.parquet")
-    mart = mart.filter(pl.col("window") == "all_time")
+    mart = mart.filter(pl.col("window") == doc["listsWindow"])
+    assert mart.height and doc["summary"]["weekTotal"] == pytest.approx(0.021)  # 0.02 + 0.001, the failed call is $0
     assert {p["name"]: (p["requests"], pytest.approx(p["cost"])) for p in doc["providers"]} == {
         r["provider"]: (r["calls"], r["cost_usd"]) for r in mart.iter_rows(named=True)
     }
