@@ -96,14 +96,31 @@ def write_partitioned_by_day(df: pl.DataFrame, root: Path, column: str = "day") 
     return {"days_written": written, "days_unchanged": unchanged, "days_removed": removed}
 
 
+def read_parquet(path: Path) -> pl.DataFrame:
+    """Read a Parquet file through one open handle, safe while another run replaces it.
+
+    ``pl.read_parquet(path)`` opens the path more than once; when a writer ``os.replace``s the file in
+    between, Polars mixes two files and panics (seen in test_concurrency.py). One handle pins one version.
+    """
+    with open(path, "rb") as fh:
+        return pl.read_parquet(fh)
+
+
 def read_partitioned_by_day(
     root: Path, schema: dict[str, pl.DataType] | None = None, column: str = "day"
 ) -> pl.DataFrame:
     """Read a hive table back; without ``schema`` the day column is put back after ``timestamp``."""
-    files = sorted(root.glob(f"{column}=*/{PART_FILE}"))
-    if not files:
+    parts = []
+    for file in sorted(root.glob(f"{column}=*/{PART_FILE}")):
+        try:
+            part = read_parquet(file)
+        except FileNotFoundError:  # a day removed by a concurrent run since the listing: it has no rows
+            continue
+        day = date.fromisoformat(file.parent.name.split("=", 1)[1])
+        parts.append(part.with_columns(pl.lit(day, pl.Date()).alias(column)))
+    if not parts:
         return pl.DataFrame(schema=schema or {column: pl.Date()})
-    frame = pl.scan_parquet(files, hive_partitioning=True, hive_schema={column: pl.Date()}).collect()
+    frame = pl.concat(parts, how="diagonal_relaxed")
     if schema is not None:
         return frame.select([pl.col(c).cast(t) for c, t in schema.items()])
     cols = [c for c in frame.columns if c != column]

@@ -16,7 +16,10 @@ import polars as pl
 
 from mc_pipeline import storage
 from mc_pipeline.readers.batch import SourceBatch
-from mc_pipeline.schemas import CALL_RECORDS, FILE_COUNTS, QUARANTINE
+from mc_pipeline.schemas import CALL_RECORDS, FILE_COUNTS, LLM_CALLS, QUARANTINE
+
+#: Day-partitioned tables read back with their full schema (an empty table still has every column).
+PARTITIONED_SCHEMAS = {"llm_calls": LLM_CALLS}
 
 
 class ParquetIOManager(dg.ConfigurableIOManager):
@@ -72,14 +75,14 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             return SourceBatch.empty()
         problems_file = folder / "problems.json"
         return SourceBatch(
-            records=pl.read_parquet(folder / "records.parquet").cast(CALL_RECORDS),
-            quarantine=pl.read_parquet(folder / "quarantine.parquet").cast(QUARANTINE),
-            file_counts=pl.read_parquet(folder / "file_counts.parquet").cast(FILE_COUNTS),
+            records=storage.read_parquet(folder / "records.parquet").cast(CALL_RECORDS),
+            quarantine=storage.read_parquet(folder / "quarantine.parquet").cast(QUARANTINE),
+            file_counts=storage.read_parquet(folder / "file_counts.parquet").cast(FILE_COUNTS),
             problems=json.loads(problems_file.read_text()) if problems_file.exists() else [],
         )
 
     def load_table(self, name: str, partitioned: bool = False, schema: dict | None = None) -> pl.DataFrame:
         folder = self.table_dir(name)
         if partitioned:
-            return storage.read_partitioned_by_day(folder, schema)
-        return pl.read_parquet(folder / f"{name}.parquet")
+            return storage.read_partitioned_by_day(folder, schema or PARTITIONED_SCHEMAS.get(name))
+        return storage.read_parquet(folder / f"{name}.parquet")
