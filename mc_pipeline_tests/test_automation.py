@@ -22,8 +22,10 @@ from mc_pipeline.defs.alerts import AlertSettings, alert_delivery, run_failure_a
 from mc_pipeline.defs.automation import (
     REFRESH_JOB,
     REFRESH_TAG,
+    STUCK_AFTER,
     compare_states,
     hourly_refresh,
+    refresh_waiting,
     transcript_changes,
 )
 from mc_pipeline.defs.resources import McSettings
@@ -114,6 +116,8 @@ def test_no_run_requested_while_a_refresh_waits_in_the_queue(tmp_path):
         assert json.loads(cursor)  # the waiting run will read these files: remembered
         schedule = hourly_refresh.evaluate_tick(dg.build_schedule_context(instance=instance))
         assert schedule.run_requests == []
+        # a run that has waited for hours is stuck: it no longer holds refreshes back
+        assert refresh_waiting(instance) and not refresh_waiting(instance, now=datetime.now(timezone.utc) + STUCK_AFTER)
         instance.delete_run(run.run_id)
         schedule = hourly_refresh.evaluate_tick(dg.build_schedule_context(instance=instance))
         assert len(schedule.run_requests) == 1 and schedule.run_requests[0].tags[REFRESH_TAG] == "schedule"

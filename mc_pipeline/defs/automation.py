@@ -9,6 +9,7 @@ waiting in the queue (that run will read the latest files anyway), so runs canno
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
@@ -21,9 +22,16 @@ REFRESH_TAG = "mc_pipeline/refresh"
 WAITING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING]
 
 
-def refresh_waiting(instance: dg.DagsterInstance) -> bool:
-    """True when a refresh run is queued but has not started reading yet."""
-    runs = instance.get_runs(filters=dg.RunsFilter(job_name=REFRESH_JOB, statuses=WAITING), limit=1)
+#: A run still waiting after this long is treated as stuck and no longer holds refreshes back.
+STUCK_AFTER = timedelta(hours=2)
+
+
+def refresh_waiting(instance: dg.DagsterInstance, now: datetime | None = None) -> bool:
+    """True when a refresh run created in the last two hours is queued but has not started reading yet."""
+    since = (now or datetime.now(timezone.utc)) - STUCK_AFTER
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(job_name=REFRESH_JOB, statuses=WAITING, created_after=since), limit=1
+    )
     return len(runs) > 0
 
 
