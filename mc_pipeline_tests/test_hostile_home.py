@@ -2,7 +2,7 @@
 
 The home is built in the real on-disk format with good calls planted among invalid UTF-8, NUL bytes, a
 30 MB line, a half-written last line, JSON that is not an object, wrong types, negative/NaN/huge token
-counts, timestamps in ms, ISO, 1970 and the future, empty files, files that cannot be read (a FIFO, a
+counts, NaN/Infinity in keys that are not read, a byte-order mark, timestamps in ms, ISO, 1970 and the future, empty files, files that cannot be read (a FIFO, a
 folder and links named like transcripts, a symlink loop), a corrupt sessions.json and auth-profiles.json.
 ``python -m mc_pipeline run`` must succeed, put exactly the planted good calls in ``llm_calls``, quarantine
 exactly the planted bad lines with a reason, name every unusable file with why, and leave the home as it
@@ -125,6 +125,16 @@ def build_hostile_home(home: Path) -> Planted:
     bad_ms_good_iso = call(t + timedelta(minutes=5))
     bad_ms_good_iso["message"]["timestamp"] = 0  # 1970 in the message, a sound entry time: the entry's wins
     f.good(bad_ms_good_iso)
+    # NaN/Infinity (Python's json writes them) in keys that are not read: the call is kept
+    nan_extra = call(t + timedelta(minutes=8))
+    nan_extra["message"]["content"].append({"type": "text", "score": 1.0})
+    nan_extra["latency"] = 0.5
+    f.good(nan_extra)
+    f.lines[-1] = f.lines[-1].replace(b'"score": 1.0', b'"score": Infinity').replace(b'"latency": 0.5', b'"latency": NaN')
+    big_float = call(t + timedelta(minutes=9))
+    big_float["meta"] = {"weight": 2.5}
+    f.good(big_float)
+    f.lines[-1] = f.lines[-1].replace(b'"weight": 2.5', b'"weight": 1e400')
     f.raw(b"")  # a blank line: skipped by rule
     f.raw(h.mirror(t))  # gateway bookkeeping: skipped by rule
     f.good(call(t + timedelta(minutes=6)))
@@ -149,6 +159,11 @@ def build_hostile_home(home: Path) -> Planted:
     f.good(call(t - timedelta(days=1, minutes=-1)))
     f.write()
     (f.path.parent / "s-old.jsonl.bak.2026-03-01T09-00-00.000Z").write_bytes(f.path.read_bytes())
+    f = Transcript(p, home, "s-bom.jsonl", "s-bom")  # saved by an editor that adds a byte-order mark
+    f.good(call(t + timedelta(hours=3)))
+    f.lines[0] = b"\xef\xbb\xbf" + f.lines[0]
+    f.good(call(t + timedelta(hours=3, minutes=1)))
+    f.write()
     f = Transcript(p, home, "s-junk.jsonl", "s-junk")
     f.bad(bytes(range(256)).replace(b"\n", b""), "invalid UTF-8")
     f.bad(b"\x89PNG\r\x1a\x00\x00", "invalid UTF-8")

@@ -187,3 +187,39 @@ def test_line_numbers_follow_first_line(case, offset):
     assert reconciles(moved)
     assert (moved.calls.get_column("line_no") - offset).to_list() == whole.calls.get_column("line_no").to_list()
     assert (moved.quarantine.get_column("line_no") - offset).to_list() == whole.quarantine.get_column("line_no").to_list()
+
+
+def test_non_finite_numbers_in_unread_keys_do_not_cost_the_call():
+    """Found by the fuzzer: one ``NaN``/``Infinity``/``1e400`` anywhere in a line made Polars reject the file."""
+    lines = []
+    for i, token in enumerate([b"NaN", b"Infinity", b"-Infinity", b"1e400"]):
+        line = h.assistant(T0 + timedelta(minutes=i))
+        line["id"] = f"nf{i}"
+        line["extra"] = {"x": 0.25}
+        lines.append(json.dumps(line).encode().replace(b"0.25", token))
+    lines.append(b'{"": Infinity}')
+    chunk = parse_transcript(b"\n".join(lines) + b"\n", rel=REL, agent_id="main", session_id="fuzz", now=NOW)
+    assert sorted(chunk.calls.get_column("entry_id").to_list()) == ["nf0", "nf1", "nf2", "nf3"]
+    assert reconciles(chunk) and chunk.n_quarantined == 0
+
+
+def test_a_line_polars_rejects_after_the_checks_is_quarantined_not_fatal(monkeypatch):
+    """Last resort: should Python accept a line Polars cannot read, that line alone is quarantined."""
+    from mc_pipeline.readers import transcripts
+
+    real = transcripts._reserialise
+
+    def poisoned(obj):
+        return b'{"type": "message", "x": Infinity}' if obj.get("id") == "poison" else real(obj)
+
+    monkeypatch.setattr(transcripts, "_reserialise", poisoned)
+    good = h.assistant(T0)
+    good["id"] = "fine"
+    bad = h.assistant(T0)
+    bad["id"] = "poison"
+    data = b"\n".join([json.dumps(good).encode(), b"not json", json.dumps(bad).encode()]) + b"\n"
+    chunk = parse_transcript(data, rel=REL, agent_id="main", session_id="fuzz", now=NOW)
+    assert chunk.calls.get_column("entry_id").to_list() == ["fine"]
+    reasons = dict(zip(chunk.quarantine.get_column("line_no").to_list(), chunk.quarantine.get_column("reason").to_list()))
+    assert set(reasons) == {2, 3} and reasons[3].startswith("unreadable by the Polars reader")
+    assert reconciles(chunk)

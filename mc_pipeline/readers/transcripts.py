@@ -157,7 +157,7 @@ def _type_problem(value: object, dtype: pl.DataType, path: str) -> str | None:
 def _check_line(line: bytes, is_last: bool, at_eof: bool) -> tuple[object | None, str | None]:
     """(parsed object, None) for a usable line, (None, reason) for a bad one."""
     try:
-        text = line.decode("utf-8")
+        text = line.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark left by an editor
     except UnicodeDecodeError as exc:
         return None, f"invalid UTF-8 at byte {exc.start}"
     if not text.strip():
@@ -423,12 +423,59 @@ def _slow_frame(piece: Piece) -> tuple[pl.DataFrame, pl.Series, list[dict], int]
         elif obj is None:
             blank += 1
         else:
-            good.append(json.dumps(obj).encode())
+            good.append(_reserialise(obj))
             good_nos.append(piece.first_line + i)
-    frame = (
-        pl.read_ndjson(io.BytesIO(b"\n".join(good)), schema=LINE_SCHEMA) if good else pl.DataFrame(schema=LINE_SCHEMA)
-    )
+    try:
+        frame = (
+            pl.read_ndjson(io.BytesIO(b"\n".join(good)), schema=LINE_SCHEMA)
+            if good
+            else pl.DataFrame(schema=LINE_SCHEMA)
+        )
+    except Exception:  # noqa: BLE001 - a line Python accepts but Polars does not: find it, never fail the file
+        frame, good_nos = _frame_line_by_line(good, good_nos, piece, quarantined)
     return frame, pl.Series("line_no", good_nos, dtype=pl.Int64), quarantined, blank
+
+
+def _finite(value: object) -> object:
+    """``value`` with NaN/Infinity (accepted by Python's json, not by Polars) replaced by null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _reserialise(obj: dict) -> bytes:
+    """A checked line as strict JSON. Non-finite numbers can only be in keys that are not read (the read
+    ones were type-checked), so they become null rather than costing the line."""
+    try:
+        return json.dumps(obj, allow_nan=False).encode()
+    except ValueError:
+        return json.dumps(_finite(obj), allow_nan=False).encode()
+
+
+def _frame_line_by_line(
+    good: list[bytes], good_nos: list[int], piece: Piece, quarantined: list[dict]
+) -> tuple[pl.DataFrame, list[int]]:
+    """Last resort: each line read by Polars alone; a line it rejects is quarantined with its error."""
+    frames, nos = [], []
+    for raw, no in zip(good, good_nos):
+        try:
+            frames.append(pl.read_ndjson(io.BytesIO(raw), schema=LINE_SCHEMA))
+            nos.append(no)
+        except Exception as exc:  # noqa: BLE001 - the reason is kept with the line
+            quarantined.append(
+                {
+                    "source": piece.source,
+                    "source_file": piece.rel,
+                    "line_no": no,
+                    "reason": f"unreadable by the Polars reader: {str(exc)[:120]}",
+                    "excerpt": excerpt(raw),
+                }
+            )
+    return (pl.concat(frames) if frames else pl.DataFrame(schema=LINE_SCHEMA)), nos
 
 
 def _numbered(frame: pl.DataFrame, idx: list[int], pieces: list[Piece], n: list[int]) -> pl.DataFrame:
