@@ -49,6 +49,7 @@ class AlertRules:
     spike_factor: float | None = None
     spike_min_usd: float = 0.0
     spike_baseline_days: int = 7
+    spike_min_active_days: int = 3  # days with spend among the baseline days, else no baseline
 
 
 class AlertRulesError(ValueError):
@@ -99,6 +100,12 @@ def _model_limits(text: str, what: str) -> dict[str, float]:
     return limits
 
 
+def _whole(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise AlertRulesError(f"{what} must be a whole number >= 1, not {value!r}")
+    return value
+
+
 def rules_from_doc(doc: Mapping, where: str = "alert rules") -> AlertRules:
     spend = doc.get("spend", {}) or {}
     failure = doc.get("failure_rate", {}) or {}
@@ -109,9 +116,7 @@ def rules_from_doc(doc: Mapping, where: str = "alert rules") -> AlertRules:
     include = spend.get("include_subscription", False)
     if not isinstance(include, bool):
         raise AlertRulesError(f"{where}: spend.include_subscription must be true or false")
-    min_calls = failure.get("min_calls", 20)
-    if isinstance(min_calls, bool) or not isinstance(min_calls, int) or min_calls < 1:
-        raise AlertRulesError(f"{where}: failure_rate.min_calls must be a whole number >= 1")
+    min_calls = _whole(failure.get("min_calls", 20), f"{where}: failure_rate.min_calls")
     model_limits = {}
     for model, usd in models.items():
         limit = _number(usd, f"{where}: spend.model_daily_limit_usd.{model}")
@@ -127,6 +132,7 @@ def rules_from_doc(doc: Mapping, where: str = "alert rules") -> AlertRules:
         failure_min_calls=min_calls,
         spike_factor=_number(spike.get("factor"), f"{where}: spike.factor"),
         spike_min_usd=_number(spike.get("min_usd", 0), f"{where}: spike.min_usd", allow_off=False) or 0.0,
+        spike_min_active_days=_whole(spike.get("min_active_days", 3), f"{where}: spike.min_active_days"),
     )
 
 
@@ -291,14 +297,22 @@ def evaluate_alerts(calls: pl.DataFrame, rules: AlertRules, now: datetime, tz: s
 
 
 def _spike(spend: pl.DataFrame, rules: AlertRules, today: date, now: datetime) -> list[dict]:
+    """Today against the median spend of the active days (days with spend) among the previous n days.
+
+    Quiet days are left out of the median: with them, anyone who uses agents two days a week would get
+    a "spike" on every working day (seen on the real transcripts). Too few active days: no baseline.
+    """
     n = rules.spike_baseline_days
-    first_day = spend.get_column("day").min()
     start = today - timedelta(days=n)
-    if first_day is None or first_day > start:
+    daily = (
+        spend.filter(pl.col("day").is_between(start, today))
+        .group_by("day")
+        .agg(pl.col("cost_usd").sum().alias("usd"))
+    )
+    before = daily.filter(pl.col("day") < today, pl.col("usd") > 0).get_column("usd")
+    if before.len() < rules.spike_min_active_days:
         return []  # not enough history to know what normal is
-    days = pl.DataFrame({"day": pl.date_range(start, today - timedelta(days=1), "1d", eager=True)})
-    daily = spend.filter(pl.col("day").is_between(start, today)).group_by("day").agg(pl.col("cost_usd").sum().alias("usd"))
-    baseline = days.join(daily, on="day", how="left").get_column("usd").fill_null(0.0).median() or 0.0
+    baseline = float(before.median())
     today_usd = daily.filter(pl.col("day") == today).get_column("usd").sum() or 0.0
     limit = rules.spike_factor * baseline
     if today_usd >= rules.spike_min_usd and today_usd > limit:
@@ -307,7 +321,7 @@ def _spike(spend: pl.DataFrame, rules: AlertRules, today: date, now: datetime) -
                 "spend_spike",
                 today.isoformat(),
                 f"Spend today {_usd(today_usd)} is more than {rules.spike_factor:g}x the median of the "
-                f"previous {n} days ({_usd(baseline)})",
+                f"{before.len()} active day(s) among the previous {n} ({_usd(baseline)})",
                 today_usd,
                 limit,
                 now,

@@ -207,21 +207,30 @@ def test_spike_above_factor_times_the_trailing_median():
     assert evaluate_alerts(calm, rules, NOW, "UTC").height == 0
 
 
-def test_spike_counts_quiet_days_as_zero_and_needs_a_minimum():
-    week = [4.0, 0.0, 0.0, 0.0, 4.0, 4.0, 0.0]  # days with 0 have no calls at all
+def test_spike_leaves_quiet_days_out_of_the_median_and_needs_a_minimum():
+    week = [4.0, 0.0, 0.0, 0.0, 6.0, 2.0, 0.0]  # days with 0 have no calls at all
     history = [r for r in _history(week) if r["cost"] > 0]
-    rules = only(spike_factor=3.0, spike_min_usd=5.0)
-    # median of [0,0,0,0,4,4,4] is 0: any spend at or above the minimum is a spike
-    assert evaluate_alerts(calls(history + [{"ts": NOW, "cost": 5.0}]), rules, NOW, "UTC").height == 1
-    assert evaluate_alerts(calls(history + [{"ts": NOW, "cost": 4.99}]), rules, NOW, "UTC").height == 0
+    active = sorted(c for c in week if c > 0)
+    median = active[len(active) // 2]  # 4.0, not 0.0 as with the quiet days counted
+    rules = only(spike_factor=2.0, spike_min_usd=5.0)
+    assert evaluate_alerts(calls(history + [{"ts": NOW, "cost": 2 * median}]), rules, NOW, "UTC").height == 0
+    spike = evaluate_alerts(calls(history + [{"ts": NOW, "cost": 2 * median + 0.01}]), rules, NOW, "UTC")
+    assert spike.item(0, "limit") == pytest.approx(2 * median) and "3 active day(s)" in spike.item(0, "message")
+    # below the minimum spend it is no spike, however quiet the week was
+    small = [{"ts": NOW - timedelta(days=d), "cost": 0.01} for d in (1, 2, 3)]
+    assert evaluate_alerts(calls(small + [{"ts": NOW, "cost": 4.99}]), rules, NOW, "UTC").height == 0
+    assert evaluate_alerts(calls(small + [{"ts": NOW, "cost": 5.0}]), rules, NOW, "UTC").height == 1
 
 
-def test_spike_needs_seven_days_of_history():
-    rules = only(spike_factor=3.0, spike_min_usd=1.0)
-    short = calls(_history([1.0] * 6) + [{"ts": NOW, "cost": 100.0}])
-    assert evaluate_alerts(short, rules, NOW, "UTC").height == 0
-    full = calls(_history([1.0] * 7) + [{"ts": NOW, "cost": 100.0}])
-    assert evaluate_alerts(full, rules, NOW, "UTC").height == 1
+def test_spike_needs_enough_active_days_in_the_window():
+    rules = only(spike_factor=3.0, spike_min_usd=1.0, spike_min_active_days=3)
+    two = calls(_history([1.0, 1.0]) + [{"ts": NOW, "cost": 100.0}])
+    assert evaluate_alerts(two, rules, NOW, "UTC").height == 0
+    three = calls(_history([1.0, 1.0, 1.0]) + [{"ts": NOW, "cost": 100.0}])
+    assert evaluate_alerts(three, rules, NOW, "UTC").height == 1
+    # active days more than 7 days back are not part of the baseline
+    old = [{"ts": NOW - timedelta(days=d), "cost": 1.0} for d in (8, 9, 10)]
+    assert evaluate_alerts(calls(old + [{"ts": NOW, "cost": 100.0}]), rules, NOW, "UTC").height == 0
 
 
 # -- identity, empty input, rules files ------------------------------------------------------------------
@@ -259,6 +268,8 @@ def test_shipped_rules_file_is_what_load_returns():
     assert rules.failure_rate_threshold == doc["failure_rate"]["threshold_percent"]
     assert rules.failure_min_calls == doc["failure_rate"]["min_calls"]
     assert rules.spike_factor == doc["spike"]["factor"]
+    assert rules.spike_min_usd == doc["spike"]["min_usd"]
+    assert rules.spike_min_active_days == doc["spike"]["min_active_days"]
 
 
 def test_environment_overrides_and_switches_off():
