@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -18,6 +19,7 @@ from mc_pipeline.alerts import (
     run_failure_alert,
 )
 from mc_pipeline.schemas import ALERTS, LLM_CALLS, conform
+from mc_pipeline_tests.homes import REAL_DIR
 
 UTC = timezone.utc
 # A Wednesday, mid-day: the ISO week started on Monday 2026-03-02, the month on 2026-03-01.
@@ -327,3 +329,33 @@ def test_run_failure_alert_is_one_per_run():
     assert a["alert_id"] != b["alert_id"] and a["severity"] == "critical"
     assert "boom" in a["message"] and "Traceback" not in a["message"]
     assert set(a) == set(ALERTS)
+
+
+@pytest.mark.skipif(not REAL_DIR.exists(), reason="shared/real not present")
+def test_failure_rate_on_the_real_transcripts():
+    """Real calls, read straight from the JSON: at each call's time the rule fires iff the last 24 h say so."""
+    rows = []
+    for f in sorted(REAL_DIR.glob("*.jsonl")):
+        for line in f.read_text().splitlines():
+            d = json.loads(line)
+            m = d.get("message") or {}
+            if d.get("type") != "message" or m.get("role") != "assistant" or m.get("provider") == "openclaw":
+                continue
+            ts = datetime.fromtimestamp(m["timestamp"] / 1000, tz=UTC)
+            status = {"error": "error", "aborted": "aborted"}.get(m.get("stopReason"), "ok")
+            rows.append({"ts": ts, "status": status, "cost": m["usage"]["cost"]["total"]})
+    assert rows
+    frame = calls(rows)
+    rules = only(failure_rate_threshold=5.0, failure_min_calls=20)
+    fired = 0
+    for r in rows[::25]:
+        now = r["ts"]
+        window = [x for x in rows if now - timedelta(hours=24) < x["ts"] <= now]
+        failed = sum(x["status"] != "ok" for x in window)
+        expected = len(window) >= 20 and 100 * failed / len(window) > 5.0
+        got = evaluate_alerts(frame, rules, now, "UTC")
+        assert (got.height == 1) is expected, now
+        fired += expected
+        if expected:
+            assert got.item(0, "value") == pytest.approx(100 * failed / len(window))
+    assert 0 < fired  # the real files do cross the threshold at times
