@@ -161,6 +161,8 @@ def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
 
 def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     """Columns of ``schema`` in its order and types; missing ones become null."""
+    if df.width == 0:  # selecting only literals from a column-less frame would invent one null row
+        return pl.DataFrame(schema=schema)
     return df.select(
         [
             (pl.col(name) if name in df.columns else pl.lit(None)).cast(dtype).alias(name)
