@@ -85,7 +85,7 @@ def home(tmp_path):
     return home
 
 
-@pytest.mark.parametrize("kw", [{}, {"workers": 2, "unit_bytes": 700}], ids=["default", "tiny-units"])
+@pytest.mark.parametrize("kw", [{}, {"workers": 2, "unit_bytes": 16_384}], ids=["default", "tiny-units"])
 def test_every_kind_of_change_reads_only_what_changed_and_equals_a_full_rebuild(home, kw):
     d = h.sessions_dir(home)
     live = d / "s-live.jsonl"
