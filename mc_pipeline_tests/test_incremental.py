@@ -252,3 +252,24 @@ def test_the_asset_is_incremental_across_dagster_runs_and_can_be_forced_to_rebui
     assert run()["files_read"] == n_files
     staged = ParquetIOManager(data_dir=str(data)).load_batch("transcript_records")
     assert_same(staged, read_transcripts_incremental(home).batch)
+
+
+def test_a_file_that_grows_while_it_is_read_is_appended_next_run_not_read_again(tmp_path, monkeypatch):
+    """Bytes written between the listing and the read are read now; next run only checks the offset."""
+    from mc_pipeline.readers import transcript_files
+
+    live = h.write_session(tmp_path, [h.session_line("s", T0), *turn(T0)], session_id="s")
+    listing = transcript_files.discover_transcripts
+
+    def listed_then_grown(home):
+        found = listing(home)
+        append(live, b"".join(line(x) for x in turn(T0 + timedelta(hours=1))))
+        return found
+
+    monkeypatch.setattr(transcript_files, "discover_transcripts", listed_then_grown)
+    first = read_transcripts_incremental(tmp_path, now=NOW)
+    monkeypatch.undo()
+    assert first.batch.records.height == 4
+    r = read_transcripts_incremental(tmp_path, first.batch, first.manifest, now=NOW)
+    assert r.plan.summary()["files_appended"] == 1 and r.bytes_read == 0
+    assert_same(r.batch, read_transcripts_incremental(tmp_path, now=NOW).batch)

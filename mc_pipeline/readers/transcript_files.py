@@ -185,7 +185,7 @@ class _UnitReader:
                 tail = Piece(buf, rel=tf.rel, agent_id=tf.agent_id, session_id=res.session_id,
                              first_line=res.lines_consumed + 1, at_eof=True, n_lines=1)  # fmt: skip
                 self.queue(tail, res.tail)
-        res.size = pos
+        # size stays the one seen at discovery: bytes written since make the next run append, not re-read
         res.head_hash = fingerprint(head)
         res.tail_hash = fingerprint(recent)
         self.out.bytes_read += pos - start
