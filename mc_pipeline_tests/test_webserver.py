@@ -2,8 +2,10 @@
 
 Starts both on 127.0.0.1 with ``workspace.yaml`` and the instance config mc_pipeline writes (runs tagged
 ``mc_pipeline/refresh`` are queued one at a time, which is why the daemon must run), reads the asset
-graph, schedules and sensors over GraphQL, launches ``refresh_all`` with the launchRun mutation and waits
-for it to succeed in its own process, then checks what the run wrote. Every wait is bounded.
+graph, schedules and sensors over GraphQL, launches ``refresh_all`` twice at once with the launchRun
+mutation, waits for both to succeed (each in its own process), checks that no two runs tagged
+``mc_pipeline/refresh`` (the sensor's own run included) overlapped, and checks what the runs wrote.
+Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ BIN = Path(sys.executable).parent
 LOCATION = "mc_pipeline"
 REFRESH_TAG = "mc_pipeline/refresh"
 START_TIMEOUT_S = 60
-RUN_TIMEOUT_S = 90
+RUN_TIMEOUT_S = 150
 
 pytestmark = pytest.mark.slow
 
@@ -223,31 +225,57 @@ mutation Launch($params: ExecutionParams!) {
 }
 """
 RUN_QUERY = """
-query Run($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status tags { key value } } } }
+query Run($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status startTime endTime tags { key value } } } }
 """
 
 
-def test_launch_refresh_all_over_graphql_and_wait_for_success(loaded):
-    port = loaded["port"]
-    repos = graphql(port, REPO_QUERY)["repositoriesOrError"]["nodes"]
-    repo_name = next(r["name"] for r in repos if r["location"]["name"] == LOCATION)
+def launch(port: int, repo_name: str, run_config: dict, value: str) -> str:
     params = {
         "selector": {"repositoryLocationName": LOCATION, "repositoryName": repo_name, "jobName": "refresh_all"},
-        "runConfigData": {},
-        "executionMetadata": {"tags": [{"key": REFRESH_TAG, "value": "ui"}]},
+        "runConfigData": run_config,
+        "executionMetadata": {"tags": [{"key": REFRESH_TAG, "value": value}]},
     }
     launched = graphql(port, LAUNCH, {"params": params})["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
-    run_id = launched["run"]["runId"]
+    return launched["run"]["runId"]
+
+
+RUNS_QUERY = """
+{ runsOrError { __typename ... on Runs { results { runId status startTime endTime tags { key value } } } } }
+"""
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+
+
+def test_launch_refresh_all_over_graphql_and_wait_for_success(loaded):
+    """Runs launched from the UI succeed; with the sensor's own run, runs tagged for refresh never overlap."""
+    port = loaded["port"]
+    repos = graphql(port, REPO_QUERY)["repositoriesOrError"]["nodes"]
+    repo_name = next(r["name"] for r in repos if r["location"]["name"] == LOCATION)
+    # two launches at once, as a user clicking twice. Each run gets its own process from the run launcher;
+    # the in-process executor (offered by the launchpad) keeps this test short. The daemon's sensor
+    # launches its own run (default executor) when it first sees the transcripts.
+    run_ids = [launch(port, repo_name, IN_PROCESS, "ui-1"), launch(port, repo_name, IN_PROCESS, "ui-2")]
 
     def finished():
-        run = graphql(port, RUN_QUERY, {"id": run_id})["runOrError"]
-        return run if run["status"] in ("SUCCESS", "FAILURE", "CANCELED") else None
+        runs = [graphql(port, RUN_QUERY, {"id": rid})["runOrError"] for rid in run_ids]
+        done = all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs)
+        return runs if done else None
 
-    run = wait_for("run finished", finished, RUN_TIMEOUT_S, loaded["procs"], every=1.0)
+    runs = wait_for("runs finished", finished, RUN_TIMEOUT_S, loaded["procs"], every=1.0)
     tmp = loaded["tmp"]
-    assert run["status"] == "SUCCESS", (tmp / "webserver.log").read_text()[-3000:] + (tmp / "daemon.log").read_text()[-3000:]
-    assert {t["key"]: t["value"] for t in run["tags"]}.get(REFRESH_TAG) == "ui"
+    logs = (tmp / "webserver.log").read_text()[-3000:] + (tmp / "daemon.log").read_text()[-3000:]
+    assert [r["status"] for r in runs] == ["SUCCESS", "SUCCESS"], logs
+    for run, value in zip(runs, ("ui-1", "ui-2")):
+        assert {t["key"]: t["value"] for t in run["tags"]}.get(REFRESH_TAG) == value
+
+    every = graphql(port, RUNS_QUERY)["runsOrError"]["results"]
+    tagged = [r for r in every if REFRESH_TAG in {t["key"] for t in r["tags"]} and r["startTime"]]
+    assert not [r for r in every if REFRESH_TAG not in {t["key"] for t in r["tags"]}], "a run without the refresh tag"
+    spans = sorted((r["startTime"], r["endTime"] or float("inf")) for r in tagged)
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert end <= start, f"runs tagged {REFRESH_TAG} overlapped: {spans}"
+    assert all(r["status"] in ("SUCCESS", "STARTED", "STARTING") for r in tagged), [r["status"] for r in tagged]
+
     calls = ParquetIOManager(data_dir=str(tmp / "data")).load_table("llm_calls", partitioned=True)
     assert calls.height == loaded["planted"]
     assert set(calls.get_column("agent_id")) == {"main", "worker"}
