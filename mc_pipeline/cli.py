@@ -76,6 +76,13 @@ def summary_lines(settings: McSettings) -> list[str]:
 
         for p in json.loads(problems.read_text()):
             lines.append(f"problem:      [{problems.parent.name}] {p}")
+    alerts_file = io.table_dir("budget_alerts") / "budget_alerts.parquet"
+    if alerts_file.exists():
+        current = pl.read_parquet(alerts_file)
+        for row in current.iter_rows(named=True):
+            lines.append(f"alert:        [{row['severity']}] {row['message']}")
+        if current.height:
+            lines.append(f"              (all raised alerts: {io.root / 'alerts.jsonl'})")
     lines.append(f"outputs:      {io.root / 'parquet'}")
     usage = io.root / "usage-data.json"
     if usage.exists():
@@ -90,6 +97,9 @@ def run(argv: list[str] | None = None) -> int:
 
     try:
         settings = McSettings.from_env()
+        from mc_pipeline.defs.alerts import AlertSettings
+
+        AlertSettings.from_env().rules()  # alert limits are checked before any work starts
     except Exception as exc:  # noqa: BLE001 - a configuration error is reported plainly
         print(f"mc_pipeline: bad setting: {exc}", file=sys.stderr)
         return 2
