@@ -89,12 +89,25 @@ def wait_for(what: str, probe, timeout: float, procs: list[subprocess.Popen], ev
     raise AssertionError(f"{what}: not within {timeout:.0f} s (last error: {last_error})")
 
 
+def init_instance(dagster_home: Path) -> None:
+    """Create the instance's SQLite storages once, before two processes open them at the same moment
+    (a fresh instance opened by the webserver, its code server and the daemon at once can race on the
+    schema migration: "alembic_version has more than one head")."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        instance.get_runs(limit=1)
+        instance.all_instigator_state()
+        instance.get_latest_materialization_events([dg.AssetKey("llm_calls")])
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("web")
     dagster_home = tmp / "dagster_home"
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)  # the config `make run`/`make dev` write
+    init_instance(dagster_home)
     planted = small_home(tmp / "home")
     env = {
         **os.environ,
