@@ -248,7 +248,8 @@ def test_the_asset_is_incremental_across_dagster_runs_and_can_be_forced_to_rebui
     meta = run()
     assert meta["files_read"] == 1 and meta["read_mode"] == "incremental"
     assert run(tags={"mc_pipeline/full_rebuild": "true"})["files_read"] == n_files
-    monkeypatch.setenv("MC_FULL_REBUILD", "1")
+    resources["settings"] = McSettings.from_env({"OPENCLAW_HOME": str(home), "MC_DATA_DIR": str(data),
+                                                 "MC_TIMEZONE": "UTC", "MC_FULL_REBUILD": "1"})
     assert run()["files_read"] == n_files
     staged = ParquetIOManager(data_dir=str(data)).load_batch("transcript_records")
     assert_same(staged, read_transcripts_incremental(home).batch)

@@ -82,15 +82,12 @@ def log_problems(context: dg.AssetExecutionContext, batch: SourceBatch) -> None:
 )
 def transcript_records(context: dg.AssetExecutionContext, settings: McSettings) -> dg.Output[SourceBatch]:
     # Incremental: only new or changed files are read (manifest beside the staged batch; README
-    # "Performance"). A full rebuild: env MC_FULL_REBUILD=1 or the run tag mc_pipeline/full_rebuild=true.
-    import os
-
+    # "Performance"). A full rebuild: MC_FULL_REBUILD=1 or the run tag mc_pipeline/full_rebuild=true.
     from mc_pipeline.defs.io_manager import ParquetIOManager
     from mc_pipeline.readers.transcript_files import read_transcripts_since_last_run
 
-    yes = ("1", "true", "yes")
-    full = os.environ.get("MC_FULL_REBUILD", "").lower() in yes
-    full = full or context.run.tags.get("mc_pipeline/full_rebuild", "").lower() in yes
+    tag = context.run.tags.get("mc_pipeline/full_rebuild", "").lower() in ("1", "true", "yes")
+    full = settings.full_rebuild or tag
     home = settings.home
     extra: dict[str, dg.MetadataValue] = {}
     if not home.exists():

@@ -58,6 +58,7 @@ class McSettings(dg.ConfigurableResource):
     cost_mode: str = "auto"
     task_rules_path: str = ""  # empty: the rules shipped in mc_pipeline/task_rules.toml
     billing_overrides_path: str = ""  # empty: none
+    full_rebuild: bool = False  # re-read every transcript instead of only new or changed ones
     interactions_db_path: str = ""  # empty: $OPENCLAW_HOME/data/interactions.db
     model_usage_log_path: str = ""  # empty: $OPENCLAW_HOME/logs/model-usage.jsonl
     usage_json_paths: str = ""  # extra places for usage-data.json + sessions.json (":" or "," separated)
@@ -88,6 +89,7 @@ class McSettings(dg.ConfigurableResource):
             cost_mode=env.get("MC_COST_MODE") or "auto",
             task_rules_path=env.get("MC_TASK_RULES", ""),
             billing_overrides_path=env.get("MC_BILLING_OVERRIDES", ""),
+            full_rebuild=env.get("MC_FULL_REBUILD", "").strip().lower() in ("1", "true", "yes"),
             interactions_db_path=env.get("MC_INTERACTIONS_DB", ""),
             model_usage_log_path=env.get("MC_MODEL_USAGE_LOG", ""),
             usage_json_paths=env.get("MC_USAGE_JSON_PATHS", ""),
