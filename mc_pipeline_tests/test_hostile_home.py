@@ -183,6 +183,9 @@ def build_hostile_home(home: Path) -> Planted:
     p.unusable["agents/main/sessions/s-loop.jsonl"] = "cannot stat"
     os.symlink("/nonexistent/target.jsonl", sessions / "s-dangling.jsonl")
     p.unusable["agents/main/sessions/s-dangling.jsonl"] = "cannot stat"
+    if Path("/proc/self/mem").exists():  # a regular file that fails to read (EIO), even for root
+        os.symlink("/proc/self/mem", sessions / "s-unreadable.jsonl")
+        p.unusable["agents/main/sessions/s-unreadable.jsonl"] = "cannot read"
     if not IS_ROOT:  # root reads a chmod 000 file anyway
         locked = sessions / "s-locked.jsonl"
         locked.write_text(json.dumps(call(t)) + "\n")
