@@ -2,8 +2,10 @@
 
 The home is built in the real on-disk format with good calls planted among invalid UTF-8, NUL bytes, a
 30 MB line, a half-written last line, JSON that is not an object, wrong types, negative/NaN/huge token
-counts, NaN/Infinity in keys that are not read, a byte-order mark, timestamps in ms, ISO, 1970 and the future, empty files, files that cannot be read (a FIFO, a
-folder and links named like transcripts, a symlink loop), a corrupt sessions.json and auth-profiles.json;
+counts, NaN/Infinity in keys that are not read, a byte-order mark, timestamps in ms, ISO, 1970 and the
+future, empty files, files that cannot be read (a FIFO, a folder and links named like transcripts, a
+symlink loop, a link to /proc/self/mem that fails with EIO even for root), a corrupt sessions.json and
+auth-profiles.json;
 and, in a second home, a corrupt interactions.db, a transcript store without its table, one locked by
 another program for the whole run, a WAL store with a bad event, and a backup log with garbage lines.
 ``python -m mc_pipeline run`` must succeed, put exactly the planted good calls in ``llm_calls``, quarantine
