@@ -468,3 +468,34 @@ def test_reading_databases_leaves_the_home_files_unchanged(hostile_dbs):
 def test_reading_a_wal_database_adds_no_files_to_the_home(hostile_dbs):
     added = set(hostile_dbs["after"]) - set(hostile_dbs["before"])
     assert not added, f"files created in the user's home: {sorted(added)}"
+
+
+def test_a_half_written_last_line_is_counted_once_the_runtime_finishes_it(tmp_path):
+    """Run while the runtime is mid-write: the cut line is quarantined; the next run, after the line is
+    finished, counts the call and the quarantine entry is gone (incremental reading included)."""
+    t = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+    home, data = tmp_path / "home", tmp_path / "data"
+    first, second = call(t), call(t + timedelta(minutes=1))
+    whole = json.dumps(second).encode()
+    path = h.sessions_dir(home) / "s-live.jsonl"
+    path.write_bytes(b"\n".join([json.dumps(h.session_line("s-live", t)).encode(), json.dumps(first).encode(),
+                                 whole[: len(whole) // 2]]))
+    io = ParquetIOManager(data_dir=str(data))
+
+    def state():
+        calls = io.load_table("llm_calls", partitioned=True).filter(pl.col("source") == "transcript")
+        q = pl.read_parquet(io.table_dir("quarantine") / "quarantine.parquet")
+        return sorted(calls.get_column("entry_id").to_list()), q.select("source_file", "line_no", "reason").rows()
+
+    assert run_cli(home, data, tmp_path).returncode == 0
+    ids, quarantined = state()
+    assert ids == [first["id"]]
+    assert [(f, n) for f, n, _ in quarantined] == [("agents/main/sessions/s-live.jsonl", 3)]
+    assert "truncated last line" in quarantined[0][2]
+
+    with open(path, "ab") as fh:  # the runtime finishes the line
+        fh.write(whole[len(whole) // 2 :] + b"\n")
+    assert run_cli(home, data, tmp_path).returncode == 0
+    ids, quarantined = state()
+    assert ids == sorted([first["id"], second["id"]])
+    assert quarantined == []
