@@ -562,3 +562,36 @@ def test_interactions_db_implausible_token_count_is_quarantined(tmp_path):
     rows = [_db_row(100), _db_row(9 * 10**18)]
     read = read_interactions_db(_interactions_db(tmp_path, rows), tmp_path, now=datetime(2026, 3, 10, tzinfo=timezone.utc))
     assert read.batch.records.get_column("input_tokens").to_list() == [100]
+
+
+@pytest.mark.parametrize(
+    "ddl, row, problem, reason",
+    [
+        ("CREATE TABLE other (x)", None, "no llm_calls table", None),
+        ("CREATE TABLE llm_calls (id INTEGER PRIMARY KEY, foo TEXT)", "INSERT INTO llm_calls (foo) VALUES ('x')",
+         None, "no timestamp"),
+        ("CREATE TABLE llm_calls (timestamp TEXT, model TEXT)",
+         "INSERT INTO llm_calls VALUES ('2026-03-01T00:00:00Z', 'claude')", None, "no provider"),
+    ],
+)
+def test_interactions_db_missing_table_or_columns(tmp_path, ddl, row, problem, reason):
+    """A missing table is a problem naming the file; missing columns quarantine the rows that need them."""
+    import sqlite3
+
+    from mc_pipeline.readers.interactions_db import read_interactions_db
+
+    path = tmp_path / "data" / "interactions.db"
+    path.parent.mkdir()
+    con = sqlite3.connect(path)
+    con.execute(ddl)
+    if row:
+        con.execute(row)
+    con.commit()
+    con.close()
+    read = read_interactions_db(path, tmp_path, now=datetime(2026, 3, 10, tzinfo=timezone.utc))
+    assert read.batch.records.height == 0
+    if problem:
+        assert any(p.startswith("data/interactions.db") and problem in p for p in read.batch.problems)
+    else:
+        assert not read.batch.problems
+        assert [reason in r for r in read.batch.quarantine.get_column("reason").to_list()] == [True]
