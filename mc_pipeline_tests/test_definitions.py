@@ -28,6 +28,15 @@ KNOWN_GROUPS = {
     "llm_calls": "ingest",
     "quarantine": "ingest",
     "source_files": "ingest",
+    "openclaw_interactions_db": "sources",
+    "openclaw_transcript_store": "sources",
+    "openclaw_model_usage_log": "sources",
+    "api_calls": "ingest",
+    "usage_daily": "marts",
+    "usage_by_provider": "marts",
+    "usage_by_model": "marts",
+    "budget_alerts": "alerts",
+    "usage_data_json": "dashboard",
 }
 #: Edges that must exist: (upstream, downstream) as direct or transitive lineage.
 REQUIRED_LINEAGE = [
@@ -35,6 +44,15 @@ REQUIRED_LINEAGE = [
     ("transcript_records", "llm_calls"),
     ("openclaw_session_index", "llm_calls"),
     ("openclaw_auth_profiles", "llm_calls"),
+    ("openclaw_interactions_db", "llm_calls"),
+    ("openclaw_transcript_store", "llm_calls"),
+    ("openclaw_model_usage_log", "llm_calls"),
+    ("openclaw_interactions_db", "api_calls"),
+    ("llm_calls", "usage_daily"),
+    ("usage_daily", "usage_data_json"),
+    ("usage_by_provider", "usage_data_json"),
+    ("budget_alerts", "usage_data_json"),
+    ("openclaw_transcripts", "usage_data_json"),
 ]
 
 
