@@ -2,6 +2,10 @@
 
 Runs are recorded in the Dagster instance under ``$DAGSTER_HOME`` (default ``$MC_DATA_DIR/dagster_home``),
 the same one ``make dev`` shows, so a run started here appears in the UI with its checks and metadata.
+
+When nothing the outputs depend on changed since the last successful run (``mc_pipeline.run_fingerprint``),
+the run is skipped before Dagster is even imported and the last summary is printed; ``--force`` or
+``MC_FULL_REBUILD=1`` always runs.
 """
 
 from __future__ import annotations
@@ -9,11 +13,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
-import polars as pl
+if TYPE_CHECKING:  # Dagster and Polars are imported only when a run really starts
+    from mc_pipeline.defs.resources import McSettings
 
-from mc_pipeline.defs.resources import McSettings
+YES = ("1", "true", "yes")
 
 DAGSTER_YAML = """# written by mc_pipeline on first run; edit freely
 telemetry:
@@ -38,6 +45,8 @@ def ensure_dagster_home(settings: McSettings) -> Path:
 
 def summary_lines(settings: McSettings) -> list[str]:
     """What a person wants to know after a run, read back from the outputs on disk."""
+    import polars as pl
+
     from mc_pipeline.defs.io_manager import ParquetIOManager
 
     io = ParquetIOManager(data_dir=settings.data_dir)
@@ -90,12 +99,37 @@ def summary_lines(settings: McSettings) -> list[str]:
     return lines
 
 
-def run(argv: list[str] | None = None) -> int:
+def _print_summary(lines: list[str]) -> None:
+    print("\n".join(["", "mc_pipeline summary", "-------------------", *lines]))
+
+
+def run(argv: list[str] | None = None, clock: Callable[[], datetime] | None = None) -> int:
+    """``clock`` (UTC now) is for tests: the no-op check and its fingerprint take "today" from it."""
     parser = argparse.ArgumentParser(prog="python -m mc_pipeline run", description=__doc__)
     parser.add_argument("--quiet", action="store_true", help="only the summary")
+    parser.add_argument("--force", action="store_true", help="run even when nothing changed since the last run")
     args = parser.parse_args(argv)
 
+    from mc_pipeline import run_fingerprint
+
+    started = (clock or (lambda: datetime.now(timezone.utc)))()
+    force = args.force or os.environ.get("MC_FULL_REBUILD", "").strip().lower() in YES
     try:
+        inputs = run_fingerprint.current_inputs(os.environ, started)
+    except Exception:  # noqa: BLE001 - a bad setting: the checks below name it; never skip then
+        inputs = None
+    why = "forced (--force or MC_FULL_REBUILD)" if force else "settings could not be fingerprinted"
+    if inputs is not None and not force:
+        decision = run_fingerprint.decide(inputs, started)
+        if decision.skip:
+            print(f"mc_pipeline: nothing changed since {decision.since}; outputs are current", flush=True)
+            _print_summary(decision.summary)
+            return 0
+        why = decision.reason
+
+    try:
+        from mc_pipeline.defs.resources import McSettings
+
         settings = McSettings.from_env()
         from mc_pipeline.defs.alerts import AlertSettings
 
@@ -104,6 +138,8 @@ def run(argv: list[str] | None = None) -> int:
         print(f"mc_pipeline: bad setting: {exc}", file=sys.stderr)
         return 2
     settings.data.mkdir(parents=True, exist_ok=True)
+    if inputs is not None:
+        run_fingerprint.forget(inputs.data)
     ensure_dagster_home(settings)
 
     import logging
@@ -114,7 +150,7 @@ def run(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(format="%(message)s")  # Dagster's console logger already formats its lines
 
-    print(f"mc_pipeline: reading {settings.home} -> {settings.data}", flush=True)
+    print(f"mc_pipeline: reading {settings.home} -> {settings.data} ({why})", flush=True)
     if not settings.home.exists():
         print(f"mc_pipeline: no OpenClaw data at {settings.home}; writing empty outputs.", flush=True)
     defs = build_defs(settings)
@@ -126,7 +162,8 @@ def run(argv: list[str] | None = None) -> int:
         tags={"mc_pipeline/refresh": "cli"},
         raise_on_error=False,
     )
-    print("\n".join(["", "mc_pipeline summary", "-------------------", *summary_lines(settings)]))
+    lines = summary_lines(settings)
+    _print_summary(lines)
     failed_checks = [
         e.asset_check_evaluation_data.check_name
         for e in result.all_events
@@ -137,11 +174,22 @@ def run(argv: list[str] | None = None) -> int:
     if not result.success:
         print("mc_pipeline: the run failed; see the log above.", file=sys.stderr)
         return 1
+    if inputs is not None and not failed_checks:
+        from mc_pipeline.defs.marts import usage_json_targets
+
+        targets = usage_json_targets(settings.usage_json_paths, settings.data)
+        run_fingerprint.record_success(
+            inputs,
+            started,
+            lines,
+            extra_outputs=[str(p) for pair in targets[1:] for p in pair],
+            failure_rule=AlertSettings.from_env().rules().failure_rate_threshold is not None,
+        )
     return 0
 
 
 def main() -> int:
     if len(sys.argv) < 2 or sys.argv[1] not in ("run",):
-        print("usage: python -m mc_pipeline run [--quiet]", file=sys.stderr)
+        print("usage: python -m mc_pipeline run [--quiet] [--force]", file=sys.stderr)
         return 2
     return run(sys.argv[2:])

@@ -9,44 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import dagster as dg
 from pydantic import field_validator
 
+from mc_pipeline.defaults import LEGACY_HOMES, default_home, local_timezone  # noqa: F401 - Dagster-free home
 from mc_pipeline.schemas import COST_MODES
-
-#: Homes of older installs, tried in order when OPENCLAW_HOME is not set and ~/.openclaw is missing.
-LEGACY_HOMES = ("~/.clawdbot", "~/.moltbot")
-
-
-def local_timezone() -> str:
-    """The machine's IANA zone (TZ, /etc/timezone, the /etc/localtime link), else UTC."""
-    candidates = [os.environ.get("TZ", "").lstrip(":")]
-    try:
-        candidates.append(Path("/etc/timezone").read_text().strip())
-    except OSError:
-        pass
-    try:
-        link = os.readlink("/etc/localtime")
-        if "zoneinfo/" in link:
-            candidates.append(link.split("zoneinfo/", 1)[1])
-    except OSError:
-        pass
-    for name in candidates:
-        if name:
-            try:
-                ZoneInfo(name)
-                return name
-            except (ZoneInfoNotFoundError, ValueError):
-                continue
-    return "UTC"
-
-
-def default_home() -> str:
-    if os.environ.get("OPENCLAW_HOME"):
-        return os.environ["OPENCLAW_HOME"]
-    home = Path("~/.openclaw").expanduser()
-    if not home.exists():
-        for legacy in LEGACY_HOMES:
-            if Path(legacy).expanduser().exists():
-                return legacy
-    return "~/.openclaw"
 
 
 class McSettings(dg.ConfigurableResource):

@@ -1,0 +1,48 @@
+"""Defaults taken from the machine when the environment does not say: the OpenClaw home and the time zone.
+
+No Dagster here: ``McSettings`` (``defs/resources.py``) and the CLI's no-op check (``run_fingerprint``),
+which runs before Dagster is imported, both use these.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+#: Homes of older installs, tried in order when OPENCLAW_HOME is not set and ~/.openclaw is missing.
+LEGACY_HOMES = ("~/.clawdbot", "~/.moltbot")
+
+
+def local_timezone() -> str:
+    """The machine's IANA zone (TZ, /etc/timezone, the /etc/localtime link), else UTC."""
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    try:
+        candidates.append(Path("/etc/timezone").read_text().strip())
+    except OSError:
+        pass
+    try:
+        link = os.readlink("/etc/localtime")
+        if "zoneinfo/" in link:
+            candidates.append(link.split("zoneinfo/", 1)[1])
+    except OSError:
+        pass
+    for name in candidates:
+        if name:
+            try:
+                ZoneInfo(name)
+                return name
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return "UTC"
+
+
+def default_home() -> str:
+    if os.environ.get("OPENCLAW_HOME"):
+        return os.environ["OPENCLAW_HOME"]
+    home = Path("~/.openclaw").expanduser()
+    if not home.exists():
+        for legacy in LEGACY_HOMES:
+            if Path(legacy).expanduser().exists():
+                return legacy
+    return "~/.openclaw"

@@ -1,0 +1,247 @@
+"""The CLI's no-op fast path: an unchanged home skips the run, every kind of change runs it for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from mc_pipeline import cli, run_fingerprint, storage
+from mc_pipeline_tests import homes as h
+
+ROOT = Path(__file__).resolve().parents[1]
+T0 = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+
+
+def make_db(path: Path, rows: list[tuple[str, int]]) -> None:
+    """An interactions.db (the ok/error variant) with one call per (timestamp, input tokens)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path)
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS llm_calls (id INTEGER PRIMARY KEY, timestamp TEXT, provider TEXT, model TEXT,"
+        " session_id TEXT, input_tokens INTEGER, output_tokens INTEGER, ok INTEGER, error TEXT)"
+    )
+    for ts, tokens in rows:
+        con.execute(
+            "INSERT INTO llm_calls (timestamp, provider, model, session_id, input_tokens, output_tokens, ok)"
+            " VALUES (?, 'anthropic', 'claude-sonnet-4-5', 'db-session', ?, 5, 1)",
+            (ts, tokens),
+        )
+    con.commit()
+    con.close()
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """A small home with one transcript call and one interactions.db call; the CLI's environment set."""
+    home = tmp_path / "home"
+    session = h.write_session(home, [h.session_line("s1", T0), h.assistant(T0, u=h.usage(10, 10, cost=0.25))])
+    make_db(home / "data" / "interactions.db", [("2026-03-02T10:00:00Z", 100)])
+    for k in list(os.environ):
+        if k.startswith(("MC_", "OPENCLAW_")):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("OPENCLAW_HOME", str(home))
+    monkeypatch.setenv("MC_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MC_TIMEZONE", "UTC")
+    monkeypatch.setenv("DAGSTER_HOME", str((tmp_path / "dh").resolve()))
+    monkeypatch.chdir(tmp_path)
+    return {"home": home, "data": tmp_path / "data", "session": session, "tmp": tmp_path}
+
+
+def cli_run(capsys, *argv: str, clock=None) -> tuple[int, str]:
+    rc = cli.run(["--quiet", *argv], clock=clock)
+    out = capsys.readouterr().out
+    return rc, out
+
+
+def calls_in(out: str) -> int:
+    m = re.search(r"calls:\s+([\d,]+) ", out)
+    assert m, out
+    return int(m.group(1).replace(",", ""))
+
+
+def skipped(out: str) -> bool:
+    return "nothing changed since" in out and "outputs are current" in out
+
+
+def ran(out: str) -> bool:
+    return "mc_pipeline: reading " in out and not skipped(out)
+
+
+def test_unchanged_home_skips_with_the_last_summary(env, capsys):
+    rc, first = cli_run(capsys)
+    assert rc == 0 and ran(first)
+    summary = first[first.index("mc_pipeline summary"):]
+    assert calls_in(first) == 2  # one transcript call, one database call
+    rc, second = cli_run(capsys)
+    assert rc == 0 and skipped(second)
+    assert second[second.index("mc_pipeline summary"):] == summary  # the usual summary, same figures
+    # --force and MC_FULL_REBUILD bypass the fast path
+    rc, forced = cli_run(capsys, "--force")
+    assert rc == 0 and ran(forced) and "forced" in forced
+    os.environ["MC_FULL_REBUILD"] = "1"
+    try:
+        rc, forced = cli_run(capsys)
+    finally:
+        del os.environ["MC_FULL_REBUILD"]
+    assert rc == 0 and ran(forced)
+    rc, again = cli_run(capsys)
+    assert rc == 0 and skipped(again)
+
+
+def _append(env):
+    with open(env["session"], "ab") as fh:
+        fh.write((json.dumps(h.assistant(T0 + timedelta(minutes=5), u=h.usage(3, 3, cost=0.01))) + "\n").encode())
+    return 1, "transcripts"
+
+
+def _new_session(env):
+    h.write_session(env["home"], [h.session_line("s2", T0), h.assistant(T0, u=h.usage(7, 7, cost=0.02))])
+    return 1, "transcripts"
+
+
+def _db_row(env):
+    make_db(env["home"] / "data" / "interactions.db", [("2026-03-03T10:00:00Z", 200)])
+    return 1, "sources"
+
+
+def _setting(env):
+    os.environ["MC_COST_MODE"] = "calculate"
+    return 0, "settings"
+
+
+def _alert_rules_file(env):
+    rules = env["tmp"] / "rules.toml"
+    rules.write_text("[spend]\ndaily_limit_usd = 10.0\n")
+    os.environ["MC_ALERT_RULES"] = str(rules)
+    return 0, "settings"
+
+
+def _sessions_index(env):
+    h.write_sessions_index(env["home"], "main", {"agent:main:cron:nightly": "s1"})
+    return 0, "sources"
+
+
+def _output_deleted(env):
+    (env["data"] / "usage-data.json").unlink()
+    return 0, "outputs"
+
+
+@pytest.mark.parametrize(
+    "change", [_append, _new_session, _db_row, _setting, _alert_rules_file, _sessions_index, _output_deleted]
+)
+def test_each_kind_of_change_triggers_a_real_run(env, capsys, change, monkeypatch):
+    monkeypatch.setenv("MC_COST_MODE", "auto")  # restored after the test whatever the change sets
+    monkeypatch.setenv("MC_ALERT_RULES", "")  # empty: the shipped rules
+    rc, first = cli_run(capsys)
+    assert rc == 0 and ran(first)
+    before = calls_in(first)
+    state = run_fingerprint.read_state(env["data"].resolve())
+    assert state and state["no_skip"] is None
+    assert skipped(cli_run(capsys)[1])
+
+    new_calls, what = change(env)
+    rc, second = cli_run(capsys)
+    assert rc == 0 and ran(second), second
+    assert what in second  # the reason names what changed
+    assert calls_in(second) == before + new_calls
+    assert run_fingerprint.read_state(env["data"].resolve())["started_at"] != state["started_at"]
+    assert (env["data"] / "usage-data.json").exists()
+    assert skipped(cli_run(capsys)[1])  # and then it is current again
+
+
+def test_a_new_day_triggers_a_real_run(env, capsys):
+    now = datetime.now(timezone.utc)
+    rc, first = cli_run(capsys, clock=lambda: now)
+    assert rc == 0 and ran(first)
+    assert skipped(cli_run(capsys, clock=lambda: now)[1])
+    tomorrow = now + timedelta(days=1)
+    rc, second = cli_run(capsys, clock=lambda: tomorrow)
+    assert rc == 0 and ran(second) and "today" in second
+    assert run_fingerprint.read_state(env["data"].resolve())["sections"]["today"] == tomorrow.date().isoformat()
+    assert skipped(cli_run(capsys, clock=lambda: tomorrow)[1])
+
+
+def test_a_line_whose_time_may_become_valid_never_skips(env, capsys):
+    future = datetime.now(timezone.utc) + timedelta(days=30)  # beyond the parser's one-day slack
+    h.write_session(env["home"], [h.session_line("s3", future), h.assistant(future, u=h.usage(1, 1, cost=0.01))])
+    rc, first = cli_run(capsys)
+    assert rc == 0 and ran(first)
+    state = run_fingerprint.read_state(env["data"].resolve())
+    assert state["no_skip"] and "quarantined" in state["no_skip"]
+    rc, second = cli_run(capsys)
+    assert rc == 0 and ran(second) and "quarantined" in second
+
+
+def test_a_bad_setting_is_reported_not_skipped(env, capsys, monkeypatch):
+    rc, _ = cli_run(capsys)
+    assert rc == 0 and run_fingerprint.read_state(env["data"].resolve())
+    monkeypatch.setenv("MC_COST_MODE", "guess")
+    rc = cli.run(["--quiet"])
+    assert rc == 2 and "MC_COST_MODE must be one of" in capsys.readouterr().err
+
+
+def test_a_run_that_dies_leaves_no_fingerprint(env, capsys, monkeypatch):
+    import mc_pipeline.definitions as definitions
+
+    rc, _ = cli_run(capsys)
+    assert rc == 0 and run_fingerprint.read_state(env["data"].resolve())
+    _append(env)
+
+    def boom(settings=None):
+        raise RuntimeError("killed mid-run")
+
+    monkeypatch.setattr(definitions, "build_defs", boom)
+    with pytest.raises(RuntimeError):
+        cli.run(["--quiet"])
+    assert run_fingerprint.read_state(env["data"].resolve()) is None
+    monkeypatch.undo()
+
+
+def test_failure_window_bounds_how_long_a_skip_is_valid(tmp_path):
+    """valid_until = the first moment after the run's start when a call enters or leaves the 24 h window."""
+    start = datetime(2026, 5, 10, 12, tzinfo=timezone.utc)
+    stamps = [start - timedelta(hours=30), start - timedelta(hours=20), start - timedelta(hours=2),
+              start + timedelta(hours=5), None]  # fmt: skip
+    frame = pl.DataFrame({"timestamp": stamps}, schema={"timestamp": pl.Datetime("us", "UTC")}).with_columns(
+        day=pl.col("timestamp").dt.date().fill_null(start.date())
+    )
+    storage.write_partitioned_by_day(frame, tmp_path / "parquet" / "llm_calls")
+    # independent expectation: every time a call enters (its time) or leaves (+24 h) after the start
+    events = [t for s in stamps if s is not None for t in (s, s + timedelta(hours=24)) if t > start]
+    assert run_fingerprint.clock_dependence(tmp_path, start, failure_rule=True) == (None, min(events))
+    assert run_fingerprint.clock_dependence(tmp_path, start, failure_rule=False) == (None, None)
+
+
+def test_pending_alert_delivery_never_skips(tmp_path):
+    from mc_pipeline import alert_delivery as ad
+
+    alert = {"alert_id": "daily_limit:2026-05-10", "rule": "daily_limit", "scope": None, "period": "2026-05-10",
+             "severity": "critical", "message": "m", "value": 2.0, "limit": 1.0, "raised_at": datetime.now(timezone.utc)}  # fmt: skip
+    ad.record_alerts([alert], tmp_path)
+    why, _ = run_fingerprint.clock_dependence(tmp_path, datetime.now(timezone.utc), failure_rule=False)
+    assert why and "pending" in why
+    ad.deliver_pending(tmp_path, [], log=lambda _: None)
+    assert run_fingerprint.clock_dependence(tmp_path, datetime.now(timezone.utc), failure_rule=False) == (None, None)
+
+
+def test_the_fast_path_does_not_import_dagster(env, capsys):
+    assert ran(cli_run(capsys)[1])
+    code = (
+        "import sys; from mc_pipeline.cli import run; rc = run(['--quiet']); "
+        "print('DAGSTER_IMPORTED' if 'dagster' in sys.modules else 'NO_DAGSTER'); sys.exit(rc)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=env["tmp"],
+        env={**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert skipped(proc.stdout) and "NO_DAGSTER" in proc.stdout
