@@ -451,7 +451,7 @@ WAL_SIDECARS = ("-wal", "-shm")
 
 def test_reading_databases_leaves_the_home_files_unchanged(hostile_dbs):
     before, after = hostile_dbs["before"], hostile_dbs["after"]
-    sidecars = {k for k in after if k.endswith(WAL_SIDECARS) and k not in before}  # see the xfail below
+    sidecars = {k for k in after if k.endswith(WAL_SIDECARS) and k not in before}  # none: the test below
     touched_dirs = {str(Path(k).parent) for k in sidecars}  # their folder's mtime moves with them
     after = {k: v for k, v in after.items() if k not in sidecars}
     assert set(after) == set(before), f"added: {set(after) - set(before)}, removed: {set(before) - set(after)}"
@@ -459,12 +459,6 @@ def test_reading_databases_leaves_the_home_files_unchanged(hostile_dbs):
     assert {k for k in changed if not (k in touched_dirs and before[k][4] is None)} == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="readers/interactions_db.connect_read_only opens a WAL database with mode=ro only: SQLite then "
-    "creates <db>-wal and <db>-shm beside the user's file and cannot remove them (read-only). Opening with "
-    "immutable=1 when no -wal exists (no writer active) leaves nothing behind. Reported to the sources owner.",
-)
 def test_reading_a_wal_database_adds_no_files_to_the_home(hostile_dbs):
     added = set(hostile_dbs["after"]) - set(hostile_dbs["before"])
     assert not added, f"files created in the user's home: {sorted(added)}"

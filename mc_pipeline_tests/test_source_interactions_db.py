@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,7 +12,7 @@ import polars as pl
 import pytest
 
 from mc_pipeline.error_classes import classify_status
-from mc_pipeline.readers.interactions_db import read_interactions_db
+from mc_pipeline.readers.interactions_db import is_wal_file, open_mode, read_interactions_db, sidecar
 from mc_pipeline.schemas import API_CALLS, CALL_RECORDS, ApiCallsModel
 
 SECRET = "MY SECRET PROMPT about +4915112345678"
@@ -241,6 +242,82 @@ def test_the_database_is_never_written(tmp_path):
     read(tmp_path)
     assert digest(path) == before
     assert sorted(p.name for p in path.parent.iterdir()) == files_before  # no journal, wal or shm left behind
+
+
+def folder_state(folder: Path) -> dict[str, str]:
+    return {p.name: digest(p) for p in folder.iterdir()}
+
+
+def test_an_idle_wal_database_is_read_without_adding_files(tmp_path):
+    """No connection open: no -wal; mode=ro alone would create -wal/-shm beside the user's file."""
+    path = make_db(tmp_path / "data" / "interactions.db", PLAN,
+                   [row(prompt_tokens=i, completion_tokens=1) for i in range(1, 4)], wal=True)
+    assert is_wal_file(path) and open_mode(path) == "immutable"
+    before = folder_state(path.parent)
+    assert sorted(read(tmp_path).batch.records.get_column("input_tokens").to_list()) == [1, 2, 3]
+    assert folder_state(path.parent) == before
+
+
+def test_a_wal_database_with_an_open_writer_is_read_through_its_wal(tmp_path):
+    """Committed rows still only in the writer's -wal are read; the writer's -wal/-shm are the only sidecars."""
+    path = make_db(tmp_path / "data" / "interactions.db", PLAN, [row(prompt_tokens=1, completion_tokens=1)], wal=True)
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("PRAGMA wal_autocheckpoint = 0")  # keep the new row in the -wal only
+        writer.execute("INSERT INTO llm_calls (timestamp, provider, model, prompt_tokens, completion_tokens)"
+                       " VALUES ('2026-01-05T11:00:00Z', 'anthropic', 'x', 2, 2)")
+        assert open_mode(path) == "ro"
+        names = sorted(p.name for p in path.parent.iterdir())
+        assert sorted(read(tmp_path).batch.records.get_column("input_tokens").to_list()) == [1, 2]
+        assert sorted(p.name for p in path.parent.iterdir()) == names
+    finally:
+        writer.close()
+
+
+def test_a_wal_file_without_its_shm_is_read_from_a_private_copy(tmp_path):
+    """A database and its -wal copied by hand (no -shm): every committed row, nothing added to the folder."""
+    src = make_db(tmp_path / "src" / "interactions.db", PLAN, [row(prompt_tokens=1, completion_tokens=1)], wal=True)
+    writer = sqlite3.connect(src, isolation_level=None)
+    try:
+        writer.execute("PRAGMA wal_autocheckpoint = 0")
+        writer.execute("INSERT INTO llm_calls (timestamp, provider, model, prompt_tokens, completion_tokens)"
+                       " VALUES ('2026-01-05T11:00:00Z', 'anthropic', 'x', 2, 2)")
+        dst = tmp_path / "data" / "interactions.db"
+        dst.parent.mkdir()
+        dst.write_bytes(src.read_bytes())
+        sidecar(dst, "-wal").write_bytes(sidecar(src, "-wal").read_bytes())
+    finally:
+        writer.close()
+    assert open_mode(dst) == "copy"
+    before = folder_state(dst.parent)
+    assert sorted(read(tmp_path).batch.records.get_column("input_tokens").to_list()) == [1, 2]
+    assert folder_state(dst.parent) == before
+
+
+def test_a_lock_free_read_torn_by_a_checkpoint_is_read_again(tmp_path, monkeypatch):
+    """A writer opens, commits and closes (checkpointing into the main file) during an immutable read:
+    that read is thrown away and the next one sees the new row."""
+    from mc_pipeline.readers import interactions_db
+
+    path = make_db(tmp_path / "data" / "interactions.db", PLAN, [row(prompt_tokens=1, completion_tokens=1)], wal=True)
+    real, modes = interactions_db._run, []
+
+    def run_during_a_write(p, query, busy, immutable):
+        modes.append(immutable)
+        out = real(p, query, busy, immutable)
+        if len(modes) == 1:
+            os.utime(path, ns=(0, 0))  # so the checkpoint's mtime differs even on a coarse clock
+            w = sqlite3.connect(path)
+            w.execute("INSERT INTO llm_calls (timestamp, provider, model, prompt_tokens, completion_tokens)"
+                      " VALUES ('2026-01-05T11:00:00Z', 'anthropic', 'x', 2, 2)")
+            w.commit()
+            w.close()  # last connection: checkpoint into the main file, -wal removed
+        return out
+
+    monkeypatch.setattr(interactions_db, "_run", run_during_a_write)
+    got = read(tmp_path)
+    assert modes == [True, True]
+    assert sorted(got.batch.records.get_column("input_tokens").to_list()) == [1, 2]
 
 
 @pytest.mark.parametrize(

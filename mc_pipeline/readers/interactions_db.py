@@ -5,6 +5,8 @@ SQLite URI (``file:...?mode=ro``) with a short busy timeout, both tables are rea
 transaction (one consistent snapshot, committed rows only) into memory, and the connection is closed
 before any parsing. A writer holding a write transaction (rollback journal or WAL) does not stop the read;
 one holding an exclusive lock for longer than the busy timeout makes this run report the database as busy.
+Nothing is ever added beside the file: a WAL-mode file without a ``-wal`` is read with ``immutable=1``
+(``mode=ro`` alone would create ``-wal``/``-shm`` there), see :func:`open_mode` and :func:`read_snapshot`.
 
 ``llm_calls`` schemas vary (REFERENCE §2): columns are mapped by name (:data:`LLM_FIELDS`, first name
 present wins), unknown columns are ignored and missing ones are null. Prompt, response and preview
@@ -25,10 +27,14 @@ as the error message, so :func:`mc_pipeline.error_classes.classify_status` yield
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import polars as pl
 
@@ -107,16 +113,119 @@ def relative_name(path: Path, home: Path) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------
-# SQLite access: read-only, short, one snapshot
+# SQLite access: read-only, short, one snapshot, nothing added beside the user's file
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+#: How often a snapshot is retried when the file changed while it was being read (a checkpoint).
+SNAPSHOT_ATTEMPTS = 3
+
+T = TypeVar("T")
 
 
-def connect_read_only(path: Path, busy_timeout_s: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
-    """A read-only connection (``mode=ro`` URI): never creates, writes or keeps a lock on the file."""
-    uri = path.resolve().as_uri() + "?mode=ro"
+def connect_read_only(path: Path, busy_timeout_s: float = BUSY_TIMEOUT_S, *, immutable: bool = False) -> sqlite3.Connection:
+    """A read-only connection (``mode=ro`` URI): never creates, writes or keeps a lock on the file.
+
+    ``mode=ro`` alone still makes SQLite create ``-wal``/``-shm`` beside a WAL database that has none;
+    :func:`read_snapshot` decides how a file is opened so that nothing is added to the user's folder.
+    ``immutable=True`` reads the main file only, without locks (only for WAL files with no ``-wal``)."""
+    uri = path.resolve().as_uri() + "?mode=ro" + ("&immutable=1" if immutable else "")
     con = sqlite3.connect(uri, uri=True, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
     con.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
     con.execute("PRAGMA query_only = 1")
     return con
+
+
+def sidecar(path: Path, suffix: str) -> Path:
+    """``<db>-wal`` / ``<db>-shm`` / ``<db>-journal``."""
+    return path.with_name(path.name + suffix)
+
+
+def is_wal_file(path: Path) -> bool:
+    """The header says WAL mode (file format read/write versions 2, bytes 18-19); False if not SQLite."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(20)
+    except OSError:
+        return False
+    return head[:16] == SQLITE_MAGIC and head[18:20] == b"\x02\x02"
+
+
+def open_mode(path: Path) -> str:
+    """How :func:`read_snapshot` opens ``path`` now, so that nothing is created beside it:
+
+    - ``ro``: a rollback-journal file (readers create no file; locks keep writers' pages out), or a WAL
+      file whose ``-wal`` and ``-shm`` already exist (a writer is open, or left them): SQLite's own
+      concurrent read through the writer's files, adding none.
+    - ``immutable``: a WAL file without ``-wal``: no connection is open and every committed row is in
+      the main file; read it without locks or sidecars (checked unchanged afterwards, see below).
+    - ``copy``: a WAL file with ``-wal`` but no ``-shm`` (copied or restored by hand): the file and its
+      ``-wal`` are copied to a private temp folder and read there.
+    """
+    if not is_wal_file(path):
+        return "ro"
+    wal, shm = sidecar(path, "-wal").exists(), sidecar(path, "-shm").exists()
+    if not wal:
+        return "immutable"
+    return "ro" if shm else "copy"
+
+
+def _stamp(path: Path) -> tuple[int, int, int, bool]:
+    """What changes when another program writes the file: inode, size, mtime, and whether a -wal exists."""
+    st = os.stat(path)
+    return st.st_ino, st.st_size, st.st_mtime_ns, sidecar(path, "-wal").exists()
+
+
+def _run(path: Path, query: Callable[[sqlite3.Connection], T], busy_timeout_s: float, immutable: bool) -> T:
+    con = connect_read_only(path, busy_timeout_s, immutable=immutable)
+    try:
+        con.execute("BEGIN")  # deferred: a shared read snapshot, taken by the first SELECT
+        out = query(con)
+        con.execute("COMMIT")
+        return out
+    finally:
+        con.close()
+
+
+def read_snapshot(
+    path: Path, query: Callable[[sqlite3.Connection], T], busy_timeout_s: float = BUSY_TIMEOUT_S, *, what: str = "SQLite database"
+) -> T:
+    """``query(con)`` inside one read transaction on ``path``, opened as :func:`open_mode` says; every
+    row is read into memory and the connection closed before returning. Raises DbUnavailable (why).
+
+    An ``immutable`` or ``copy`` read takes no lock, so the file's inode, size, mtime and ``-wal`` are
+    compared before and after: if another program started writing meanwhile (a checkpoint rewrites
+    pages of the main file), the read is thrown away and retried with a fresh :func:`open_mode`."""
+    try:
+        for _ in range(SNAPSHOT_ATTEMPTS):
+            how = open_mode(path)
+            before = _stamp(path)
+            if how == "ro":
+                return _run(path, query, busy_timeout_s, immutable=False)
+            try:
+                if how == "immutable":
+                    out = _run(path, query, busy_timeout_s, immutable=True)
+                else:
+                    with tempfile.TemporaryDirectory(prefix="mc-pipeline-sqlite-") as tmp:
+                        copy = Path(tmp) / path.name
+                        shutil.copyfile(path, copy)
+                        shutil.copyfile(sidecar(path, "-wal"), sidecar(copy, "-wal"))
+                        out = _run(copy, query, busy_timeout_s, immutable=False)
+            except sqlite3.DatabaseError:
+                if _stamp(path) != before:
+                    continue  # torn by a concurrent writer: read again
+                raise
+            if _stamp(path) == before:
+                return out
+        raise DbUnavailable(f"busy: changed by another program during each of {SNAPSHOT_ATTEMPTS} reads")
+    except OSError as exc:
+        raise DbUnavailable(f"cannot read ({exc.strerror or exc})") from exc
+    except sqlite3.Error as exc:
+        msg = str(exc)
+        if "locked" in msg or "busy" in msg:
+            raise DbUnavailable(f"busy: another program held a lock longer than {busy_timeout_s:g}s ({msg})") from exc
+        if isinstance(exc, sqlite3.OperationalError) and "unable to open" in msg:
+            raise DbUnavailable(f"cannot open read-only ({msg})") from exc
+        raise DbUnavailable(f"not a readable {what} ({msg})") from exc
 
 
 def _columns(con: sqlite3.Connection, table: str) -> list[str] | None:
@@ -148,27 +257,17 @@ def _select(con: sqlite3.Connection, table: str, fields: dict[str, tuple[str, ..
 
 def read_tables(path: Path, busy_timeout_s: float = BUSY_TIMEOUT_S) -> dict[str, tuple[list[str], list[tuple]]]:
     """``llm_calls`` and (when present) ``api_calls``, read in one snapshot; raises DbUnavailable."""
-    try:
-        con = connect_read_only(path, busy_timeout_s)
-    except sqlite3.Error as exc:
-        raise DbUnavailable(f"cannot open read-only ({exc})") from exc
-    try:
-        con.execute("BEGIN")  # deferred: a shared read snapshot, taken by the first SELECT
+
+    def query(con: sqlite3.Connection) -> dict[str, tuple[list[str], list[tuple]]]:
         tables = {r[0].lower(): r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "llm_calls" not in tables:
             raise DbUnavailable(f"no llm_calls table (tables: {', '.join(sorted(tables)) or 'none'})")
         out = {"llm_calls": _select(con, tables["llm_calls"], LLM_FIELDS)}
         if "api_calls" in tables:
             out["api_calls"] = _select(con, tables["api_calls"], API_FIELDS)
-        con.execute("COMMIT")
         return out
-    except sqlite3.DatabaseError as exc:
-        msg = str(exc)
-        if "locked" in msg or "busy" in msg:
-            raise DbUnavailable(f"busy: another program held a lock longer than {busy_timeout_s:g}s ({msg})") from exc
-        raise DbUnavailable(f"not a readable SQLite database ({msg})") from exc
-    finally:
-        con.close()
+
+    return read_snapshot(path, query, busy_timeout_s)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -7,9 +7,10 @@ of a call; rows carry ``source = "transcript_store"`` and ``line_no`` = the even
 newline inside ``event_json`` can only be JSON whitespace (JSON strings cannot hold one), so it is
 replaced by a space before joining.
 
-Opened like ``interactions.db``: read-only URI, short busy timeout, one read snapshot, closed before
-parsing. A store that cannot be read (corrupt, no ``transcript_events``) is a problem naming the file,
-and the other stores are still read.
+Opened like ``interactions.db`` (:func:`mc_pipeline.readers.interactions_db.read_snapshot`): read-only,
+short busy timeout, one read snapshot, closed before parsing, nothing added beside the file (a WAL store
+without ``-wal`` is read with ``immutable=1``). A store that cannot be read (corrupt, no
+``transcript_events``) is a problem naming the file, and the other stores are still read.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from mc_pipeline.readers.batch import SourceBatch
-from mc_pipeline.readers.interactions_db import BUSY_TIMEOUT_S, DbUnavailable, connect_read_only
+from mc_pipeline.readers.interactions_db import BUSY_TIMEOUT_S, DbUnavailable, read_snapshot
 from mc_pipeline.readers.transcripts import parse_transcript
 from mc_pipeline.schemas import CALL_RECORDS, FILE_COUNTS, QUARANTINE
 
@@ -45,27 +46,16 @@ def discover_stores(home: Path) -> list[tuple[str, Path, str]]:
 
 def read_events(path: Path, busy_timeout_s: float = BUSY_TIMEOUT_S) -> list[tuple[str | None, int, str | None]]:
     """(session_id, seq, event_json) ordered by session and seq; raises DbUnavailable."""
-    try:
-        con = connect_read_only(path, busy_timeout_s)
-    except sqlite3.Error as exc:
-        raise DbUnavailable(f"cannot open read-only ({exc})") from exc
-    try:
-        con.execute("BEGIN")
+
+    def query(con: sqlite3.Connection) -> list[tuple[str | None, int, str | None]]:
         names = {r[0].lower() for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if TABLE not in names:
             raise DbUnavailable(f"no {TABLE} table (tables: {', '.join(sorted(names)) or 'none'})")
-        rows = con.execute(
+        return con.execute(
             f"SELECT CAST(session_id AS TEXT), seq, CAST(event_json AS TEXT) FROM {TABLE} ORDER BY session_id, seq"
         ).fetchall()
-        con.execute("COMMIT")
-        return rows
-    except sqlite3.DatabaseError as exc:
-        msg = str(exc)
-        if "locked" in msg or "busy" in msg:
-            raise DbUnavailable(f"busy: another program held a lock longer than {busy_timeout_s:g}s ({msg})") from exc
-        raise DbUnavailable(f"not a readable transcript store ({msg})") from exc
-    finally:
-        con.close()
+
+    return read_snapshot(path, query, busy_timeout_s, what="transcript store")
 
 
 def parse_store(
