@@ -188,10 +188,30 @@ def start_run(env: dict, cwd: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def existing_instance(dagster_home: Path) -> Path:
+    """The Dagster instance as the daemon or an earlier run leaves it: config written, storages created.
+
+    Two processes creating a fresh instance's SQLite storages at the same instant can race on the schema
+    migration ("alembic_version has more than one head"); with the scheduler running, the instance exists
+    long before a manual rerun meets a scheduled run, which is the case tested here.
+    """
+    import dagster as dg
+
+    from mc_pipeline.cli import DAGSTER_YAML
+
+    dagster_home.mkdir(parents=True)
+    (dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        instance.get_runs(limit=1)
+        instance.all_instigator_state()
+        instance.get_latest_materialization_events([dg.AssetKey("llm_calls")])
+    return dagster_home
+
+
 def test_two_runs_at_once_corrupt_nothing(tmp_path):
     home, data = tmp_path / "home", tmp_path / "data"
     build_home(home)
-    env = cli_env(home, data, tmp_path / "dagster_home")
+    env = cli_env(home, data, existing_instance(tmp_path / "dagster_home"))
     io = ParquetIOManager(data_dir=str(data))
 
     def read_calls():
