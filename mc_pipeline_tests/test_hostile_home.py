@@ -530,12 +530,6 @@ def test_interactions_db_bad_values_are_quarantined_rows(tmp_path):
     assert sorted(read.batch.quarantine.get_column("line_no").to_list()) == [2, 3, 4, 5, 6, 7]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="readers/interactions_db: one BLOB cell that is not UTF-8 makes sqlite3 raise while fetching, and the "
-    "whole database is reported 'not a readable SQLite database' (every good row lost). A text_factory that "
-    "decodes with errors='replace' keeps the other rows and lets the bad cell be quarantined (sources owner).",
-)
 def test_interactions_db_one_binary_cell_costs_only_its_row(tmp_path):
     from mc_pipeline.readers.interactions_db import read_interactions_db
 

@@ -320,6 +320,37 @@ def test_a_lock_free_read_torn_by_a_checkpoint_is_read_again(tmp_path, monkeypat
     assert sorted(got.batch.records.get_column("input_tokens").to_list()) == [1, 2]
 
 
+def test_a_cell_that_is_not_utf8_costs_only_its_row(tmp_path):
+    """sqlite3 raises on such a cell while fetching; here only its row is quarantined, naming the column. A
+    bad error text keeps its (failed) call, with U+FFFD in place of the bad bytes."""
+    blob = b"\x00\xff\xfe"
+    make_db(tmp_path / "data" / "interactions.db", OK_ERROR, [
+        row(input_tokens=1, output_tokens=1, ok=1),
+        row(input_tokens=blob, output_tokens=1, ok=1),
+        row(model=blob, input_tokens=3, output_tokens=1, ok=1),
+        row(input_tokens=0, output_tokens=0, ok=0, error=b"429 rate limit \xff"),
+        row(input_tokens=5, output_tokens=1, ok=1),
+    ], api_rows=[
+        {"timestamp": "2026-01-05T10:00:00Z", "service": "github", "endpoint": "/a", "status_code": 200},
+        {"timestamp": "2026-01-05T10:00:01Z", "service": blob, "endpoint": "/b", "status_code": 200},
+    ])
+    got = read(tmp_path)
+    assert got.batch.problems == []
+    rec = got.batch.records.sort("line_no")
+    assert rec.get_column("line_no").to_list() == [1, 4, 5]
+    assert rec.get_column("error_message").to_list()[1] == "429 rate limit \ufffd"
+    assert classify_status(rec).get_column("error_class").to_list() == [None, "rate_limit", None]
+    q = got.batch.quarantine.sort("source_file", "line_no")
+    assert q.select("source_file", "line_no", "reason").rows() == [
+        ("data/interactions.db", 2, "not UTF-8 text (a BLOB) in input_tokens"),
+        ("data/interactions.db", 3, "not UTF-8 text (a BLOB) in model"),
+        ("data/interactions.db#api_calls", 2, "not UTF-8 text (a BLOB) in service"),
+    ]
+    assert not any("\x00" in e for e in q.get_column("excerpt").to_list())
+    assert "input_tokens=<not UTF-8>" in q.get_column("excerpt")[0]
+    assert got.api_calls.get_column("endpoint").to_list() == ["/a"]
+
+
 @pytest.mark.parametrize(
     "content, why",
     [(b"this is not sqlite at all" * 100, "not a readable SQLite database"), (None, "truncated")],

@@ -80,6 +80,23 @@ def test_bad_events_are_quarantined_with_their_seq(tmp_path):
     assert batch.file_counts.get_column("lines_read").to_list() == [len(lines)]
 
 
+def test_an_event_that_is_not_utf8_costs_only_its_line(tmp_path):
+    """sqlite3 raises on such a cell while fetching (the whole store was lost); it is quarantined like an
+    invalid-UTF-8 JSONL line, at its seq."""
+    lines = session_lines("s-a")
+    path = write_store(tmp_path, "main", {"s-a": lines}, seq_start=1, seq_step=2)
+    bad = json.dumps(h.assistant(T0 + timedelta(seconds=6), u=h.usage(5, 5))).encode().replace(b"assistant", b"assist\xff")
+    con = sqlite3.connect(path)
+    con.execute("INSERT INTO transcript_events VALUES ('s-a', 4, ?, 0)", (bad,))
+    con.commit()
+    con.close()
+    batch = read_transcript_store(tmp_path)
+    assert batch.problems == []
+    assert batch.records.height == 2  # the session's two model calls
+    assert batch.quarantine.select("line_no", "reason").rows() == [(4, "invalid UTF-8 at byte " + str(bad.index(b"\xff")))]
+    assert batch.file_counts.get_column("lines_read").to_list() == [len(lines) + 1]
+
+
 def test_one_broken_store_does_not_hide_the_others(tmp_path):
     write_store(tmp_path, "good", {"s-a": session_lines("s-a")})
     bad = tmp_path / "agents" / "bad" / "agent" / "openclaw-agent.sqlite"

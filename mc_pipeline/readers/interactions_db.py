@@ -87,6 +87,9 @@ ABORT_STATUSES = ("aborted", "cancelled", "canceled")
 GENERIC_FAILURE = ("error", "failed", "failure", "fail")
 
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "thinking_tokens")
+#: Marks a value whose bytes are not UTF-8 text (a BLOB): its row is quarantined, unless it is the free
+#: ``error`` text, which is kept with U+FFFD in place of the bad bytes.
+NOT_UTF8 = "\x00not-utf8\x00"
 
 
 class DbUnavailable(Exception):
@@ -233,6 +236,15 @@ def _columns(con: sqlite3.Connection, table: str) -> list[str] | None:
     return [r[1] for r in rows] if rows else None
 
 
+def text_or_marked(value: bytes) -> str:
+    """sqlite3 ``text_factory``: UTF-8 text as is; other bytes as :data:`NOT_UTF8` + the text with U+FFFD
+    (sqlite3's default raises instead, which made one bad cell lose the whole table)."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return NOT_UTF8 + value.decode("utf-8", errors="replace")
+
+
 def _select(con: sqlite3.Connection, table: str, fields: dict[str, tuple[str, ...]]) -> tuple[list[str], list[tuple]]:
     """(mapped field names, rows) with every mapped value as text and the rowid first."""
     present = {c.lower(): c for c in _columns(con, table) or []}
@@ -259,6 +271,7 @@ def read_tables(path: Path, busy_timeout_s: float = BUSY_TIMEOUT_S) -> dict[str,
     """``llm_calls`` and (when present) ``api_calls``, read in one snapshot; raises DbUnavailable."""
 
     def query(con: sqlite3.Connection) -> dict[str, tuple[list[str], list[tuple]]]:
+        con.text_factory = text_or_marked
         tables = {r[0].lower(): r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "llm_calls" not in tables:
             raise DbUnavailable(f"no llm_calls table (tables: {', '.join(sorted(tables)) or 'none'})")
@@ -278,6 +291,13 @@ def _frame(names: list[str], rows: list[tuple], fields: dict[str, tuple[str, ...
     schema = {"row_no": pl.Int64(), **{n: pl.String() for n in names}}
     df = pl.DataFrame(rows, schema=schema, orient="row")
     return df.with_columns([pl.lit(None, pl.String).alias(n) for n in fields if n not in names])
+
+
+def _not_utf8(names: tuple[str, ...] | list[str]) -> pl.Expr:
+    """The fields among ``names`` holding bytes that are not UTF-8 text (comma-separated), else null."""
+    hits = [pl.when(pl.col(n).str.starts_with(NOT_UTF8)).then(pl.lit(n)) for n in names]
+    out = pl.concat_str(hits, separator=", ", ignore_nulls=True)
+    return pl.when(out != "").then(pl.format("not UTF-8 text (a BLOB) in {}", out))
 
 
 def parse_timestamp(col: str, naive_tz: str) -> pl.Expr:
@@ -315,8 +335,15 @@ def _bad_number(col: str) -> pl.Expr:
     return pl.col(col).is_not_null() & (pl.col(col).str.strip_chars() != "") & _int(col).is_null()
 
 
+def _shown(col: str) -> pl.Expr:
+    """A value as an excerpt shows it: ``null``, ``<not UTF-8>`` for a BLOB that is not text, else itself."""
+    return pl.when(pl.col(col).str.starts_with(NOT_UTF8)).then(pl.lit("<not UTF-8>")).otherwise(pl.col(col).fill_null("null"))
+
+
 def _excerpt(prefix: str) -> pl.Expr:
-    parts = [pl.format(f"{n}={{}}", pl.col(n).fill_null("null").str.slice(0, 40)) for n in EXCERPT_FIELDS]
+    parts = [
+        pl.format(f"{n}={{}}", _shown(n).str.slice(0, 40)) for n in EXCERPT_FIELDS
+    ]
     return pl.concat_str([pl.lit(prefix), pl.format("rowid={}", pl.col("row_no")), *parts], separator=" ").str.slice(
         0, EXCERPT_CHARS
     )
@@ -330,7 +357,8 @@ def parse_llm_calls(
     raw = _frame(names, rows, LLM_FIELDS)
     status = pl.col("status").str.strip_chars().str.to_lowercase()
     status = pl.when(status != "").then(status)
-    error_text = pl.when(pl.col("error").str.strip_chars() != "").then(pl.col("error"))
+    error_text = pl.col("error").str.strip_prefix(NOT_UTF8)
+    error_text = pl.when(error_text.str.strip_chars() != "").then(error_text)
     ok_flag = _int("ok")
     model_raw = pl.col("model").str.strip_chars()
     provider_raw = pl.col("provider").str.strip_chars()
@@ -362,8 +390,11 @@ def parse_llm_calls(
     )
     bad_tokens = pl.any_horizontal([_bad_number(n) for n in TOKEN_FIELDS])
     negative = pl.any_horizontal([pl.col(f"_{n}") < 0 for n in TOKEN_FIELDS]).fill_null(False)
+    not_text = _not_utf8([n for n in LLM_FIELDS if n != "error"])
     reason = (
-        pl.when(pl.col("timestamp").is_null() | (pl.col("timestamp").str.strip_chars() == ""))
+        pl.when(not_text.is_not_null())
+        .then(not_text)
+        .when(pl.col("timestamp").is_null() | (pl.col("timestamp").str.strip_chars() == ""))
         .then(pl.lit("no timestamp"))
         .when(pl.col("_ts").is_null())
         .then(pl.format("unparseable timestamp {}", pl.col("timestamp").str.slice(0, 40)))
@@ -435,8 +466,11 @@ def parse_api_calls(
         _ts=parse_timestamp("timestamp", naive_tz),
         _code=_int("status_code"),
     )
+    not_text = _not_utf8(list(API_FIELDS))
     reason = (
-        pl.when(pl.col("_ts").is_null())
+        pl.when(not_text.is_not_null())
+        .then(not_text)
+        .when(pl.col("_ts").is_null())
         .then(pl.format("unparseable timestamp {}", pl.col("timestamp").fill_null("null").str.slice(0, 40)))
         .when(~plausible("_ts", now))
         .then(pl.lit("implausible timestamp (before 2015 or in the future)"))
@@ -450,8 +484,8 @@ def parse_api_calls(
         excerpt=pl.format(
             "api_calls rowid={} timestamp={} status_code={}",
             "row_no",
-            pl.col("timestamp").fill_null("null").str.slice(0, 40),
-            pl.col("status_code").fill_null("null").str.slice(0, 10),
+            _shown("timestamp").str.slice(0, 40),
+            _shown("status_code").str.slice(0, 10),
         ),
     )
     code = pl.col("_code")

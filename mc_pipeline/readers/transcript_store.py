@@ -44,13 +44,19 @@ def discover_stores(home: Path) -> list[tuple[str, Path, str]]:
     return out
 
 
-def read_events(path: Path, busy_timeout_s: float = BUSY_TIMEOUT_S) -> list[tuple[str | None, int, str | None]]:
-    """(session_id, seq, event_json) ordered by session and seq; raises DbUnavailable."""
+Event = tuple[bytes | str | None, int, bytes | str | None]
 
-    def query(con: sqlite3.Connection) -> list[tuple[str | None, int, str | None]]:
+
+def read_events(path: Path, busy_timeout_s: float = BUSY_TIMEOUT_S) -> list[Event]:
+    """(session_id, seq, event_json) ordered by session and seq, text as UTF-8 bytes (as SQLite holds it:
+    an event that is not valid UTF-8 is then quarantined like such a JSONL line, not fatal for the store);
+    raises DbUnavailable."""
+
+    def query(con: sqlite3.Connection) -> list[Event]:
         names = {r[0].lower() for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if TABLE not in names:
             raise DbUnavailable(f"no {TABLE} table (tables: {', '.join(sorted(names)) or 'none'})")
+        con.text_factory = bytes
         return con.execute(
             f"SELECT CAST(session_id AS TEXT), seq, CAST(event_json AS TEXT) FROM {TABLE} ORDER BY session_id, seq"
         ).fetchall()
@@ -58,19 +64,30 @@ def read_events(path: Path, busy_timeout_s: float = BUSY_TIMEOUT_S) -> list[tupl
     return read_snapshot(path, query, busy_timeout_s, what="transcript store")
 
 
+def _utf8(value: bytes | str | None) -> bytes:
+    return value if isinstance(value, bytes) else (value or "").encode("utf-8")
+
+
 def parse_store(
-    rows: list[tuple[str | None, int, str | None]], *, rel: str, agent_id: str, now: datetime | None = None
+    rows: list[Event], *, rel: str, agent_id: str, now: datetime | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
-    """(CALL_RECORDS, QUARANTINE, file count row) of one store's events."""
+    """(CALL_RECORDS, QUARANTINE, file count row) of one store's events (text as bytes or str)."""
     now = now or datetime.now(timezone.utc)
     calls, quarantine = [], []
     count = {"source": SOURCE, "source_file": rel, "lines_read": 0, "calls": 0, "other_entries": 0,
              "skipped_by_rule": 0, "quarantined": 0}  # fmt: skip
-    frame = pl.DataFrame(rows, schema={"session_id": pl.String, "seq": pl.Int64, "event_json": pl.String}, orient="row")
-    frame = frame.with_columns(line=pl.col("event_json").fill_null("").str.replace_all(r"[\r\n]", " "))
+    frame = pl.DataFrame(
+        {
+            "session_id": [None if r[0] is None else _utf8(r[0]).decode("utf-8", errors="replace") for r in rows],
+            "seq": [r[1] for r in rows],
+            "event_json": [_utf8(r[2]) for r in rows],
+        },
+        schema={"session_id": pl.String, "seq": pl.Int64, "event_json": pl.Binary},
+    )
     for (session_id,), part in frame.partition_by("session_id", as_dict=True, maintain_order=True).items():
         seqs = part.get_column("seq")
-        data = ("\n".join(part.get_column("line").to_list()) + "\n").encode("utf-8", errors="replace")
+        events = part.get_column("event_json").to_list()
+        data = b"\n".join(e.replace(b"\r", b" ").replace(b"\n", b" ") for e in events) + b"\n"
         chunk = parse_transcript(
             data, rel=rel, agent_id=agent_id, session_id=session_id or "", now=now, source=SOURCE
         )
