@@ -538,12 +538,6 @@ def test_interactions_db_one_binary_cell_costs_only_its_row(tmp_path):
     assert sorted(read.batch.records.get_column("input_tokens").to_list()) == [100, 200]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="readers/interactions_db has no plausibility cap on token counts (transcripts quarantine counts over "
-    "1e9): a row with 9e18 input tokens becomes a call, is priced, and sums of such rows overflow int64 in the "
-    "marts (sources owner).",
-)
 def test_interactions_db_implausible_token_count_is_quarantined(tmp_path):
     from mc_pipeline.readers.interactions_db import read_interactions_db
 

@@ -351,6 +351,26 @@ def test_a_cell_that_is_not_utf8_costs_only_its_row(tmp_path):
     assert got.api_calls.get_column("endpoint").to_list() == ["/a"]
 
 
+def test_token_counts_over_the_transcripts_cap_are_quarantined(tmp_path):
+    """The same plausibility cap as transcript lines (MAX_TOKENS), for every token column, also for text
+    beyond int64 (which is not "not a whole number" but too big)."""
+    from mc_pipeline.readers.transcripts import MAX_TOKENS
+
+    make_db(tmp_path / "data" / "interactions.db", COST_SPLIT, [
+        row(prompt_tokens=MAX_TOKENS, completion_tokens=1),
+        row(prompt_tokens=MAX_TOKENS + 1, completion_tokens=1),
+        row(prompt_tokens=1, completion_tokens=1, cache_read_tokens=9 * 10**18),
+        row(prompt_tokens=1, completion_tokens=1, thinking_tokens=str(2**64)),
+        row(prompt_tokens=1, completion_tokens=MAX_TOKENS * 10.0),
+        row(prompt_tokens=7, completion_tokens=1),
+    ])
+    got = read(tmp_path)
+    assert got.batch.records.get_column("input_tokens").to_list() == [MAX_TOKENS, 7]
+    q = got.batch.quarantine
+    assert q.get_column("line_no").to_list() == [2, 3, 4, 5]
+    assert set(q.get_column("reason").to_list()) == {f"implausible token count (over {MAX_TOKENS:,})"}
+
+
 @pytest.mark.parametrize(
     "content, why",
     [(b"this is not sqlite at all" * 100, "not a readable SQLite database"), (None, "truncated")],

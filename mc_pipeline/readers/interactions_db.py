@@ -40,6 +40,7 @@ import polars as pl
 
 from mc_pipeline.error_classes import classify_status
 from mc_pipeline.readers.batch import SourceBatch
+from mc_pipeline.readers.transcripts import MAX_TOKENS
 from mc_pipeline.schemas import API_CALLS, CALL_RECORDS, EXCERPT_CHARS, FILE_COUNTS, QUARANTINE, UTC_TS, conform
 
 SOURCE = "interactions_db"
@@ -389,6 +390,10 @@ def parse_llm_calls(
         ),
     )
     bad_tokens = pl.any_horizontal([_bad_number(n) for n in TOKEN_FIELDS])
+    # the transcripts' cap; on the text's numeric value, so counts beyond int64 get this reason too
+    over_cap = pl.any_horizontal(
+        [pl.col(n).str.strip_chars().cast(pl.Float64, strict=False) > MAX_TOKENS for n in TOKEN_FIELDS]
+    ).fill_null(False)
     negative = pl.any_horizontal([pl.col(f"_{n}") < 0 for n in TOKEN_FIELDS]).fill_null(False)
     not_text = _not_utf8([n for n in LLM_FIELDS if n != "error"])
     reason = (
@@ -404,6 +409,8 @@ def parse_llm_calls(
         .then(pl.lit("no model"))
         .when(pl.col("_provider").fill_null("") == "")
         .then(pl.lit("no provider (and the model id names none)"))
+        .when(over_cap)
+        .then(pl.lit(f"implausible token count (over {MAX_TOKENS:,})"))
         .when(bad_tokens)
         .then(pl.lit("token count is not a whole number"))
         .when(negative)
