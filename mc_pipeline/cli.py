@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # Dagster and Polars are imported only when a run really star
     from mc_pipeline.defs.resources import McSettings
 
 YES = ("1", "true", "yes")
+#: The llm_calls columns the summary needs (a big table is read in part).
+SUMMARY_COLUMNS = ["cost_usd", "day", "cost_source", "status", "source"]
 
 DAGSTER_YAML = """# written by mc_pipeline on first run; edit freely
 telemetry:
@@ -49,8 +51,13 @@ def summary_lines(settings: McSettings) -> list[str]:
 
     from mc_pipeline.defs.io_manager import ParquetIOManager
 
+    from mc_pipeline import storage
+    from mc_pipeline.defs.io_manager import PARTITIONED_SCHEMAS
+
     io = ParquetIOManager(data_dir=settings.data_dir)
-    calls = io.load_table("llm_calls", partitioned=True)
+    calls = storage.read_partitioned_by_day(
+        io.table_dir("llm_calls"), PARTITIONED_SCHEMAS["llm_calls"], columns=SUMMARY_COLUMNS
+    )
     lines = []
     if calls.height == 0:
         lines.append(f"No model calls found under {settings.home} (is OPENCLAW_HOME right?).")

@@ -77,6 +77,17 @@ def _setting_path(value: str | None, default: Path) -> Path:
     return Path(value).expanduser().resolve() if value else default
 
 
+def package_digest(package: Path | None = None) -> str:
+    """The package version and the size/mtime of its code, rules and schema files."""
+    package = package or Path(mc_pipeline.__file__).parent
+    code = {
+        str(p.relative_to(package)): _stat(p, ctime=False)
+        for p in sorted(package.rglob("*"))
+        if p.suffix in (".py", ".toml", ".json") and "__pycache__" not in p.parts
+    }
+    return _digest([mc_pipeline.__version__, code])
+
+
 @dataclass
 class Inputs:
     """What the outputs of a run depend on, taken before the run."""
@@ -96,12 +107,6 @@ def current_inputs(env: Mapping[str, str], now: datetime) -> Inputs:
     zone = env.get("MC_TIMEZONE") or local_timezone()
     today = now.astimezone(ZoneInfo(zone)).date().isoformat()
 
-    package = Path(mc_pipeline.__file__).parent
-    code = {
-        str(p.relative_to(package)): _stat(p, ctime=False)
-        for p in sorted(package.rglob("*"))
-        if p.suffix in (".py", ".toml", ".json") and "__pycache__" not in p.parts
-    }
     from importlib import metadata
 
     libraries = {}
@@ -149,7 +154,7 @@ def current_inputs(env: Mapping[str, str], now: datetime) -> Inputs:
             sources[var] = _stat(_setting_path(env[var], Path()))
 
     sections = {
-        "package": _digest([mc_pipeline.__version__, code]),
+        "package": package_digest(),
         "libraries": _digest(libraries),
         "settings": _digest(settings),
         "today": today,

@@ -96,24 +96,29 @@ def write_partitioned_by_day(df: pl.DataFrame, root: Path, column: str = "day") 
     return {"days_written": written, "days_unchanged": unchanged, "days_removed": removed}
 
 
-def read_parquet(path: Path) -> pl.DataFrame:
+def read_parquet(path: Path, columns: list[str] | None = None) -> pl.DataFrame:
     """Read a Parquet file through one open handle, safe while another run replaces it.
 
     ``pl.read_parquet(path)`` opens the path more than once; when a writer ``os.replace``s the file in
     between, Polars mixes two files and panics (seen in test_concurrency.py). One handle pins one version.
     """
     with open(path, "rb") as fh:
-        return pl.read_parquet(fh)
+        return pl.read_parquet(fh, columns=columns)
 
 
 def read_partitioned_by_day(
-    root: Path, schema: dict[str, pl.DataType] | None = None, column: str = "day"
+    root: Path, schema: dict[str, pl.DataType] | None = None, column: str = "day", columns: list[str] | None = None
 ) -> pl.DataFrame:
-    """Read a hive table back; without ``schema`` the day column is put back after ``timestamp``."""
+    """Read a hive table back; without ``schema`` the day column is put back after ``timestamp``.
+
+    ``columns``: only these (the day column is always there), e.g. for a summary of a big table.
+    """
+    if columns is not None:
+        schema = {c: t for c, t in (schema or {}).items() if c in columns or c == column} or None
     parts = []
     for file in sorted(root.glob(f"{column}=*/{PART_FILE}")):
         try:
-            part = read_parquet(file)
+            part = read_parquet(file, [c for c in columns if c != column] if columns is not None else None)
         except FileNotFoundError:  # a day removed by a concurrent run since the listing: it has no rows
             continue
         day = date.fromisoformat(file.parent.name.split("=", 1)[1])

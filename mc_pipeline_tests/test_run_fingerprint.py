@@ -53,6 +53,9 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv("MC_TIMEZONE", "UTC")
     monkeypatch.setenv("DAGSTER_HOME", str((tmp_path / "dh").resolve()))
     monkeypatch.chdir(tmp_path)
+    # the package's own files may be edited while the suite runs (a shared working tree): held fixed here,
+    # test_an_edit_of_the_package_changes_its_digest covers that section
+    monkeypatch.setattr(run_fingerprint, "package_digest", lambda: "fixed")
     return {"home": home, "data": tmp_path / "data", "session": session, "tmp": tmp_path}
 
 
@@ -155,7 +158,8 @@ def test_each_kind_of_change_triggers_a_real_run(env, capsys, change, monkeypatc
     assert calls_in(second) == before + new_calls
     assert run_fingerprint.read_state(env["data"].resolve())["started_at"] != state["started_at"]
     assert (env["data"] / "usage-data.json").exists()
-    assert skipped(cli_run(capsys)[1])  # and then it is current again
+    rc, third = cli_run(capsys)
+    assert skipped(third), third  # and then it is current again
 
 
 def test_a_new_day_triggers_a_real_run(env, capsys):
@@ -167,7 +171,8 @@ def test_a_new_day_triggers_a_real_run(env, capsys):
     rc, second = cli_run(capsys, clock=lambda: tomorrow)
     assert rc == 0 and ran(second) and "today" in second
     assert run_fingerprint.read_state(env["data"].resolve())["sections"]["today"] == tomorrow.date().isoformat()
-    assert skipped(cli_run(capsys, clock=lambda: tomorrow)[1])
+    rc, third = cli_run(capsys, clock=lambda: tomorrow)
+    assert skipped(third), third
 
 
 def test_a_line_whose_time_may_become_valid_never_skips(env, capsys):
@@ -206,6 +211,20 @@ def test_a_run_that_dies_leaves_no_fingerprint(env, capsys, monkeypatch):
     monkeypatch.undo()
 
 
+def test_an_edit_of_the_package_changes_its_digest(tmp_path):
+    import shutil
+
+    import mc_pipeline
+
+    copy = tmp_path / "pkg"
+    shutil.copytree(Path(mc_pipeline.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = run_fingerprint.package_digest(copy)
+    assert run_fingerprint.package_digest(copy) == before
+    rules = copy / "task_rules.toml"
+    rules.write_text(rules.read_text() + "\n# edited\n")
+    assert run_fingerprint.package_digest(copy) != before
+
+
 def test_failure_window_bounds_how_long_a_skip_is_valid(tmp_path):
     """valid_until = the first moment after the run's start when a call enters or leaves the 24 h window."""
     start = datetime(2026, 5, 10, 12, tzinfo=timezone.utc)
@@ -236,7 +255,8 @@ def test_pending_alert_delivery_never_skips(tmp_path):
 def test_the_fast_path_does_not_import_dagster(env, capsys):
     assert ran(cli_run(capsys)[1])
     code = (
-        "import sys; from mc_pipeline.cli import run; rc = run(['--quiet']); "
+        "import sys; import mc_pipeline.run_fingerprint as rf; rf.package_digest = lambda: 'fixed'; "
+        "from mc_pipeline.cli import run; rc = run(['--quiet']); "
         "print('DAGSTER_IMPORTED' if 'dagster' in sys.modules else 'NO_DAGSTER'); sys.exit(rc)"
     )
     proc = subprocess.run(
