@@ -91,6 +91,25 @@ def test_malformed_lines_are_quarantined_and_every_line_is_accounted_for(tmp_pat
     assert c["skipped_by_rule"] == 1
 
 
+def test_token_counts_outside_zero_to_the_cap_are_quarantined(tmp_path):
+    """The transcripts' cap (MAX_TOKENS) applies; counts beyond int64 (which made the run fail) are
+    quarantined like any implausible count; written as floats too."""
+    from mc_pipeline.readers.transcripts import MAX_TOKENS
+
+    over = f"implausible token count (over {MAX_TOKENS:,})"
+    cases = [(MAX_TOKENS, None), (MAX_TOKENS + 1, over), (float(MAX_TOKENS) * 2, over), (2**70, over),
+             (1e308, over), (-(2**70), "negative token count"), (-1.0, "negative token count"), (0, None)]
+    pairs = [(1, v) if i % 2 else (v, 1) for i, (v, _) in enumerate(cases)]  # the odd value in either field
+    batch = read_model_usage_log(write_log(tmp_path, [entry(tin=a, tout=b) for a, b in pairs]), tmp_path)
+    q = batch.quarantine
+    assert dict(zip(q.get_column("line_no").to_list(), q.get_column("reason").to_list())) == {
+        n: why for n, (_, why) in enumerate(cases, 1) if why
+    }
+    assert batch.records.select("line_no", "input_tokens", "output_tokens").rows() == [
+        (n, *pairs[n - 1]) for n, (_, why) in enumerate(cases, 1) if not why
+    ]
+
+
 def test_an_unreadable_log_is_a_problem(tmp_path):
     path = tmp_path / "logs" / "model-usage.jsonl"
     path.mkdir(parents=True)  # a directory where the file should be

@@ -11,6 +11,9 @@
   price assumptions, not what a provider or the runtime recorded. ``cost_recorded_usd`` stays null, so the
   call is priced from the price table like any other (or is ``unpriced``).
 - Timestamps as in ``interactions.db`` (ISO text, naive ones in the reporting zone, or epoch s/ms).
+- Token counts must be whole numbers from 0 to the transcripts' cap (``MAX_TOKENS``, 1e9); others are
+  quarantined (``implausible token count``, ``negative token count``), never passed on (a count beyond
+  int64 once failed the whole run).
 - Every line is accounted for: ``lines_read = calls + skipped (blank lines) + quarantined``. A malformed
   line is quarantined with its line number and reason; the excerpt masks ``description``.
 """
@@ -27,6 +30,7 @@ import polars as pl
 
 from mc_pipeline.readers.batch import SourceBatch
 from mc_pipeline.readers.interactions_db import parse_timestamp, plausible, relative_name
+from mc_pipeline.readers.transcripts import MAX_TOKENS
 from mc_pipeline.schemas import CALL_RECORDS, EXCERPT_CHARS, FILE_COUNTS, QUARANTINE, conform
 
 SOURCE = "model_usage_log"
@@ -70,6 +74,10 @@ def _check(line: bytes) -> tuple[dict | None, str | None]:
             v = int(v)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
             return None, f"{name} is not a whole number ({str(v)[:30]!r})"
+        if v is not None and v > MAX_TOKENS:  # also keeps counts beyond int64 out of the Int64 frame
+            return None, f"implausible token count (over {MAX_TOKENS:,})"
+        if v is not None and v < 0:
+            return None, "negative token count"
         out[name] = v
     for name in ("timestamp", "model", "task_type"):
         v = obj.get(name)
@@ -115,8 +123,6 @@ def parse_log(data: bytes, *, rel: str, naive_tz: str = "UTC", now: datetime | N
         .then(pl.lit("model has no provider/ prefix"))
         .when(pl.col("tokens_in").is_null() & pl.col("tokens_out").is_null())
         .then(pl.lit("no token counts"))
-        .when((pl.col("tokens_in") < 0) | (pl.col("tokens_out") < 0))
-        .then(pl.lit("negative token count"))
     )
     df = df.with_columns(_reason=reason)
     rejected = df.filter(pl.col("_reason").is_not_null())
