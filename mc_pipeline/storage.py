@@ -47,8 +47,14 @@ def write_text(text: str, target: Path) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_json(doc: object, target: Path) -> None:
-    write_text(json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n", target)
+def json_text(doc: object, indent: int | None = 2) -> str:
+    """The text ``write_json`` writes; ``indent=None`` for a big machine-read file (Python's C encoder, ~4x
+    faster than the indenting one; same JSON value)."""
+    return json.dumps(doc, indent=indent, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def write_json(doc: object, target: Path, indent: int | None = 2) -> None:
+    write_text(json_text(doc, indent), target)
 
 
 def write_csv(df: pl.DataFrame, target: Path) -> None:

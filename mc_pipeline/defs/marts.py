@@ -153,9 +153,11 @@ def usage_data_json(
     )
     sessions = build_sessions_document(calls, generated_at=now, timezone_name=settings.timezone, salt=salt)
     written = []
+    # encoded once for every target; sessions.json (one entry per session, MBs) without indentation
+    usage_text, sessions_text = storage.json_text(usage), storage.json_text(sessions, indent=None)
     for usage_path, sessions_path in usage_json_targets(settings.usage_json_paths, settings.data):
-        storage.write_json(sessions, sessions_path)  # sessions first: the page needs both, usage is the signal
-        storage.write_json(usage, usage_path)
+        storage.write_text(sessions_text, sessions_path)  # sessions first: the page needs both, usage is the signal
+        storage.write_text(usage_text, usage_path)
         written.append(str(usage_path))
     s = usage["summary"]
     chart = markdown_image(daily_cost_svg(built.usage_daily, today), "daily cost by provider")
