@@ -214,9 +214,9 @@ def read_snapshot(
                         shutil.copyfile(path, copy)
                         shutil.copyfile(sidecar(path, "-wal"), sidecar(copy, "-wal"))
                         out = _run(copy, query, busy_timeout_s, immutable=False)
-            except sqlite3.DatabaseError:
+            except (sqlite3.DatabaseError, FileNotFoundError):
                 if _stamp(path) != before:
-                    continue  # torn by a concurrent writer: read again
+                    continue  # torn by a concurrent writer (or its -wal went away while copied): read again
                 raise
             if _stamp(path) == before:
                 return out
