@@ -294,6 +294,23 @@ def test_a_wal_file_without_its_shm_is_read_from_a_private_copy(tmp_path):
     assert folder_state(dst.parent) == before
 
 
+def test_a_wal_that_vanishes_before_it_is_copied_is_read_again(tmp_path, monkeypatch):
+    """Its writer closed (deleting -wal) between the look at the folder and the copy: read again, no problem."""
+    from mc_pipeline.readers import interactions_db
+
+    path = make_db(tmp_path / "data" / "interactions.db", PLAN, [row(prompt_tokens=1, completion_tokens=1)], wal=True)
+    real, modes = interactions_db.open_mode, []
+
+    def stale_first_look(p):
+        modes.append("copy" if not modes else real(p))  # the first look saw a -wal that is gone now
+        return modes[-1]
+
+    monkeypatch.setattr(interactions_db, "open_mode", stale_first_look)
+    got = read(tmp_path)
+    assert modes == ["copy", "immutable"]
+    assert got.batch.problems == [] and got.batch.records.get_column("input_tokens").to_list() == [1]
+
+
 def test_a_lock_free_read_torn_by_a_checkpoint_is_read_again(tmp_path, monkeypatch):
     """A writer opens, commits and closes (checkpointing into the main file) during an immutable read:
     that read is thrown away and the next one sees the new row."""

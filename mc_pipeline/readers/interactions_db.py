@@ -201,8 +201,8 @@ def read_snapshot(
     pages of the main file), the read is thrown away and retried with a fresh :func:`open_mode`."""
     try:
         for _ in range(SNAPSHOT_ATTEMPTS):
-            how = open_mode(path)
             before = _stamp(path)
+            how = open_mode(path)
             if how == "ro":
                 return _run(path, query, busy_timeout_s, immutable=False)
             try:
@@ -214,9 +214,9 @@ def read_snapshot(
                         shutil.copyfile(path, copy)
                         shutil.copyfile(sidecar(path, "-wal"), sidecar(copy, "-wal"))
                         out = _run(copy, query, busy_timeout_s, immutable=False)
-            except (sqlite3.DatabaseError, FileNotFoundError):
-                if _stamp(path) != before:
-                    continue  # torn by a concurrent writer (or its -wal went away while copied): read again
+            except (sqlite3.DatabaseError, FileNotFoundError) as exc:
+                if isinstance(exc, FileNotFoundError) or _stamp(path) != before:
+                    continue  # torn by a concurrent writer, or its -wal went away while copied: read again
                 raise
             if _stamp(path) == before:
                 return out
