@@ -294,6 +294,30 @@ def test_a_wal_file_without_its_shm_is_read_from_a_private_copy(tmp_path):
     assert folder_state(dst.parent) == before
 
 
+def test_a_hot_journal_left_by_a_crashed_writer_is_rolled_back_in_a_private_copy(tmp_path):
+    """mode=ro may not roll back a hot -journal ("attempt to write a readonly database", the whole DB
+    lost); the committed rows are read from a rolled-back private copy and the user's files stay as they are."""
+    src = make_db(tmp_path / "src" / "interactions.db", PLAN,
+                  [row(prompt_tokens=1, completion_tokens=1, prompt_preview="p" * 3000) for _ in range(300)])
+    crashed = sqlite3.connect(src, isolation_level=None)
+    try:
+        crashed.execute("PRAGMA cache_size = 5")  # spill: uncommitted pages reach the file, originals in the journal
+        crashed.execute("BEGIN")
+        crashed.execute("UPDATE llm_calls SET prompt_tokens = 999, prompt_preview = prompt_preview || 'x'")
+        dst = tmp_path / "data" / "interactions.db"
+        dst.parent.mkdir()
+        dst.write_bytes(src.read_bytes())  # the state a crash leaves: half-written file + hot journal
+        sidecar(dst, "-journal").write_bytes(sidecar(src, "-journal").read_bytes())
+    finally:
+        crashed.close()
+    assert sidecar(dst, "-journal").stat().st_size > 0
+    before = folder_state(dst.parent)
+    got = read(tmp_path)
+    assert got.batch.problems == []
+    assert got.batch.records.get_column("input_tokens").to_list() == [1] * 300
+    assert folder_state(dst.parent) == before
+
+
 def test_a_wal_that_vanishes_before_it_is_copied_is_read_again(tmp_path, monkeypatch):
     """Its writer closed (deleting -wal) between the look at the folder and the copy: read again, no problem."""
     from mc_pipeline.readers import interactions_db

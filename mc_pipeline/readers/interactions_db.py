@@ -122,6 +122,8 @@ def relative_name(path: Path, home: Path) -> str:
 SQLITE_MAGIC = b"SQLite format 3\x00"
 #: How often a snapshot is retried when the file changed while it was being read (a checkpoint).
 SNAPSHOT_ATTEMPTS = 3
+#: sqlite3 extended error code: a read-only connection found a hot journal it may not roll back.
+SQLITE_READONLY_ROLLBACK = 776
 
 T = TypeVar("T")
 
@@ -164,6 +166,9 @@ def open_mode(path: Path) -> str:
       the main file; read it without locks or sidecars (checked unchanged afterwards, see below).
     - ``copy``: a WAL file with ``-wal`` but no ``-shm`` (copied or restored by hand): the file and its
       ``-wal`` are copied to a private temp folder and read there.
+
+    (A rollback-journal file with a hot ``-journal`` left by a crashed writer fails ``mode=ro``, which may
+    not roll it back; :func:`read_snapshot` then reads a private copy of the file and its journal.)
     """
     if not is_wal_file(path):
         return "ro"
@@ -179,8 +184,15 @@ def _stamp(path: Path) -> tuple[int, int, int, bool]:
     return st.st_ino, st.st_size, st.st_mtime_ns, sidecar(path, "-wal").exists()
 
 
-def _run(path: Path, query: Callable[[sqlite3.Connection], T], busy_timeout_s: float, immutable: bool) -> T:
-    con = connect_read_only(path, busy_timeout_s, immutable=immutable)
+def _run(
+    path: Path, query: Callable[[sqlite3.Connection], T], busy_timeout_s: float, immutable: bool, private: bool = False
+) -> T:
+    """``query`` in one read transaction; ``private``: ``path`` is our own copy (opened writable, so
+    SQLite can recover its -wal or roll back its journal there)."""
+    if private:
+        con = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
+    else:
+        con = connect_read_only(path, busy_timeout_s, immutable=immutable)
     try:
         con.execute("BEGIN")  # deferred: a shared read snapshot, taken by the first SELECT
         out = query(con)
@@ -204,7 +216,12 @@ def read_snapshot(
             before = _stamp(path)
             how = open_mode(path)
             if how == "ro":
-                return _run(path, query, busy_timeout_s, immutable=False)
+                try:
+                    return _run(path, query, busy_timeout_s, immutable=False)
+                except sqlite3.DatabaseError as exc:
+                    if getattr(exc, "sqlite_errorcode", None) != SQLITE_READONLY_ROLLBACK:
+                        raise
+                    how = "rollback"  # a crashed writer's hot -journal: roll it back in a private copy
             try:
                 if how == "immutable":
                     out = _run(path, query, busy_timeout_s, immutable=True)
@@ -212,8 +229,9 @@ def read_snapshot(
                     with tempfile.TemporaryDirectory(prefix="mc-pipeline-sqlite-") as tmp:
                         copy = Path(tmp) / path.name
                         shutil.copyfile(path, copy)
-                        shutil.copyfile(sidecar(path, "-wal"), sidecar(copy, "-wal"))
-                        out = _run(copy, query, busy_timeout_s, immutable=False)
+                        suffix = "-wal" if how == "copy" else "-journal"
+                        shutil.copyfile(sidecar(path, suffix), sidecar(copy, suffix))
+                        out = _run(copy, query, busy_timeout_s, immutable=False, private=True)
             except (sqlite3.DatabaseError, FileNotFoundError) as exc:
                 if isinstance(exc, FileNotFoundError) or _stamp(path) != before:
                     continue  # torn by a concurrent writer, or its -wal went away while copied: read again
