@@ -256,7 +256,7 @@ def launch(port: int, repo_name: str, run_config: dict, value: str) -> str:
 RUNS_QUERY = """
 { runsOrError { __typename ... on Runs { results { runId status startTime endTime tags { key value } } } } }
 """
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+IN_PROCESS: dict = {}  # refresh_all runs in process by definition: no executor config to pass
 
 
 def test_launch_refresh_all_over_graphql_and_wait_for_success(loaded):
@@ -264,9 +264,9 @@ def test_launch_refresh_all_over_graphql_and_wait_for_success(loaded):
     port = loaded["port"]
     repos = graphql(port, REPO_QUERY)["repositoriesOrError"]["nodes"]
     repo_name = next(r["name"] for r in repos if r["location"]["name"] == LOCATION)
-    # two launches at once, as a user clicking twice. Each run gets its own process from the run launcher;
-    # the in-process executor (offered by the launchpad) keeps this test short. The daemon's sensor
-    # launches its own run (default executor) when it first sees the transcripts.
+    # two launches at once, as a user clicking twice. Each run gets its own process from the run launcher
+    # and executes its steps in that process (refresh_all's executor). The daemon's sensor launches its
+    # own run when it first sees the transcripts.
     run_ids = [launch(port, repo_name, IN_PROCESS, "ui-1"), launch(port, repo_name, IN_PROCESS, "ui-2")]
 
     def finished():
