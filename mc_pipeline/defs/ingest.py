@@ -24,41 +24,41 @@ SOURCES_GROUP = "sources"
 INGEST_GROUP = "ingest"
 
 # -- raw inputs, owned by OpenClaw and the user: declared, never written ----------------------------------
-openclaw_transcripts = dg.AssetSpec(
+
+
+def _raw(name: str, kind: str, description: str) -> dg.AssetSpec:
+    return dg.AssetSpec(name, group_name=SOURCES_GROUP, description=description, kinds={kind})
+
+
+openclaw_transcripts = _raw(
     "openclaw_transcripts",
-    group_name=SOURCES_GROUP,
-    description="agents/*/sessions/*.jsonl: live, topic, .reset and .deleted transcripts (never .bak).",
-    kinds={"jsonl"},
+    "jsonl",
+    "agents/*/sessions/*.jsonl: live, topic, .reset and .deleted transcripts (never .bak).",
 )
-openclaw_session_index = dg.AssetSpec(
+openclaw_session_index = _raw(
     "openclaw_session_index",
-    group_name=SOURCES_GROUP,
-    description="agents/*/sessions/sessions.json: session key -> session (what started it).",
-    kinds={"json"},
+    "json",
+    "agents/*/sessions/sessions.json: session key -> session (what started it).",
 )
-openclaw_auth_profiles = dg.AssetSpec(
+openclaw_auth_profiles = _raw(
     "openclaw_auth_profiles",
-    group_name=SOURCES_GROUP,
-    description="agents/*/agent/auth-profiles.json: api key or subscription (only the type is read).",
-    kinds={"json"},
+    "json",
+    "agents/*/agent/auth-profiles.json: api key or subscription (only the type is read).",
 )
-openclaw_transcript_store = dg.AssetSpec(
+openclaw_transcript_store = _raw(
     "openclaw_transcript_store",
-    group_name=SOURCES_GROUP,
-    description="agents/*/agent/openclaw-agent.sqlite: newer builds' transcripts (transcript_events).",
-    kinds={"sqlite"},
+    "sqlite",
+    "agents/*/agent/openclaw-agent.sqlite: newer builds' transcripts (transcript_events).",
 )
-openclaw_interactions_db = dg.AssetSpec(
+openclaw_interactions_db = _raw(
     "openclaw_interactions_db",
-    group_name=SOURCES_GROUP,
-    description="data/interactions.db (MC_INTERACTIONS_DB): the user's own call log (llm_calls, api_calls).",
-    kinds={"sqlite"},
+    "sqlite",
+    "data/interactions.db (MC_INTERACTIONS_DB): the user's own call log (llm_calls, api_calls).",
 )
-openclaw_model_usage_log = dg.AssetSpec(
+openclaw_model_usage_log = _raw(
     "openclaw_model_usage_log",
-    group_name=SOURCES_GROUP,
-    description="logs/model-usage.jsonl (MC_MODEL_USAGE_LOG): the user's own backup log of calls.",
-    kinds={"jsonl"},
+    "jsonl",
+    "logs/model-usage.jsonl (MC_MODEL_USAGE_LOG): the user's own backup log of calls.",
 )
 
 
