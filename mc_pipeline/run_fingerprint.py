@@ -1,21 +1,23 @@
 """Whether ``python -m mc_pipeline run`` has anything to do: a fingerprint of everything the outputs depend on.
 
 Before Dagster starts, the CLI takes ``current_inputs`` (``stat`` calls, settings, versions and today's
-date; nothing here imports Dagster, Polars only for the last step) and asks ``decide``. The run is skipped
-only when all of these hold:
+date; nothing here imports Dagster or Polars) and asks ``decide``. The run is skipped only when all of
+these hold:
 
 - every input section equals the one taken before the last successful run: the package (version and
-  its files' size/mtime), library versions, every setting (``MC_*``/``OPENCLAW_*``, ``TZ``, ``HOME``,
-  ``DAGSTER_HOME``; not ``MC_FULL_REBUILD``), the working directory, the resolved home, data dir and zone), today's date in the
-  reporting zone (the dashboard's ``daily`` ends today), the transcript files (path, size, mtime, inode,
-  plus what discovery skipped or could not read) and the other sources (``sessions.json``,
+  its files' size/mtime), library versions, every setting (``MC_*``/``OPENCLAW_*`` but not
+  ``MC_FULL_REBUILD``, ``TZ``, ``HOME``, ``DAGSTER_HOME``, the working directory, the resolved home, data
+  dir and zone), today's date in the reporting zone (the dashboard's ``daily`` ends today), the
+  transcript files (path, size, mtime, inode, plus what discovery skipped or could not read) and the
+  other sources (``sessions.json``,
   ``auth-profiles.json``, transcript stores, ``interactions.db``, ``model-usage.jsonl`` with their
   ``-wal``/``-journal`` files, the rules and overrides files: size, mtime, inode, ctime);
 - every output (``parquet/``, ``csv/``, ``staging/`` incl. the transcript manifest, ``usage-data.json`` and
   ``sessions.json`` in each target, ``alerts.jsonl``, ``alert_state.json``, ``.session_salt``) is still the
   file that run left (size, mtime, inode);
-- the transcript manifest's ``plan_reads`` has nothing to read (no new, appended, renamed, vanished or
-  clock-dependent file);
+- the transcript manifest's ``plan_reads`` would have nothing to read: the files discovered now are exactly
+  the manifest's files (path, size, mtime, inode) and none is re-read every run (the manifest's file list
+  is digested when the run is recorded, so this check needs no Polars);
 - that run left nothing that depends on the clock alone: no quarantined line whose time may still become
   plausible, no alert delivery pending, and the 24 h failure-rate window has not moved past a call since.
 
@@ -183,6 +185,24 @@ def output_stats(data: Path, extra: list[str]) -> dict[str, object]:
     return out
 
 
+def transcript_files_digest(files: list[tuple[str, int, int, int]]) -> str:
+    """(path, size, mtime_ns, inode) of transcript files, in any order."""
+    return _digest(sorted([str(rel), int(size), int(mtime), int(inode)] for rel, size, mtime, inode in files))
+
+
+def manifest_files(data: Path) -> tuple[str, int]:
+    """(digest of the transcript manifest's files, how many of them are re-read every run).
+
+    The discovered files have this digest exactly when ``plan_reads`` finds every file unchanged and
+    none vanished (``readers/manifest.py``); re-read files are never unchanged.
+    """
+    from mc_pipeline.readers.manifest import read_manifest
+
+    manifest, _ = read_manifest(data / "staging" / "transcript_records")
+    rows = manifest.select("source_file", "size", "mtime_ns", "inode").rows()
+    return transcript_files_digest(rows), int(manifest.get_column("reread").sum() or 0)
+
+
 # -- the decision ----------------------------------------------------------------------------------------
 @dataclass
 class Decision:
@@ -205,7 +225,7 @@ def read_state(data: Path) -> dict | None:
 
 
 def decide(inputs: Inputs, now: datetime) -> Decision:
-    """Skip or run (see the module doc); the cheap comparisons first, Polars only when they all agree."""
+    """Skip or run (see the module doc): ``stat`` calls and digests only, no Polars, no Dagster."""
     state = read_state(inputs.data)
     if state is None:
         return Decision(False, "no record of an earlier successful run")
@@ -219,13 +239,9 @@ def decide(inputs: Inputs, now: datetime) -> Decision:
         return Decision(False, "the failure-rate alert's 24 h window has moved past a call since the last run")
     if _digest(output_stats(inputs.data, state.get("extra_outputs", []))) != state.get("outputs"):
         return Decision(False, "outputs changed or missing since the last run")
-    from mc_pipeline.readers.manifest import plan_reads, read_manifest
-
-    manifest, _ = read_manifest(inputs.data / "staging" / "transcript_records")
-    plan = plan_reads(inputs.discovery.files, manifest).summary()
-    to_read = {k: n for k, n in plan.items() if k != "files_unchanged" and n}
-    if to_read:
-        return Decision(False, "transcripts to read: " + ", ".join(f"{k} {n}" for k, n in to_read.items()))
+    found = [(tf.rel, tf.size, tf.mtime_ns, tf.inode) for tf in inputs.discovery.files]
+    if transcript_files_digest(found) != state.get("manifest_files"):
+        return Decision(False, "transcripts to read: the files are not the ones in the transcript manifest")
     started = datetime.fromisoformat(state["started_at"]).astimezone(ZoneInfo(inputs.timezone))
     return Decision(True, "", since=started.strftime("%Y-%m-%d %H:%M:%S %Z"), summary=list(state.get("summary", [])))
 
@@ -292,6 +308,9 @@ def record_success(
     from mc_pipeline import storage
 
     no_skip, until = clock_dependence(inputs.data, started, failure_rule)
+    files_digest, rereads = manifest_files(inputs.data)
+    if rereads and not no_skip:
+        no_skip = f"{rereads} transcript file(s) are re-read every run (a line's time may become valid)"
     extra = sorted(str(Path(p).resolve()) for p in extra_outputs)
     doc = {
         "version": STATE_VERSION,
@@ -300,6 +319,7 @@ def record_success(
         "sections": inputs.sections,
         "extra_outputs": extra,
         "outputs": _digest(output_stats(inputs.data, extra)),
+        "manifest_files": files_digest,
         "no_skip": no_skip,
         "valid_until": until.isoformat() if until else None,
         "summary": summary,

@@ -225,6 +225,53 @@ def test_an_edit_of_the_package_changes_its_digest(tmp_path):
     assert run_fingerprint.package_digest(copy) != before
 
 
+def test_the_manifest_digest_agrees_with_plan_reads(tmp_path):
+    """The fast path compares the discovered files with a digest of the manifest's files instead of running
+    ``plan_reads`` (no Polars): both must say "nothing to read" in exactly the same cases."""
+    from mc_pipeline.readers.batch import SourceBatch
+    from mc_pipeline.readers.home import discover_transcripts
+    from mc_pipeline.readers.manifest import plan_reads, read_manifest
+    from mc_pipeline.readers.transcript_files import read_transcripts_since_last_run
+
+    home, data = tmp_path / "home", tmp_path / "data"
+    staging = data / "staging" / "transcript_records"
+    a = h.write_session(home, [h.session_line("a", T0), h.assistant(T0)])
+    b = h.write_session(home, [h.session_line("b", T0), h.assistant(T0)])
+
+    def read():
+        read_transcripts_since_last_run(home, staging, SourceBatch.empty)
+
+    def nothing_to_read() -> bool:
+        found = discover_transcripts(home).files
+        plan = plan_reads(found, read_manifest(staging)[0])
+        by_plan = not (plan.appended or plan.full or plan.renamed or plan.vanished)
+        digest, rereads = run_fingerprint.manifest_files(data)
+        found_digest = run_fingerprint.transcript_files_digest([(f.rel, f.size, f.mtime_ns, f.inode) for f in found])
+        assert (found_digest == digest and rereads == 0) == by_plan
+        return by_plan
+
+    assert not nothing_to_read()  # no manifest yet
+    read()
+    assert nothing_to_read()
+    with open(a, "ab") as fh:  # an append
+        fh.write((json.dumps(h.assistant(T0 + timedelta(minutes=1))) + "\n").encode())
+    assert not nothing_to_read()
+    read()
+    assert nothing_to_read()
+    b.rename(b.with_name(b.name + ".reset.2026-03-01T12-00-00.000Z"))  # a /reset archive
+    assert not nothing_to_read()
+    read()
+    assert nothing_to_read()
+    a.unlink()
+    assert not nothing_to_read()
+    read()
+    assert nothing_to_read()
+    future = datetime.now(timezone.utc) + timedelta(days=30)  # quarantined by the clock: re-read every run
+    h.write_session(home, [h.session_line("c", future), h.assistant(future)])
+    read()
+    assert not nothing_to_read()
+
+
 def test_failure_window_bounds_how_long_a_skip_is_valid(tmp_path):
     """valid_until = the first moment after the run's start when a call enters or leaves the 24 h window."""
     start = datetime(2026, 5, 10, 12, tzinfo=timezone.utc)
