@@ -114,7 +114,7 @@ def run(argv: list[str] | None = None, clock: Callable[[], datetime] | None = No
     """``clock`` (UTC now) is for tests: the no-op check and its fingerprint take "today" from it."""
     parser = argparse.ArgumentParser(prog="python -m mc_pipeline run", description=__doc__)
     parser.add_argument("--quiet", action="store_true", help="only the summary")
-    parser.add_argument("--force", action="store_true", help="run even when nothing changed since the last run")
+    parser.add_argument("--force", action="store_true", help="run even when nothing changed since the last")
     args = parser.parse_args(argv)
 
     from mc_pipeline import run_fingerprint

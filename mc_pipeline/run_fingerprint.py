@@ -1,4 +1,4 @@
-"""Whether ``python -m mc_pipeline run`` has anything to do: a fingerprint of everything the outputs depend on.
+"""Whether ``python -m mc_pipeline run`` has anything to do: a fingerprint of all the outputs depend on.
 
 Before Dagster starts, the CLI takes ``current_inputs`` (``stat`` calls, settings, versions and today's
 date; nothing here imports Dagster or Polars) and asks ``decide``. The run is skipped only when all of
@@ -144,7 +144,8 @@ def current_inputs(env: Mapping[str, str], now: datetime) -> Inputs:
         agent_names = [f"error:{exc.errno}"]
     sources["agents"] = agent_names
     for name in agent_names:
-        for rel in ["sessions/sessions.json", "agent/auth-profiles.json", *(f"agent/{f}" for f in STORE_FILES)]:
+        stores = (f"agent/{f}" for f in STORE_FILES)
+        for rel in ("sessions/sessions.json", "agent/auth-profiles.json", *stores):
             sources[f"agents/{name}/{rel}"] = _stat(agents / name / rel)
     db = _setting_path(env.get("MC_INTERACTIONS_DB"), home / "data" / "interactions.db")
     for suffix in ("", "-wal", "-journal"):
@@ -236,14 +237,15 @@ def decide(inputs: Inputs, now: datetime) -> Decision:
         return Decision(False, "changed since the last run: " + ", ".join(changed))
     until = state.get("valid_until")
     if until and now >= datetime.fromisoformat(until):
-        return Decision(False, "the failure-rate alert's 24 h window has moved past a call since the last run")
+        return Decision(False, "the failure-rate alert's 24 h window moved past a call since the last run")
     if _digest(output_stats(inputs.data, state.get("extra_outputs", []))) != state.get("outputs"):
         return Decision(False, "outputs changed or missing since the last run")
     found = [(tf.rel, tf.size, tf.mtime_ns, tf.inode) for tf in inputs.discovery.files]
     if transcript_files_digest(found) != state.get("manifest_files"):
         return Decision(False, "transcripts to read: the files are not the ones in the transcript manifest")
     started = datetime.fromisoformat(state["started_at"]).astimezone(ZoneInfo(inputs.timezone))
-    return Decision(True, "", since=started.strftime("%Y-%m-%d %H:%M:%S %Z"), summary=list(state.get("summary", [])))
+    since = started.strftime("%Y-%m-%d %H:%M:%S %Z")
+    return Decision(True, "", since=since, summary=list(state.get("summary", [])))
 
 
 def forget(data: Path) -> None:
@@ -275,7 +277,7 @@ def clock_dependence(data: Path, started: datetime, failure_rule: bool) -> tuple
             reasons.str.starts_with(TIME_DEPENDENT_REASONS[1]).sum()
         )
         if timed:
-            return f"{timed} quarantined line(s) have a time that may become valid later: every run re-reads", None
+            return f"{timed} quarantined line(s) have a time that may become valid later", None
     delivered = read_delivery_state(data)["alerts"]
     for alert in read_alert_log(data):
         entry = delivered.get(alert["alert_id"])
@@ -288,7 +290,8 @@ def clock_dependence(data: Path, started: datetime, failure_rule: bool) -> tuple
     first: datetime | None = None
     for file in sorted((data / "parquet" / "llm_calls").glob("day=*/*.parquet")):
         with open(file, "rb") as fh:
-            ts = pl.read_parquet(fh, columns=["timestamp"]).get_column("timestamp").dt.convert_time_zone("UTC")
+            ts = pl.read_parquet(fh, columns=["timestamp"]).get_column("timestamp")
+        ts = ts.dt.convert_time_zone("UTC")
         events = pl.concat([ts, ts + FAILURE_WINDOW]).drop_nulls()
         later = events.filter(events > start)
         if later.len():

@@ -113,7 +113,10 @@ def read_parquet(path: Path, columns: list[str] | None = None) -> pl.DataFrame:
 
 
 def read_partitioned_by_day(
-    root: Path, schema: dict[str, pl.DataType] | None = None, column: str = "day", columns: list[str] | None = None
+    root: Path,
+    schema: dict[str, pl.DataType] | None = None,
+    column: str = "day",
+    columns: list[str] | None = None,
 ) -> pl.DataFrame:
     """Read a hive table back; without ``schema`` the day column is put back after ``timestamp``.
 

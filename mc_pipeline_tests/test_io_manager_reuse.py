@@ -1,5 +1,6 @@
 """The IO manager hands a table or batch written in this run to later steps without reading it back,
-and what it hands over equals what a read from disk gives; when another writer replaced the files, it reads."""
+and what it hands over equals what a read from disk gives; when another writer replaced the files, it
+reads them."""
 
 from __future__ import annotations
 
@@ -24,7 +25,10 @@ def calls_over_days(tmp_path) -> pl.DataFrame:
     t0 = datetime(2026, 4, 1, 23, 30, tzinfo=timezone.utc)
     for s in range(3):
         lines = [h.session_line(f"s{s}", t0)]
-        lines += [h.assistant(t0 + timedelta(hours=11 * i + s), u=h.usage(10 + i, 5, cost=0.01 * i)) for i in range(6)]
+        lines += [
+            h.assistant(t0 + timedelta(hours=11 * i + s), u=h.usage(10 + i, 5, cost=0.01 * i))
+            for i in range(6)
+        ]
         h.write_session(home, lines)
     records = read_transcripts(home).records
     built = build_llm_calls(records, session_index=pl.DataFrame(schema=SESSION_INDEX), auth={},
@@ -65,8 +69,12 @@ def test_a_day_partitioned_table_is_handed_over_as_a_read_would_return_it(tmp_pa
 def test_a_batch_is_handed_over_as_load_batch_returns_it(tmp_path):
     calls = calls_over_days(tmp_path)
     records = read_transcripts(tmp_path / "home")
-    batch = SourceBatch(records=records.records, quarantine=records.quarantine, file_counts=records.file_counts,
-                        problems=["a problem"])  # fmt: skip
+    batch = SourceBatch(
+        records=records.records,
+        quarantine=records.quarantine,
+        file_counts=records.file_counts,
+        problems=["a problem"],
+    )
     assert calls.height == batch.records.height
     io = ParquetIOManager(data_dir=str(tmp_path / "data"))
     out, inp = contexts("transcript_records", {}, typing_type=SourceBatch)

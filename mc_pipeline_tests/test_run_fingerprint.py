@@ -26,8 +26,8 @@ def make_db(path: Path, rows: list[tuple[str, int]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(path)
     con.execute(
-        "CREATE TABLE IF NOT EXISTS llm_calls (id INTEGER PRIMARY KEY, timestamp TEXT, provider TEXT, model TEXT,"
-        " session_id TEXT, input_tokens INTEGER, output_tokens INTEGER, ok INTEGER, error TEXT)"
+        "CREATE TABLE IF NOT EXISTS llm_calls (id INTEGER PRIMARY KEY, timestamp TEXT, provider TEXT,"
+        " model TEXT, session_id TEXT, input_tokens INTEGER, output_tokens INTEGER, ok INTEGER, error TEXT)"
     )
     for ts, tokens in rows:
         con.execute(
@@ -102,7 +102,8 @@ def test_unchanged_home_skips_with_the_last_summary(env, capsys):
 
 def _append(env):
     with open(env["session"], "ab") as fh:
-        fh.write((json.dumps(h.assistant(T0 + timedelta(minutes=5), u=h.usage(3, 3, cost=0.01))) + "\n").encode())
+        line = h.assistant(T0 + timedelta(minutes=5), u=h.usage(3, 3, cost=0.01))
+        fh.write((json.dumps(line) + "\n").encode())
     return 1, "transcripts"
 
 
@@ -170,14 +171,15 @@ def test_a_new_day_triggers_a_real_run(env, capsys):
     tomorrow = now + timedelta(days=1)
     rc, second = cli_run(capsys, clock=lambda: tomorrow)
     assert rc == 0 and ran(second) and "today" in second
-    assert run_fingerprint.read_state(env["data"].resolve())["sections"]["today"] == tomorrow.date().isoformat()
+    state = run_fingerprint.read_state(env["data"].resolve())
+    assert state["sections"]["today"] == tomorrow.date().isoformat()
     rc, third = cli_run(capsys, clock=lambda: tomorrow)
     assert skipped(third), third
 
 
 def test_a_line_whose_time_may_become_valid_never_skips(env, capsys):
     future = datetime.now(timezone.utc) + timedelta(days=30)  # beyond the parser's one-day slack
-    h.write_session(env["home"], [h.session_line("s3", future), h.assistant(future, u=h.usage(1, 1, cost=0.01))])
+    h.write_session(env["home"], [h.session_line("s3", future), h.assistant(future, u=h.usage(1, 1))])
     rc, first = cli_run(capsys)
     assert rc == 0 and ran(first)
     state = run_fingerprint.read_state(env["data"].resolve())
@@ -246,7 +248,8 @@ def test_the_manifest_digest_agrees_with_plan_reads(tmp_path):
         plan = plan_reads(found, read_manifest(staging)[0])
         by_plan = not (plan.appended or plan.full or plan.renamed or plan.vanished)
         digest, rereads = run_fingerprint.manifest_files(data)
-        found_digest = run_fingerprint.transcript_files_digest([(f.rel, f.size, f.mtime_ns, f.inode) for f in found])
+        stats = [(f.rel, f.size, f.mtime_ns, f.inode) for f in found]
+        found_digest = run_fingerprint.transcript_files_digest(stats)
         assert (found_digest == digest and rereads == 0) == by_plan
         return by_plan
 
@@ -290,13 +293,17 @@ def test_failure_window_bounds_how_long_a_skip_is_valid(tmp_path):
 def test_pending_alert_delivery_never_skips(tmp_path):
     from mc_pipeline import alert_delivery as ad
 
-    alert = {"alert_id": "daily_limit:2026-05-10", "rule": "daily_limit", "scope": None, "period": "2026-05-10",
-             "severity": "critical", "message": "m", "value": 2.0, "limit": 1.0, "raised_at": datetime.now(timezone.utc)}  # fmt: skip
+    alert = {
+        "alert_id": "daily_limit:2026-05-10", "rule": "daily_limit", "scope": None, "period": "2026-05-10",
+        "severity": "critical", "message": "m", "value": 2.0, "limit": 1.0,
+        "raised_at": datetime.now(timezone.utc),
+    }  # fmt: skip
     ad.record_alerts([alert], tmp_path)
     why, _ = run_fingerprint.clock_dependence(tmp_path, datetime.now(timezone.utc), failure_rule=False)
     assert why and "pending" in why
     ad.deliver_pending(tmp_path, [], log=lambda _: None)
-    assert run_fingerprint.clock_dependence(tmp_path, datetime.now(timezone.utc), failure_rule=False) == (None, None)
+    now = datetime.now(timezone.utc)
+    assert run_fingerprint.clock_dependence(tmp_path, now, failure_rule=False) == (None, None)
 
 
 def test_the_fast_path_does_not_import_dagster(env, capsys):

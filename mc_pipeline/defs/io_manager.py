@@ -38,7 +38,7 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
 
 class ParquetIOManager(dg.ConfigurableIOManager):
     data_dir: str = "./data"
-    #: what this run wrote, for its later steps: name -> (stamp of the file that changes on every write, object)
+    #: what this run wrote, for its later steps: name -> (file rewritten on every write, its stamp, object)
     _written: dict = PrivateAttr(default_factory=dict)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
