@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -49,7 +50,7 @@ ENV_NAMES = ("TZ", "HOME", "DAGSTER_HOME")
 ENV_PREFIXES = ("MC_", "OPENCLAW_")
 #: Variables that change how a run works, never what it writes (an incremental run equals a full rebuild).
 ENV_IGNORED = ("MC_FULL_REBUILD", "MC_BENCH_MB")
-LIBRARIES = ("dagster", "polars", "pandera", "pyarrow", "genai-prices", "pydantic")
+LIBRARIES = ("dagster", "polars", "pandera", "pyarrow", "genai-prices", "pydantic", "tzdata")
 #: Quarantine reasons whose verdict can change with the clock alone (a time "in the future" becomes valid).
 TIME_DEPENDENT_REASONS = ("no plausible timestamp", "implausible timestamp")
 #: The failure-rate alert looks at calls in the last 24 h before the run (mc_pipeline.alerts).
@@ -158,7 +159,7 @@ def current_inputs(env: Mapping[str, str], now: datetime) -> Inputs:
 
     sections = {
         "package": package_digest(),
-        "libraries": _digest(libraries),
+        "libraries": _digest([sys.version, libraries]),
         "settings": _digest(settings),
         "today": today,
         "transcripts": _digest(transcripts),
