@@ -256,6 +256,20 @@ def launch(port: int, repo_name: str, run_config: dict, value: str) -> str:
 RUNS_QUERY = """
 { runsOrError { __typename ... on Runs { results { runId status startTime endTime tags { key value } } } } }
 """
+LOGS_QUERY = """
+query Logs($id: ID!) { logsForRun(runId: $id) { __typename ... on EventConnection { events { __typename
+  ... on ExecutionStepFailureEvent { stepKey error { message stack } }
+  ... on RunFailureEvent { message } ... on EngineEvent { message error { message } } } } } }
+"""
+
+
+def failure_text(port: int, run_id: str) -> str:
+    """What went wrong in a run, from its event log (for the assertion message)."""
+    events = graphql(port, LOGS_QUERY, {"id": run_id})["logsForRun"].get("events", [])
+    bad = [e for e in events if e.get("error") or e["__typename"] == "RunFailureEvent"]
+    return f"run {run_id}: " + json.dumps(bad, indent=1)[-4000:] + "\n"
+
+
 IN_PROCESS: dict = {}  # refresh_all runs in process by definition: no executor config to pass
 
 
@@ -277,7 +291,8 @@ def test_launch_refresh_all_over_graphql_and_wait_for_success(loaded):
     runs = wait_for("runs finished", finished, RUN_TIMEOUT_S, loaded["procs"], every=1.0)
     tmp = loaded["tmp"]
     logs = (tmp / "webserver.log").read_text()[-3000:] + (tmp / "daemon.log").read_text()[-3000:]
-    assert [r["status"] for r in runs] == ["SUCCESS", "SUCCESS"], logs
+    failures = "".join(failure_text(port, rid) for rid, r in zip(run_ids, runs) if r["status"] != "SUCCESS")
+    assert [r["status"] for r in runs] == ["SUCCESS", "SUCCESS"], failures + logs
     for run, value in zip(runs, ("ui-1", "ui-2")):
         assert {t["key"]: t["value"] for t in run["tags"]}.get(REFRESH_TAG) == value
 
