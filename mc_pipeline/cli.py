@@ -45,6 +45,30 @@ def ensure_dagster_home(settings: McSettings) -> Path:
     return home
 
 
+def create_instance_storage(home: Path) -> None:
+    """Create the instance's SQLite storages once, under a lock.
+
+    Two processes creating a fresh instance's storages at the same instant race on the schema migration
+    ("alembic_version has more than one head"); whoever holds the lock creates them, the other finds them.
+    """
+    import fcntl
+
+    import dagster as dg
+
+    marker = home / ".storage-ready"
+    if marker.exists():
+        return
+    with open(home / ".storage.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists():
+            return
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            instance.get_runs(limit=1)  # run storage
+            instance.all_instigator_state()  # schedule storage
+            instance.get_latest_materialization_events([dg.AssetKey("llm_calls")])  # event storage
+        marker.write_text("")
+
+
 def summary_lines(settings: McSettings) -> list[str]:
     """What a person wants to know after a run, read back from the outputs on disk."""
     import polars as pl
@@ -160,11 +184,12 @@ def run(argv: list[str] | None = None, clock: Callable[[], datetime] | None = No
     print(f"mc_pipeline: reading {settings.home} -> {settings.data} ({why})", flush=True)
     if not settings.home.exists():
         print(f"mc_pipeline: no OpenClaw data at {settings.home}; writing empty outputs.", flush=True)
+    create_instance_storage(Path(os.environ["DAGSTER_HOME"]))
     defs = build_defs(settings)
     job = defs.resolve_job_def("refresh_all")
     level = "WARNING" if args.quiet else "INFO"
     result = job.execute_in_process(
-        instance=dg.DagsterInstance.get(),
+        instance=dg.DagsterInstance.get(),  # storages made by create_instance_storage
         run_config={"loggers": {"console": {"config": {"log_level": level}}}},
         tags={"mc_pipeline/refresh": "cli"},
         raise_on_error=False,

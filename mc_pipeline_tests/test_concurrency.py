@@ -249,3 +249,17 @@ def test_two_runs_at_once_corrupt_nothing(tmp_path):
     assert max(seen["llm_calls"]) == want.height and all(n <= want.height for n in seen["llm_calls"])
     leftovers = [str(p.relative_to(data)) for p in data.rglob("*.tmp") if "dagster_home" not in p.parts]
     assert not leftovers
+
+
+def test_two_first_runs_at_once_on_a_brand_new_instance(tmp_path):
+    """No instance yet: both runs create it at the same moment (the storages are made once, under a lock)."""
+    home = tmp_path / "home"
+    build_home(home)
+    procs = [
+        start_run(cli_env(home, tmp_path / f"data-{i}", tmp_path / "dagster_home"), tmp_path) for i in range(2)
+    ]
+    for p in procs:
+        p.wait(timeout=600)
+    outputs = [p.stdout.read() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n---\n".join(o[-3000:] for o in outputs)
+    assert (tmp_path / "dagster_home" / ".storage-ready").exists()
