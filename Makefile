@@ -30,7 +30,7 @@ $(CCUSAGE):
 
 dev: $(STAMP)  ## the Dagster UI with schedules and sensors running
 	@mkdir -p $(DAGSTER_HOME)
-	$(PY) -c 'from mc_pipeline.cli import ensure_dagster_home; from mc_pipeline.defs.resources import McSettings; ensure_dagster_home(McSettings.from_env())'
+	$(PY) -c 'from mc_pipeline.cli import create_instance_storage, ensure_dagster_home; from mc_pipeline.defs.resources import McSettings; create_instance_storage(ensure_dagster_home(McSettings.from_env()))'
 	$(VENV)/bin/dagster dev -w workspace.yaml
 
 bench: $(STAMP)  ## time a full build, an incremental one and a no-op one on a synthetic home
