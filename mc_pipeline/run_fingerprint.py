@@ -13,7 +13,7 @@ these hold:
   ``auth-profiles.json``, transcript stores, ``interactions.db``, ``model-usage.jsonl`` with their
   ``-wal``/``-journal`` files, the rules and overrides files: size, mtime, inode, ctime);
 - every output (``parquet/``, ``csv/``, ``staging/`` incl. the transcript manifest, ``usage-data.json`` and
-  ``sessions.json`` in each target, ``alerts.jsonl``, ``alert_state.json``, ``.session_salt``) is still the
+  ``sessions.json`` in each target, ``alerts.jsonl``, ``alert_state.json``; the salt lives in staging/) is still the
   file that run left (size, mtime, inode);
 - the transcript manifest's ``plan_reads`` would have nothing to read: the files discovered now are exactly
   the manifest's files (path, size, mtime, inode) and none is re-read every run (the manifest's file list
@@ -57,7 +57,7 @@ TIME_DEPENDENT_REASONS = ("no plausible timestamp", "implausible timestamp")
 FAILURE_WINDOW = timedelta(hours=24)
 #: Folders of $MC_DATA_DIR whose files are outputs of a run.
 OUTPUT_FOLDERS = ("parquet", "csv", "staging")
-OUTPUT_FILES = ("usage-data.json", "sessions.json", "alerts.jsonl", "alert_state.json", ".session_salt")
+OUTPUT_FILES = ("usage-data.json", "sessions.json", "alerts.jsonl", "alert_state.json")
 STORE_FILES = ("openclaw-agent.sqlite", "openclaw-agent.sqlite-wal", "openclaw-agent.sqlite-journal")
 
 

@@ -22,7 +22,7 @@ from mc_pipeline.report import markdown_table
 
 MARTS_GROUP = "marts"
 DASHBOARD_GROUP = "dashboard"
-SALT_FILE = ".session_salt"
+SALT_FILE = "staging/session_salt"  # private: beside the staged batches, away from the public files
 
 DESCRIPTIONS = {
     "usage_daily": "Day x agent x provider x model x task type x billing x trigger: calls, tokens, thinking, cost by source.",
@@ -48,7 +48,7 @@ def reporting_today(settings: McSettings) -> date:
 
 
 def session_salt(data_dir: Path) -> str:
-    """A random salt kept in ``$MC_DATA_DIR/.session_salt`` (made once): hashed ids cannot be guessed back."""
+    """A random salt kept in ``$MC_DATA_DIR/staging/session_salt`` (made once): hashed ids cannot be guessed back."""
     path = data_dir / SALT_FILE
     try:
         salt = path.read_text().strip()
