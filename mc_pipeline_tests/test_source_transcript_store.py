@@ -7,7 +7,6 @@ import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from mc_pipeline.readers.transcript_files import read_transcripts

@@ -13,7 +13,7 @@ from mc_pipeline.readers.interactions_db import read_interactions_db
 from mc_pipeline.readers.model_usage_log import read_model_usage_log
 from mc_pipeline.readers.transcript_store import discover_stores, read_transcript_store
 from mc_pipeline.readers.session_index import read_session_index
-from mc_pipeline.readers.transcript_files import read_transcripts, with_line_excerpts
+from mc_pipeline.readers.transcript_files import with_line_excerpts
 from mc_pipeline.reconcile import reconcile
 from mc_pipeline.report import markdown_table
 from mc_pipeline.schemas import API_CALLS, LLM_CALLS, QUARANTINE, ApiCallsModel, LlmCallsModel, conform
