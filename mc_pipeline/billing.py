@@ -138,13 +138,20 @@ def _by_provider(profiles: dict[str, tuple[str, str]], stores: list[dict[str, An
     return out
 
 
-def read_auth_profiles(home: Path) -> AuthProfiles:
-    """Auth type per agent and provider from ``<home>/agents/*/agent/auth-profiles.json``.
+def read_auth_profiles(
+    home: Path,
+    db_stores: Mapping[str, tuple[str, object]] | None = None,
+    shared_store: dict[str, Any] | None = None,
+) -> AuthProfiles:
+    """Auth type per agent and provider, from each agent's store: its database's ``auth_profile_store``
+    (OpenClaw 2026.8+, ``db_stores``: agent id -> (where, parsed JSON), see
+    :func:`mc_pipeline.readers.agent_db.read_agent_facts`) or else ``agents/<id>/agent/auth-profiles.json``.
 
-    Every agent directory gets an entry (empty when it has no profiles). Non-main agents inherit the
-    ``main`` agent's profiles, their own winning per profile id, as OpenClaw merges them. Missing files
-    are normal; unreadable or malformed ones become ``problems`` (file paths relative to ``home``, no
-    profile ids, no secrets) and never raise. Unpacks as ``profiles, problems = read_auth_profiles(home)``.
+    Every agent directory (and every agent with a database store) gets an entry (empty when it has no
+    profiles). Agents inherit the shared store, their own winning per profile id, as OpenClaw merges them:
+    ``shared_store`` when the state database holds it (``auth.sharedStore`` = state-db), else the ``main``
+    agent's store. Missing files are normal; unreadable or malformed ones become ``problems`` (paths
+    relative to ``home``, no profile ids, no secrets) and never raise. Unpacks as ``profiles, problems``.
     """
     home = Path(home)
     problems: list[str] = []
@@ -156,17 +163,31 @@ def read_auth_profiles(home: Path) -> AuthProfiles:
 
     stores: dict[str, dict[str, Any]] = {}
     types: dict[str, dict[str, tuple[str, str]]] = {}
+
+    def add(agent: str, rel: str, store: object) -> None:
+        if not isinstance(store, dict) or not isinstance(store.get("profiles", {}), dict):
+            problems.append(f"{rel}: not an auth profile store (expected an object with `profiles`); ignored")
+            return
+        stores[agent] = store
+        types[agent] = _profile_types(store, rel, problems)
+
+    for agent, (rel, store) in (db_stores or {}).items():
+        add(agent, rel, store)
     for agent_dir in agent_dirs:
+        if agent_dir.name in stores:  # the database's store is the current one
+            continue
         rel = f"agents/{agent_dir.name}/agent/auth-profiles.json"
         store = _read_store(agent_dir / "agent" / "auth-profiles.json", rel, problems)
         if store is not None:
-            stores[agent_dir.name] = store
-            types[agent_dir.name] = _profile_types(store, rel, problems)
+            add(agent_dir.name, rel, store)
+    shared_key = "\x00shared"
+    if shared_store is not None:
+        add(shared_key, "state/openclaw.sqlite#config_machine_state", shared_store)
+    base = shared_key if shared_store is not None else MAIN_AGENT_ID
 
     result: dict[str, dict[str, str]] = {}
-    for agent_dir in agent_dirs:
-        agent = agent_dir.name
-        chain = [a for a in dict.fromkeys([MAIN_AGENT_ID, agent]) if a in stores]
+    for agent in sorted({d.name for d in agent_dirs} | set(db_stores or {})):
+        chain = [a for a in dict.fromkeys([base, agent]) if a in stores]
         merged: dict[str, tuple[str, str]] = {}
         for a in chain:
             merged.update(types[a])

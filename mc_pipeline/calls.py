@@ -46,12 +46,31 @@ def with_identity(records: pl.DataFrame, tz: str) -> pl.DataFrame:
     )
 
 
+SESSION_COLUMNS = ("session_key", "trigger", "channel", "cron_job_id", "cron_job_name")
+
+
 def with_sessions(calls: pl.DataFrame, session_index: pl.DataFrame) -> pl.DataFrame:
-    """Session key, trigger, channel and cron job from sessions.json (unknown for archived sessions)."""
-    idx = session_index.select("agent_id", "session_id", "session_key", "trigger", "channel", "cron_job_id")
-    out = calls.drop([c for c in ("session_key", "trigger", "channel", "cron_job_id") if c in calls.columns])
-    out = out.join(idx, on=["agent_id", "session_id"], how="left", nulls_equal=False)
-    return out.with_columns(trigger=pl.col("trigger").fill_null("unknown"))
+    """Session key, trigger, channel and cron job (id and name) from the session index of both eras
+    (``readers.session_index.read_sessions``; unknown for sessions no index names), and whether the session
+    is a fork (its header or the agent database says so). Index rows without an agent (a cron run naming
+    a session no agent database lists any more) match on the session id alone."""
+    cols = ["agent_id", "session_id", *SESSION_COLUMNS, "is_fork"]
+    idx = session_index.select([c for c in cols if c in session_index.columns])
+    for c in cols:
+        if c not in idx.columns:
+            idx = idx.with_columns(pl.lit(None, pl.Boolean if c == "is_fork" else pl.String).alias(c))
+    out = calls.drop([c for c in (*SESSION_COLUMNS, "is_fork") if c in calls.columns])
+    out = out.join(idx.filter(pl.col("agent_id").is_not_null()), on=["agent_id", "session_id"], how="left",
+                   nulls_equal=False, maintain_order="left")  # fmt: skip
+    by_sid = idx.filter(pl.col("agent_id").is_null()).drop("agent_id").unique("session_id", keep="first")
+    if by_sid.height:
+        out = out.join(by_sid, on="session_id", how="left", suffix="_sid", maintain_order="left").with_columns(
+            [pl.coalesce(c, f"{c}_sid").alias(c) for c in (*SESSION_COLUMNS, "is_fork")]
+        ).drop([f"{c}_sid" for c in (*SESSION_COLUMNS, "is_fork")])
+    fork = pl.col("is_fork").fill_null(False)
+    if "session_is_fork" in out.columns:
+        fork = fork | pl.col("session_is_fork").fill_null(False)
+    return out.with_columns(trigger=pl.col("trigger").fill_null("unknown"), session_is_fork=fork).drop("is_fork")
 
 
 def with_thinking(calls: pl.DataFrame) -> pl.DataFrame:
@@ -117,8 +136,8 @@ def build_llm_calls(
 ) -> BuiltCalls:
     """The whole enrichment: records (CALL_RECORDS, sources in preference order) to ``llm_calls``."""
     calls = with_identity(records, tz)
+    calls = with_sessions(calls, session_index)  # before de-duplication: a fork's copies are dropped, not its parent's
     calls, duplicates = drop_duplicates(calls)
-    calls = with_sessions(calls, session_index)
     calls = classify_status(calls)
     calls = with_thinking(calls)
     calls = assign_billing(calls, auth, billing_overrides)

@@ -3,14 +3,25 @@
 The same call can reach us more than once: the JSONL transcript and the SQLite transcript store hold the
 same entries; a popular migration script copied transcript calls into ``interactions.db`` (same session
 id, timestamp, model and token counts) and appended them again on every re-run; a backup log may repeat
-what the DB has. Rows are kept in preference order ``transcript > transcript_store > interactions_db >
-model_usage_log`` (``schemas.SOURCES``): the richer record wins. Three rules, applied in order:
+what the DB has; a current OpenClaw (2026.8+) home holds a session in its agent database and maybe also
+as a leftover ``.jsonl``, an archive row and its published file copy, a cold archive restored to the hot
+table, or a fork that copied its parent's events. Rows are kept in preference order ``transcript_store >
+transcript_archive > transcript_cold > transcript > interactions_db > model_usage_log``
+(``schemas.SOURCES``): the database wins over files, the richer record over a copy. Five rules, in order:
 
 1. ``same_call_id``: the same ``call_id`` (agent/session/entry id) seen twice -- the same transcript
-   entry read twice, e.g. from a ``.jsonl`` file and from the transcript store. First (preferred) wins.
-2. ``exact_repeat``: inside one non-transcript source, rows equal in session, timestamp, provider, model,
+   entry read twice, e.g. from a leftover ``.jsonl`` file and the agent database, an archive row and its
+   published ``.zst`` copy, a cold archive and the hot rows it was restored to. First (preferred) wins.
+2. ``fork_copy``: a forked session copies its parent's entries under a new session id, keeping their
+   entry ids, times and usage (REFERENCE §1.6). Transcript rows equal in entry id, time, model and all
+   four token counts are one call (the key tokscale uses, plus model and cache tokens); the row of a
+   session that is not a fork is kept, then the preferred source.
+3. ``prompt_error_covered``: an ``openclaw:prompt-error`` entry is a failed call only when no assistant
+   ``error``/``aborted`` message of the same run (``runId``) is there; when one is, the entry is a
+   second record of that failure and is dropped (the failure rate and alerts then count it once).
+4. ``exact_repeat``: inside one non-transcript source, rows equal in session, timestamp, provider, model,
    all four token counts, stop reason and error message (a re-run appending the same rows again).
-3. ``copy_of_richer``: a row of a less preferred source that matches a kept row of a more preferred one:
+5. ``copy_of_richer``: a row of a less preferred source that matches a kept row of a more preferred one:
    same session id, same model (case-insensitive), same output tokens, same input tokens (either the
    uncached input or the whole prompt ``input + cache read + cache write``: scripts copy either), and a
    timestamp within :data:`MATCH_TOLERANCE` (5 min: a copy may carry the transcript entry's write time,
@@ -29,12 +40,14 @@ from datetime import timedelta
 
 import polars as pl
 
-from mc_pipeline.schemas import SOURCES
+from mc_pipeline.schemas import SOURCES, TRANSCRIPT_SOURCES
 
 MATCH_TOLERANCE = timedelta(minutes=5)
 ZERO_TOKEN_TOLERANCE = timedelta(seconds=5)
 #: Sources whose rows have a real entry identity (rule 1 covers their repeats).
-ENTRY_SOURCES = ("transcript", "transcript_store")
+ENTRY_SOURCES = TRANSCRIPT_SOURCES
+#: What makes two transcript rows of different sessions the same call (a fork's copy of its parent's entry).
+FORK_KEY = ("entry_id", "timestamp", "model", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 EXACT_KEY = (
     "session_id",
     "timestamp",
@@ -47,7 +60,7 @@ EXACT_KEY = (
     "stop_reason",
     "error_message",
 )
-RULES = ("same_call_id", "exact_repeat", "copy_of_richer")
+RULES = ("same_call_id", "fork_copy", "prompt_error_covered", "exact_repeat", "copy_of_richer")
 
 
 @dataclass
@@ -84,6 +97,7 @@ def _keys(df: pl.DataFrame) -> pl.DataFrame:
         _in1="input_tokens",
         _in2=prompt,
         _zero=(prompt + pl.col("output_tokens").fill_null(0)) == 0,
+        _copyable=~pl.col("source").is_in(ENTRY_SOURCES),
     ).filter(pl.col("_t").is_not_null() & pl.col("_model").is_not_null())
 
 
@@ -97,10 +111,11 @@ def _matched(lower: pl.DataFrame, higher: pl.DataFrame, by: list[str], tolerance
 
 
 def _copies(keys: pl.DataFrame) -> set[int]:
-    """Row indices of rule-3 copies (each less preferred source against everything preferred to it)."""
+    """Row indices of rule-5 copies (each less preferred source against everything preferred to it)."""
     dropped: set[int] = set()
-    ranks = sorted(keys.get_column("_rank").unique().to_list())
-    for rank in ranks[1:]:
+    # transcript rows are never copies by this rule: they have real entry identities (rules 1 and 2)
+    ranks = sorted(keys.filter(pl.col("_copyable")).get_column("_rank").unique().to_list())
+    for rank in ranks:
         higher = keys.filter((pl.col("_rank") < rank) & ~pl.col("_i").is_in(list(dropped)))
         lower = keys.filter(pl.col("_rank") == rank)
         with_sess = lower.filter(pl.col("_sess").is_not_null())
@@ -114,23 +129,61 @@ def _copies(keys: pl.DataFrame) -> set[int]:
     return dropped
 
 
+def _fork_copies(df: pl.DataFrame) -> pl.Series:
+    """``_i`` of rows that copy another session's entry (rule 2): all but the first of each FORK_KEY group,
+    in the order: sessions that are not forks first, then source preference, then reading order."""
+    fork = pl.col("session_is_fork").fill_null(False) if "session_is_fork" in df.columns else pl.lit(False)
+    cand = df.filter(
+        pl.col("_rule").is_null() & pl.col("source").is_in(ENTRY_SOURCES) & pl.col("entry_id").is_not_null()
+    ).with_columns(_fork=fork)
+    if cand.height == 0:
+        return pl.Series("_i", [], dtype=pl.UInt32)
+    key = pl.struct(list(FORK_KEY))
+    dup = cand.filter(key.is_duplicated())
+    if dup.height == 0:
+        return pl.Series("_i", [], dtype=pl.UInt32)
+    ordered = dup.sort("_fork", "_rank", "_i")
+    return ordered.filter(~pl.struct(list(FORK_KEY)).is_first_distinct()).get_column("_i")
+
+
+def _covered_prompt_errors(df: pl.DataFrame) -> pl.Series:
+    """``_i`` of prompt-error rows whose run has an assistant error/aborted message (rule 3)."""
+    if "entry_kind" not in df.columns:
+        return pl.Series("_i", [], dtype=pl.UInt32)
+    live = df.filter(pl.col("_rule").is_null() & pl.col("run_id").is_not_null())
+    failed_runs = live.filter(
+        (pl.col("entry_kind") == "assistant") & pl.col("stop_reason").is_in(["error", "aborted"])
+    ).get_column("run_id")
+    return live.filter(
+        (pl.col("entry_kind") == "prompt_error") & pl.col("run_id").is_in(failed_runs.unique().implode())
+    ).get_column("_i")
+
+
+def _mark(df: pl.DataFrame, rows: pl.Series, rule: str) -> pl.DataFrame:
+    if rows.len() == 0:
+        return df
+    return df.with_columns(
+        _rule=pl.when(pl.col("_i").is_in(rows.implode()) & pl.col("_rule").is_null()).then(pl.lit(rule)).otherwise("_rule")
+    )
+
+
 def dedupe_calls(calls: pl.DataFrame) -> Deduped:
     """Drop repeats of a call (rules in the module docstring). ``calls`` needs ``call_id`` and the
     CALL_RECORDS columns; rows of any order (they are put in preference order, stably)."""
     df = calls.with_row_index("_i").with_columns(_rank=_rank()).sort("_rank", "_i")
     same_id = pl.col("call_id").is_duplicated() & ~pl.col("call_id").is_first_distinct()
     df = df.with_columns(_rule=pl.when(same_id).then(pl.lit("same_call_id")))
+    df = _mark(df, _fork_copies(df), "fork_copy")
+    df = _mark(df, _covered_prompt_errors(df), "prompt_error_covered")
 
     key = pl.struct(["source", *EXACT_KEY])
     rest = df.filter(pl.col("_rule").is_null() & pl.col("source").is_in(SOURCES) & ~pl.col("source").is_in(ENTRY_SOURCES))
     repeats = rest.filter(key.is_duplicated() & ~key.is_first_distinct()).get_column("_i")
-    df = df.with_columns(_rule=pl.when(pl.col("_i").is_in(repeats.implode())).then(pl.lit("exact_repeat")).otherwise("_rule"))
+    df = _mark(df, repeats, "exact_repeat")
 
     # rows of an unknown source are left to the contract check (it rejects them with the reason)
     copies = _copies(_keys(df.filter(pl.col("_rule").is_null() & pl.col("source").is_in(SOURCES))))
-    df = df.with_columns(
-        _rule=pl.when(pl.col("_i").is_in(list(copies))).then(pl.lit("copy_of_richer")).otherwise("_rule")
-    )
+    df = _mark(df, pl.Series("_i", sorted(copies), dtype=pl.UInt32), "copy_of_richer")
     dropped = (
         df.filter(pl.col("_rule").is_not_null())
         .group_by("source", "source_file", rule="_rule")

@@ -14,8 +14,31 @@ import polars as pl
 
 UTC_TS = pl.Datetime("us", "UTC")
 
-#: Where a call was read from. Order is the preference when the same call is seen twice.
-SOURCES = ("transcript", "transcript_store", "interactions_db", "model_usage_log")
+#: Where a call was read from. Order is the preference when the same call is seen twice: the agent
+#: database wins over a leftover or published file of the same session (REFERENCE §1.6), the hot table over
+#: a cold archive restored to it, a transcript over a user's own copy of its calls.
+SOURCES = (
+    "transcript_store",  # agents/<id>/agent/openclaw-agent.sqlite transcript_events (2026.8+)
+    "transcript_archive",  # ... session_transcript_archives: deleted/reset sessions (2026.8+)
+    "transcript_cold",  # ... session_transcript_cold_archives and sessions/cold/*.jsonl.zst (2026.8+)
+    "transcript",  # agents/<id>/sessions/*.jsonl[.reset|.deleted...][.zst] files
+    "interactions_db",
+    "model_usage_log",
+)
+#: Sources that are transcripts (each row one transcript entry with a real entry identity).
+TRANSCRIPT_SOURCES = SOURCES[:4]
+#: How the summary and the Dagster metadata name each source.
+SOURCE_LABELS = {
+    "transcript": "transcripts (files)",
+    "transcript_store": "transcripts (SQLite)",
+    "transcript_archive": "archives",
+    "transcript_cold": "cold",
+    "interactions_db": "interactions.db",
+    "model_usage_log": "model-usage.jsonl",
+}
+#: What a row of llm_calls was written from: an assistant message, or an ``openclaw:prompt-error`` entry
+#: that no assistant error/aborted message of the same run covers (REFERENCE §1.6).
+ENTRY_KINDS = ("assistant", "prompt_error")
 STATUSES = ("ok", "error", "aborted")
 BILLINGS = ("api", "subscription", "unknown")
 COST_SOURCES = ("recorded", "calculated", "unpriced")
@@ -45,7 +68,10 @@ LLM_CALLS: dict[str, pl.DataType] = {
     "trigger": pl.String(),  # main|direct|group|cron|heartbeat|hook|subagent|other|unknown
     "channel": pl.String(),  # telegram, whatsapp, ... when the session key says
     "cron_job_id": pl.String(),
+    "cron_job_name": pl.String(),  # the cron job's name (state/openclaw.sqlite cron_jobs), when known
     "entry_id": pl.String(),
+    "entry_kind": pl.String(),  # one of ENTRY_KINDS
+    "run_id": pl.String(),  # the agent run (message.__openclaw.runId, prompt-error data.runId)
     "timestamp": UTC_TS,
     "day": pl.Date(),  # calendar day of `timestamp` in MC_TIMEZONE
     "provider": pl.String(),
@@ -104,6 +130,9 @@ CALL_RECORDS: dict[str, pl.DataType] = {
     "tool_names": pl.List(pl.String()),
     "given_task_type": pl.String(),  # a task type the source itself recorded (DB, log)
     "given_thinking_tokens": pl.Int64(),  # a thinking count the source itself recorded (DB)
+    "entry_kind": pl.String(),  # assistant | prompt_error (transcripts); null for DB and log rows
+    "run_id": pl.String(),  # message.__openclaw.runId, or a prompt-error's data.runId
+    "session_is_fork": pl.Boolean(),  # the session header names a parentSession (a fork copies its events)
 }
 
 #: Lines, rows or records that could not be used, kept with the reason.
@@ -179,6 +208,7 @@ class LlmCallsModel(pa.DataFrameModel):
 
     call_id: str = pa.Field(unique=True)
     source: str = pa.Field(isin=SOURCES)
+    entry_kind: str = pa.Field(nullable=True, isin=ENTRY_KINDS)
     agent_id: str = pa.Field(nullable=True)
     session_id: str = pa.Field(nullable=True)
     timestamp: Annotated[pl.Datetime, "us", "UTC"] = pa.Field()

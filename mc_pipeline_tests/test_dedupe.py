@@ -103,7 +103,7 @@ def test_the_same_entry_from_the_jsonl_and_the_store_is_one_call():
     b = {**a, "source": "transcript_store", "source_file": "agents/main/agent/openclaw-agent.sqlite", "line_no": 7}
     c = rec("transcript", T0 + timedelta(seconds=5), agent="main", entry="abcd0002")
     result = run([b, a, c])  # order of the input does not matter: the preferred source wins
-    assert sorted(result.calls.get_column("source").to_list()) == ["transcript", "transcript"]
+    assert sorted(result.calls.get_column("source").to_list()) == ["transcript", "transcript_store"]
     assert result.dropped.get_column("rule").to_list() == ["same_call_id"]
 
 

@@ -320,7 +320,7 @@ def test_a_hot_journal_left_by_a_crashed_writer_is_rolled_back_in_a_private_copy
 
 def test_a_wal_that_vanishes_before_it_is_copied_is_read_again(tmp_path, monkeypatch):
     """Its writer closed (deleting -wal) between the look at the folder and the copy: read again, no problem."""
-    from mc_pipeline.readers import interactions_db
+    from mc_pipeline.readers import sqlite_access as interactions_db
 
     path = make_db(tmp_path / "data" / "interactions.db", PLAN, [row(prompt_tokens=1, completion_tokens=1)], wal=True)
     real, modes = interactions_db.open_mode, []
@@ -338,7 +338,7 @@ def test_a_wal_that_vanishes_before_it_is_copied_is_read_again(tmp_path, monkeyp
 def test_a_lock_free_read_torn_by_a_checkpoint_is_read_again(tmp_path, monkeypatch):
     """A writer opens, commits and closes (checkpointing into the main file) during an immutable read:
     that read is thrown away and the next one sees the new row."""
-    from mc_pipeline.readers import interactions_db
+    from mc_pipeline.readers import sqlite_access as interactions_db
 
     path = make_db(tmp_path / "data" / "interactions.db", PLAN, [row(prompt_tokens=1, completion_tokens=1)], wal=True)
     real, modes = interactions_db._run, []

@@ -1,4 +1,5 @@
-"""The per-agent SQLite transcript store goes through the same line parser as the JSONL files."""
+"""The per-agent SQLite transcript store (an older, text-only transcript_events) goes through the same line
+parser as the JSONL files; the 2026.8+ layout is in test_source_agent_db.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mc_pipeline.readers.transcript_files import read_transcripts
-from mc_pipeline.readers.transcript_store import read_transcript_store
+from mc_pipeline.readers.agent_db import read_agent_dbs as read_transcript_store
 from mc_pipeline_tests import homes as h
 
 T0 = datetime(2026, 2, 1, 9, 0, tzinfo=timezone.utc)
@@ -58,13 +59,17 @@ def test_store_calls_equal_the_same_lines_read_as_jsonl(tmp_path):
     key = ["session_id", "timestamp"]
     assert store.records.select(COMPARED).sort(key).equals(files.records.select(COMPARED).sort(key))
     assert store.records.get_column("source").unique().to_list() == ["transcript_store"]
-    assert store.records.get_column("source_file").unique().to_list() == ["agents/main/agent/openclaw-agent.sqlite"]
+    # one unit per session: the database, the table and the session id name where a line is
+    assert sorted(store.records.get_column("source_file").unique().to_list()) == [
+        "agents/main/agent/openclaw-agent.sqlite#transcript_events/s-a",
+        "agents/main/agent/openclaw-agent.sqlite#transcript_events/s-b",
+    ]
     # line_no is the event's seq: the calls are the 3rd and 5th events (seq 10 + 2*3, 10 + 4*3)
     assert sorted(set(store.records.get_column("line_no").to_list())) == [16, 22]
-    counts = store.file_counts.row(0, named=True)
-    assert counts["lines_read"] == 12
-    assert counts["lines_read"] == counts["calls"] + counts["other_entries"] + counts["skipped_by_rule"] + counts["quarantined"]
-    assert counts["skipped_by_rule"] == 2  # the two delivery mirrors
+    assert store.file_counts.get_column("lines_read").to_list() == [6, 6]
+    for counts in store.file_counts.iter_rows(named=True):
+        assert counts["lines_read"] == counts["calls"] + counts["other_entries"] + counts["skipped_by_rule"] + counts["quarantined"]
+        assert counts["skipped_by_rule"] == 1  # the delivery mirror
 
 
 def test_bad_events_are_quarantined_with_their_seq(tmp_path):

@@ -11,8 +11,9 @@ from mc_pipeline.calls import build_llm_calls
 from mc_pipeline.readers.batch import SourceBatch
 from mc_pipeline.readers.interactions_db import read_interactions_db
 from mc_pipeline.readers.model_usage_log import read_model_usage_log
-from mc_pipeline.readers.transcript_store import discover_stores, read_transcript_store
-from mc_pipeline.readers.session_index import read_session_index
+from mc_pipeline.readers.agent_db import discover_agent_dbs, read_agent_facts
+from mc_pipeline.readers.session_index import read_sessions
+from mc_pipeline.readers.state_db import read_state_db
 from mc_pipeline.readers.transcript_files import with_line_excerpts
 from mc_pipeline.reconcile import reconcile
 from mc_pipeline.report import markdown_table
@@ -48,7 +49,14 @@ openclaw_auth_profiles = _raw(
 openclaw_transcript_store = _raw(
     "openclaw_transcript_store",
     "sqlite",
-    "agents/*/agent/openclaw-agent.sqlite: newer builds' transcripts (transcript_events).",
+    "agents/*/agent/openclaw-agent.sqlite (OpenClaw 2026.8+): transcript_events, reset/delete archives, "
+    "cold archives (+ sessions/cold/*.jsonl.zst), session windows and nodes, the auth profile store.",
+)
+openclaw_state_db = _raw(
+    "openclaw_state_db",
+    "sqlite",
+    "state/openclaw.sqlite (OpenClaw 2026.8+): where the agent databases are, cron job names and runs, "
+    "the shared auth profile store.",
 )
 openclaw_interactions_db = _raw(
     "openclaw_interactions_db",
@@ -168,21 +176,43 @@ def interactions_db_records(context: dg.AssetExecutionContext, settings: McSetti
 
 
 @dg.asset(
-    deps=[openclaw_transcript_store],
+    deps=[openclaw_transcript_store, openclaw_state_db],
     group_name=INGEST_GROUP,
     kinds={"polars"},
-    description="Model calls from the per-agent SQLite transcript stores, through the transcript line parser.",
+    description="Model calls from the agent databases (OpenClaw 2026.8+): transcript_events (zstd or text), "
+    "reset/delete archives and cold archives, through the transcript line parser; incremental per session.",
     check_specs=[_readable_check("transcript_store_records")],
 )
 def transcript_store_records(context: dg.AssetExecutionContext, settings: McSettings):
-    present = bool(discover_stores(settings.home)) if settings.home.exists() else False
+    from mc_pipeline.defs.io_manager import ParquetIOManager
+    from mc_pipeline.readers.agent_db import read_agent_dbs_since_last_run
+
+    home = settings.home
+    state = read_state_db(home) if home.exists() else None
+    registry = state.agent_dbs if state else []
+    present = bool(discover_agent_dbs(home, registry)) if home.exists() else False
+    extra: dict[str, dg.MetadataValue] = {}
     if not present:
-        context.log.info(f"No agents/*/agent/openclaw-agent.sqlite under {settings.home}: skipped.")
-        batch = SourceBatch.empty()
+        context.log.info(f"No agent databases (agents/*/agent/openclaw-agent.sqlite) under {home}: skipped.")
+        batch = SourceBatch.empty(state.problems if state else [])
     else:
-        batch = read_transcript_store(settings.home)
+        io = ParquetIOManager(data_dir=settings.data_dir)
+        tag = context.run.tags.get("mc_pipeline/full_rebuild", "").lower() in ("1", "true", "yes")
+        read = read_agent_dbs_since_last_run(
+            home,
+            io.staging_dir("transcript_store_records"),
+            lambda: io.load_batch("transcript_store_records"),
+            full_rebuild=settings.full_rebuild or tag,
+            registry=registry,
+            progress=context.log.info,
+        )
+        batch = read.batch
+        batch.problems[:0] = state.problems if state else []
+        context.log.info(f"agent databases ({read.mode}): {read.summary()}")
+        extra = {k: dg.MetadataValue.int(v) for k, v in read.summary().items()}
+        extra["read_mode"] = dg.MetadataValue.text(read.mode)
     log_problems(context, batch)
-    yield dg.Output(batch, metadata=batch_metadata(batch))
+    yield dg.Output(batch, metadata={**batch_metadata(batch), **extra})
     yield _readable_result("transcript_store_records", batch, present)
 
 
@@ -264,7 +294,7 @@ def calls_metadata(calls: pl.DataFrame) -> dict[str, dg.MetadataValue]:
             description="Per input file: how its lines were accounted for (the reconciliation).",
         ),
     },
-    deps=[openclaw_session_index, openclaw_auth_profiles],
+    deps=[openclaw_session_index, openclaw_auth_profiles, openclaw_state_db],
     check_specs=CHECKS,
 )
 def llm_calls(
@@ -276,10 +306,12 @@ def llm_calls(
     model_usage_log_records: SourceBatch,
 ):
     # in order of preference when a call is seen twice (schemas.SOURCES, mc_pipeline.dedupe)
-    batches = [transcript_records, transcript_store_records, interactions_db_records, model_usage_log_records]
+    batches = [transcript_store_records, transcript_records, interactions_db_records, model_usage_log_records]
     home = settings.home
-    session_index, index_problems = read_session_index(home)
-    auth, auth_problems = read_auth_profiles(home)
+    state = read_state_db(home)
+    facts = read_agent_facts(home, state.agent_dbs)
+    session_index, index_problems = read_sessions(home, state, facts)
+    auth, auth_problems = read_auth_profiles(home, facts.auth_stores, state.shared_auth)
     for problem in index_problems + auth_problems:
         context.log.warning(problem)
     rules = load_task_rules(settings.task_rules_path or None)
@@ -354,6 +386,7 @@ defs = dg.Definitions(
         openclaw_session_index,
         openclaw_auth_profiles,
         openclaw_transcript_store,
+        openclaw_state_db,
         openclaw_interactions_db,
         openclaw_model_usage_log,
         transcript_records,

@@ -1,4 +1,12 @@
-"""Finding the files of an OpenClaw home (REFERENCE §1): which transcripts count, which never do."""
+"""Finding the files of an OpenClaw home (REFERENCE §1): which transcripts count, which never do.
+
+Counted: ``<sid>.jsonl``, ``<sid>-topic-<id>.jsonl``, their ``.reset.<ts>``/``.deleted.<ts>`` archives, and
+since OpenClaw 2026.8 the published archive copies ``<sid>.jsonl.<reason>.<ts>.<generation>[.zst]`` (a
+``.zst`` file is zstd-compressed JSONL; a copy of an agent database archive row is the same calls, counted
+once by :mod:`mc_pipeline.dedupe`). Never: ``.bak.<ts>`` copies, ``.lock`` files, ``sessions.json``, half-written
+temporary files, the ``cold/`` folder (read through its database rows, :mod:`mc_pipeline.readers.agent_db`)
+and ``agents/<id>/session-sqlite-import-archive/`` (copies ``openclaw doctor`` already imported).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +15,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-#: `<sessionId>.jsonl`, `<sessionId>-topic-<id>.jsonl`, and their `.reset.<ts>` / `.deleted.<ts>` archives.
-_TRANSCRIPT = re.compile(r"^(?P<stem>.+?)\.jsonl(?:\.(?P<archive>reset|deleted)\.(?P<ts>[^/]+))?$")
+#: `<sessionId>.jsonl`, `<sessionId>-topic-<id>.jsonl`, and their `.reset.<ts>` / `.deleted.<ts>` archives,
+#: optionally with a 32-hex generation and `.zst` (2026.8+ published copies of database archive rows).
+_TRANSCRIPT = re.compile(
+    r"^(?P<stem>.+?)\.jsonl(?:\.(?P<archive>reset|deleted)\.(?P<ts>\d[\dT:\-]*(?:\.\d+)?Z?)"
+    r"(?:\.(?P<gen>[0-9a-f]{32}))?(?P<zst>\.zst)?)?$"
+)
 _BACKUP = re.compile(r"\.jsonl\.bak\.")
 
 
@@ -22,6 +34,8 @@ class TranscriptFile:
     size: int
     mtime_ns: int
     inode: int
+    compressed: bool = False  # a `.zst` archive: zstd-compressed JSONL, read whole
+
 
 
 @dataclass
@@ -45,6 +59,10 @@ def classify_name(name: str) -> tuple[str, str] | None:
     stem = m.group("stem")
     kind = m.group("archive") or ("topic" if "-topic-" in stem else "live")
     return kind, _session_id(stem)
+
+
+def is_compressed(name: str) -> bool:
+    return name.endswith(".zst")
 
 
 def _skip_reason(name: str) -> str:
@@ -108,6 +126,7 @@ def discover_transcripts(home: Path) -> Discovery:
                     size=st.st_size,
                     mtime_ns=st.st_mtime_ns,
                     inode=st.st_ino,
+                    compressed=is_compressed(entry.name),
                 )
             )
     return Discovery(files, skipped, problems)

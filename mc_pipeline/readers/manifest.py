@@ -131,7 +131,7 @@ def plan_reads(files: list[TranscriptFile], manifest: pl.DataFrame) -> ReadPlan:
             if tf.size == e["size"] and tf.mtime_ns == e["mtime_ns"]:
                 plan.unchanged.append((tf, e))
                 continue
-            if tf.size > e["size"] and tf.size >= e["bytes_consumed"]:
+            if tf.size > e["size"] and tf.size >= e["bytes_consumed"] and not tf.compressed:
                 plan.appended.append((tf, e))
                 continue
             plan.full.append(tf)

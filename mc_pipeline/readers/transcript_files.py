@@ -38,12 +38,15 @@ from mc_pipeline.readers.manifest import (
     write_manifest,
 )
 from mc_pipeline.readers.transcripts import SOURCE, Piece, PieceStats, parse_pieces
+from mc_pipeline.readers.zstd_frames import ZstdError, stream_lines
 from mc_pipeline.schemas import CALL_RECORDS, FILE_COUNTS, QUARANTINE
 
 Progress = Callable[[str], None]
 
 #: Bytes of transcript parsed per Polars pass (and the most a single read holds in memory).
 UNIT_BYTES = 16 * 1024 * 1024
+#: The most a `.zst` archive may expand to (a hostile stream must not exhaust memory).
+MAX_ZST_BYTES = 8 * 1024**3
 #: Threads reading and parsing units (the machine's cores, at most 4).
 WORKERS = max(1, min(4, os.cpu_count() or 1))
 
@@ -141,9 +144,44 @@ class _UnitReader:
         self.flush()
         return self.out
 
+    def read_compressed(self, tf: TranscriptFile) -> _FileResult:
+        """Queue a ``.zst`` archive's lines (decompressed as a stream, pieces of at most ``unit_bytes``).
+
+        A stream that does not decompress (corrupt, truncated while being written, or expanding past
+        :data:`MAX_ZST_BYTES`) keeps the lines read so far and one quarantine row saying why."""
+        res = _FileResult(tf, tf.session_id, tf.size, 0, "", "", tf.size)
+        head = b""
+        with open(tf.path, "rb") as fh:
+            head = fh.read(FINGERPRINT_BYTES)
+            fh.seek(0)
+            try:
+                for block in stream_lines(fh, MAX_ZST_BYTES, chunk=self.unit_bytes):
+                    if res.lines_consumed == 0:
+                        nl = block.find(b"\n")
+                        res.session_id = _header_session_id(block if nl < 0 else block[:nl]) or tf.session_id
+                    n = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+                    piece = Piece(block, rel=tf.rel, agent_id=tf.agent_id, session_id=res.session_id,
+                                  first_line=res.lines_consumed + 1, at_eof=True, n_lines=n)  # fmt: skip
+                    res.lines_consumed += n
+                    self.queue(piece, res.body)
+            except ZstdError as exc:
+                self.flush()
+                res.lines_consumed += 1  # the unreadable rest, accounted as one quarantined line
+                res.body.quarantined += 1
+                self.out.quarantine.append(pl.DataFrame(
+                    [{"source": SOURCE, "source_file": tf.rel, "line_no": None,
+                      "reason": f"compressed archive does not decompress: {exc}", "excerpt": None}],
+                    schema=QUARANTINE))  # fmt: skip
+        res.head_hash = fingerprint(head)
+        res.tail_hash = fingerprint(head)
+        self.out.bytes_read += tf.size
+        return res
+
     def read_file(self, job: _Job) -> _FileResult:
         """Queue one file's complete lines (pieces of at most ``unit_bytes``), then its partial last line."""
         tf, entry = job.tf, job.entry
+        if tf.compressed:
+            return self.read_compressed(tf)
         fp = FINGERPRINT_BYTES
         with open(tf.path, "rb") as fh:
             start, lines, sid, head, recent = 0, 0, None, b"", b""

@@ -28,6 +28,11 @@ LINE_SCHEMA: dict[str, pl.DataType] = {
     "type": pl.String(),
     "id": pl.String(),
     "timestamp": pl.String(),
+    "customType": pl.String(),
+    # any JSON value: read as (serialised) text, decoded only for openclaw:prompt-error entries
+    "data": pl.String(),
+    # a session header's parent (a fork): any JSON value, only its presence is used
+    "parentSession": pl.String(),
     "message": _S(
         {
             "role": pl.String(),
@@ -52,9 +57,15 @@ LINE_SCHEMA: dict[str, pl.DataType] = {
             ),
             # user content may be a string or blocks: read as (serialised) text, decoded for assistants only
             "content": pl.String(),
+            # OpenClaw's own stamp on a message ({runId, ...}): serialised text, runId read when a string
+            "__openclaw": pl.String(),
         }
     ),
 }
+#: Keys of LINE_SCHEMA read as serialised text whatever JSON value they hold (never a wrong type).
+ANY_JSON = frozenset({"message.content", "data", "parentSession", "message.__openclaw"})
+#: The custom entry OpenClaw appends when a prompt throws, times out or is rolled back (REFERENCE §1.6).
+PROMPT_ERROR = "openclaw:prompt-error"
 _BLOCKS = pl.List(_S({"type": pl.String(), "name": pl.String(), "thinking": pl.String(), "redacted": pl.Boolean()}))
 
 #: Entry types that are part of the format but are not model calls.
@@ -91,6 +102,7 @@ class ParsedChunk:
     other_entries: int = 0
     skipped_by_rule: int = 0
     session_id: str | None = None  # from the session header, when this chunk holds it
+    is_fork: bool | None = None  # the header names a parent session
     fast_path: bool = True
     notes: list[str] = field(default_factory=list)
 
@@ -146,7 +158,7 @@ def _type_problem(value: object, dtype: pl.DataType, path: str) -> str | None:
             return f"{path}: not a finite number ({value!r})"
         return None
     if dtype == pl.String:
-        if path.endswith("content"):  # any JSON value is accepted and serialised
+        if path in ANY_JSON:  # any JSON value is accepted and serialised
             return None
         if isinstance(value, (dict, list)):
             return f"{path}: expected a string, got {type(value).__name__}"
@@ -236,10 +248,10 @@ def _decode_blocks(value: str | None) -> list[dict] | None:
     return out
 
 
-def _call_time(now: datetime) -> pl.Expr:
-    """message.timestamp (ms, response start) when plausible, else the entry's ISO time."""
+def _call_time(now: datetime, ms: pl.Expr) -> pl.Expr:
+    """``ms`` (message.timestamp: the response's start; a prompt-error's data.timestamp) when plausible,
+    else the entry's ISO time."""
     lo, hi = EARLIEST, now + FUTURE_SLACK
-    ms = pl.col("message").struct.field("timestamp")
     from_ms = pl.from_epoch(ms, time_unit="ms").dt.replace_time_zone("UTC").cast(UTC_TS)
     entry = pl.col("timestamp")
     from_iso = entry.str.to_datetime(time_zone="UTC", time_unit="us", strict=False)
@@ -260,27 +272,38 @@ def _extract(frame: pl.DataFrame, meta: pl.DataFrame, *, now: datetime) -> tuple
     """Calls, quarantined rows and per-piece counts of the lines of one or more pieces.
 
     ``frame`` holds parsed lines with ``_f`` (which piece) and ``line_no``; ``meta`` one row per piece
-    (``_f``, ``source``, ``rel``, ``agent_id``, ``session_id``). Returns (calls with ``_f``, bad rows with
-    ``_f``, per ``_f``: ``other``, ``skipped``, ``header_sid`` = the session id from the header line).
+    (``_f``, ``source``, ``rel``, ``agent_id``, ``session_id``, ``is_fork``). Returns (calls with ``_f``,
+    bad rows with ``_f``, per ``_f``: ``other``, ``skipped``, ``header_sid`` = the session id from the
+    header line, ``header_fork`` = the header names a parent session).
+
+    A call is an assistant message (not the gateway's bookkeeping rows) or an ``openclaw:prompt-error``
+    custom entry (a failed prompt, ``entry_kind = prompt_error``); whether such an entry stays a call
+    (no assistant error of the same run) is decided across sources (:mod:`mc_pipeline.dedupe`).
     """
     msg = pl.col("message")
     role = msg.struct.field("role")
-    provider = msg.struct.field("provider")
     is_assistant = (pl.col("type") == "message") & (role == "assistant")
+    is_prompt_error = (pl.col("type") == "custom") & (pl.col("customType") == PROMPT_ERROR)
     is_known = pl.col("type").is_in(list(KNOWN_TYPES))
     df = frame.with_columns(
-        _kind=pl.when(is_assistant & (provider == BOOKKEEPING_PROVIDER))
+        _kind=pl.when(is_assistant & (msg.struct.field("provider") == BOOKKEEPING_PROVIDER))
         .then(pl.lit("skipped"))
         .when(is_assistant)
         .then(pl.lit("call"))
+        .when(is_prompt_error)
+        .then(pl.lit("prompt_error"))
         .when(is_known)
         .then(pl.lit("other"))
         .otherwise(pl.lit("skipped"))
     )
+    is_header = pl.col("type") == "session"
     header = (
-        df.filter((pl.col("type") == "session") & pl.col("id").is_not_null())
+        df.filter(is_header)
         .group_by("_f")
-        .agg(header_sid=pl.col("id").first())
+        .agg(
+            header_sid=pl.col("id").filter(pl.col("id").is_not_null()).first(),
+            header_fork=pl.col("parentSession").is_not_null().any(),
+        )
     )
     counts = (
         df.group_by("_f")
@@ -288,13 +311,31 @@ def _extract(frame: pl.DataFrame, meta: pl.DataFrame, *, now: datetime) -> tuple
         .join(header, on="_f", how="left")
     )
     pieces = meta.join(header, on="_f", how="left", maintain_order="left").select(
-        "_f", "source", "rel", "agent_id", session_id=pl.coalesce("header_sid", "session_id")
+        "_f",
+        "source",
+        "rel",
+        "agent_id",
+        session_id=pl.coalesce("header_sid", "session_id"),
+        session_is_fork=pl.coalesce("header_fork", "is_fork", pl.lit(False)),
     )
 
-    a = df.filter(pl.col("_kind") == "call").join(pieces, on="_f", how="left", maintain_order="left")
+    a = df.filter(pl.col("_kind").is_in(["call", "prompt_error"])).join(
+        pieces, on="_f", how="left", maintain_order="left"
+    )
+    pe = pl.col("_kind") == "prompt_error"
+
+    def from_data(key: str) -> pl.Expr:  # a field of a prompt-error's data (strings only)
+        return pl.col("data").str.json_path_match(f"$.{key}")
+
+    def pick(data_key: str, message_field: str) -> pl.Expr:
+        return pl.when(pe).then(from_data(data_key)).otherwise(msg.struct.field(message_field))
+
     usage = msg.struct.field("usage")
-    stop = msg.struct.field("stopReason")
+    stop = pl.when(pe).then(pl.lit("error")).otherwise(msg.struct.field("stopReason"))
     failed = stop.is_in(["error", "aborted"]).fill_null(False)
+    started_ms = pl.when(pe).then(from_data("timestamp").cast(pl.Int64, strict=False)).otherwise(
+        msg.struct.field("timestamp")
+    )
 
     def tok(name: str) -> pl.Expr:
         return usage.struct.field(name)
@@ -307,12 +348,12 @@ def _extract(frame: pl.DataFrame, meta: pl.DataFrame, *, now: datetime) -> tuple
         agent_id=pl.col("agent_id"),
         session_id=pl.col("session_id"),
         entry_id=pl.col("id"),
-        timestamp=_call_time(now),
-        provider=provider,
-        model=msg.struct.field("model"),
-        api=msg.struct.field("api"),
+        timestamp=_call_time(now, started_ms),
+        provider=pick("provider", "provider"),
+        model=pick("model", "model"),
+        api=pick("api", "api"),
         stop_reason=stop,
-        error_message=msg.struct.field("errorMessage"),
+        error_message=pick("error", "errorMessage"),
         input_tokens=tok("input").fill_null(0),
         output_tokens=tok("output").fill_null(0),
         cache_read_tokens=tok("cacheRead").fill_null(0),
@@ -321,18 +362,24 @@ def _extract(frame: pl.DataFrame, meta: pl.DataFrame, *, now: datetime) -> tuple
         cost_recorded_usd=tok("cost").struct.field("total"),
         response_id=msg.struct.field("responseId"),
         duration_ms=msg.struct.field("durationMs").round(0).cast(pl.Int64, strict=False),
+        entry_kind=pl.when(pe).then(pl.lit("prompt_error")).otherwise(pl.lit("assistant")),
+        run_id=pl.when(pe)
+        .then(from_data("runId"))
+        .otherwise(msg.struct.field("__openclaw").str.json_path_match("$.runId")),
+        session_is_fork=pl.col("session_is_fork"),
         _has_usage=usage.is_not_null(),
         _failed=failed,
-        _content=msg.struct.field("content"),
+        _content=pl.when(pe).then(None).otherwise(msg.struct.field("content")),
     )
     thinking = _thinking_of(calls.get_column("_content"))
     calls = pl.concat([calls.drop("_content"), thinking], how="horizontal")
 
+    what = pl.when(pl.col("entry_kind") == "prompt_error").then(pl.lit("prompt-error")).otherwise(pl.lit("assistant"))
     reason = (
         pl.when(pl.col("provider").fill_null("") == "")
-        .then(pl.lit("assistant entry without a provider"))
+        .then(pl.format("{} entry without a provider", what))
         .when(pl.col("model").fill_null("") == "")
-        .then(pl.lit("assistant entry without a model"))
+        .then(pl.format("{} entry without a model", what))
         .when(pl.col("timestamp").is_null())
         .then(pl.lit("no plausible timestamp (missing, unparseable, before 2015 or in the future)"))
         .when(~pl.col("_has_usage") & ~pl.col("_failed"))
@@ -370,6 +417,7 @@ class Piece:
     at_eof: bool = True  # the last line may still be being written (only matters when it lacks a newline)
     source: str = SOURCE
     n_lines: int | None = None  # when the caller already counted them
+    is_fork: bool | None = None  # known from an earlier read of the session header (appended pieces)
 
 
 @dataclass
@@ -380,6 +428,7 @@ class PieceStats:
     skipped_by_rule: int = 0
     quarantined: int = 0
     session_id: str | None = None  # from the session header, when this piece holds it
+    is_fork: bool | None = None  # the session header names a parentSession (when this piece holds it)
     fast_path: bool = True
 
 
@@ -541,15 +590,18 @@ def parse_pieces(pieces: list[Piece], now: datetime | None = None) -> tuple[pl.D
             "rel": [p.rel for p in pieces],
             "agent_id": [p.agent_id for p in pieces],
             "session_id": [p.session_id for p in pieces],
+            "is_fork": [p.is_fork for p in pieces],
         },
-        schema={"_f": pl.Int64, "source": pl.String, "rel": pl.String, "agent_id": pl.String, "session_id": pl.String},
+        schema={"_f": pl.Int64, "source": pl.String, "rel": pl.String, "agent_id": pl.String,
+                "session_id": pl.String, "is_fork": pl.Boolean},
     )
     calls, bad, counts = _extract(lines, meta, now=now)
 
-    for f, other, skipped, sid in counts.iter_rows():
+    for f, other, skipped, sid, fork in counts.iter_rows():
         stats[f].other_entries += other
         stats[f].skipped_by_rule += skipped
         stats[f].session_id = sid
+        stats[f].is_fork = fork
     for f, k in calls.group_by("_f").len().iter_rows():
         stats[f].calls = k
     if bad.height:
@@ -599,5 +651,6 @@ def parse_transcript(
         other_entries=st.other_entries,
         skipped_by_rule=st.skipped_by_rule,
         session_id=st.session_id,
+        is_fork=st.is_fork,
         fast_path=st.fast_path,
     )
