@@ -63,6 +63,8 @@ PAY_PER_TOKEN_PROVIDERS = (
 )
 AUTH_TYPES = ("api_key", "oauth", "token")
 MAIN_AGENT_ID = "main"
+#: The profiles an agent without its own store inherits (the shared store, else the main agent's).
+ANY_AGENT = "*"
 _KEY_SEP = "\x1f"
 
 
@@ -186,6 +188,8 @@ def read_auth_profiles(
     base = shared_key if shared_store is not None else MAIN_AGENT_ID
 
     result: dict[str, dict[str, str]] = {}
+    if base in stores:  # an agent known only from its calls (e.g. a database the state registry lists) inherits the base
+        result[ANY_AGENT] = _by_provider(types[base], [stores[base]])
     for agent in sorted({d.name for d in agent_dirs} | set(db_stores or {})):
         chain = [a for a in dict.fromkeys([base, agent]) if a in stores]
         merged: dict[str, tuple[str, str]] = {}
@@ -269,7 +273,8 @@ def assign_billing(
             return pl.lit(None, dtype=pl.String)
         return key.replace_strict(mapping, default=None, return_dtype=pl.String)
 
-    kind = lookup(agent_provider, flat_auth)
+    any_agent = pl.concat_str([pl.lit(ANY_AGENT), provider], separator=_KEY_SEP)
+    kind = pl.coalesce(lookup(agent_provider, flat_auth), lookup(any_agent, flat_auth))
     billing = pl.coalesce(
         lookup(agent_provider, agent_overrides),
         lookup(provider, provider_overrides),

@@ -11,6 +11,7 @@ the run is skipped before Dagster is even imported and the last summary is print
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from datetime import datetime, timezone
@@ -90,12 +91,16 @@ def summary_lines(settings: McSettings) -> list[str]:
         first, last = calls.get_column("day").min(), calls.get_column("day").max()
         unpriced = calls.filter(pl.col("cost_source") == "unpriced").height
         failed = calls.filter(pl.col("status") != "ok").height
-        by_source = calls.group_by("source").agg(pl.len()).sort("source")
+        from mc_pipeline.schemas import SOURCE_LABELS, SOURCES
+
+        counted = dict(calls.group_by("source").agg(pl.len()).iter_rows())
+        by_source = [(SOURCE_LABELS.get(s, s), counted[s]) for s in [*SOURCES, *sorted(set(counted) - set(SOURCES))]
+                     if s in counted]  # fmt: skip
         lines += [
             f"calls:        {calls.height:,} ({failed:,} failed, {unpriced:,} unpriced)",
             f"cost:         ${cost:,.2f} ({settings.cost_mode} mode)",
             f"days:         {calls.get_column('day').n_unique()} ({first} .. {last}, {settings.timezone})",
-            "sources:      " + ", ".join(f"{s} {n:,}" for s, n in by_source.iter_rows()),
+            "sources:      " + "; ".join(f"{s} {n:,}" for s, n in by_source),
         ]
     qfile = io.table_dir("quarantine") / "quarantine.parquet"
     if qfile.exists():
@@ -112,10 +117,14 @@ def summary_lines(settings: McSettings) -> list[str]:
         )
     staging = io.root / "staging"
     for problems in sorted(staging.glob("*/problems.json")):
-        import json
-
         for p in json.loads(problems.read_text()):
             lines.append(f"problem:      [{problems.parent.name}] {p}")
+    try:  # a source that went silent or changed shape (mc_pipeline.source_health)
+        health = json.loads((staging / "source_health.json").read_text())
+    except (OSError, ValueError):
+        health = {}
+    for w in health.get("warnings", []) if isinstance(health, dict) else []:
+        lines.append(f"warning:      {w}")
     alerts_file = io.table_dir("budget_alerts") / "budget_alerts.parquet"
     if alerts_file.exists():
         current = pl.read_parquet(alerts_file)

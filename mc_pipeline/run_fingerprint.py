@@ -148,6 +148,11 @@ def current_inputs(env: Mapping[str, str], now: datetime) -> Inputs:
         stores = (f"agent/{f}" for f in STORE_FILES)
         for rel in ("sessions/sessions.json", "agent/auth-profiles.json", *stores):
             sources[f"agents/{name}/{rel}"] = _stat(agents / name / rel)
+    # OpenClaw 2026.8+: the state and agent databases (also those only the registry lists) and cold files
+    from mc_pipeline.readers.home import watched_files
+    from mc_pipeline.readers.state_db import read_state_db
+
+    sources["databases"] = watched_files(home, read_state_db(home).agent_dbs) if home.is_dir() else {}
     db = _setting_path(env.get("MC_INTERACTIONS_DB"), home / "data" / "interactions.db")
     for suffix in ("", "-wal", "-journal"):
         sources[f"interactions_db{suffix}"] = [str(db), _stat(Path(f"{db}{suffix}"))]

@@ -105,6 +105,46 @@ def test_transcript_sensor_requests_a_refresh_for_new_and_grown_files(tmp_path):
         assert set(json.loads(cursor)) == {f"agents/main/sessions/{path.name}.reset.2026-03-01T12-00-00.000Z"}
 
 
+def test_transcript_sensor_watches_the_agent_and_state_databases(tmp_path):
+    """OpenClaw 2026.8+ writes new calls only into SQLite: a call in the agent database (WAL), a database
+    only the state registry lists, a new cold archive each start a refresh; ticks with nothing new do not."""
+    from mc_pipeline_tests.openclaw_db import AgentDb, StateDb
+
+    settings = settings_for(tmp_path)
+    home = tmp_path / "home"
+    db = AgentDb(home, "main")
+    sid = "5f0c2a52-1111-4a3e-9c1e-2f0e5d8a9b02"
+    now = datetime.now(timezone.utc)
+    db.add_session(sid, [h.session_line(sid, now), h.assistant(now, u=h.usage(cost=0.1))])
+    with dg.instance_for_test() as instance:
+        result, cursor = _tick(settings, instance, None)
+        assert isinstance(result, dg.RunRequest)
+        result, cursor = _tick(settings, instance, cursor)
+        assert isinstance(result, dg.SkipReason)
+
+        db.append(sid, [h.assistant(now, u=h.usage(cost=0.2))])  # goes to the -wal: the main file may not change
+        result, cursor = _tick(settings, instance, cursor)
+        assert isinstance(result, dg.RunRequest)
+        result, cursor = _tick(settings, instance, cursor)
+        assert isinstance(result, dg.SkipReason)
+
+        db.cold(sid, storage="file")
+        result, cursor = _tick(settings, instance, cursor)
+        assert isinstance(result, dg.RunRequest)
+        assert any("/sessions/cold/" in k for k in json.loads(cursor))
+
+        other = AgentDb(home, "ops", path=home / "elsewhere" / "ops.sqlite")
+        state = StateDb(home)
+        state.register("ops", "elsewhere/ops.sqlite")
+        result, cursor = _tick(settings, instance, cursor)
+        assert isinstance(result, dg.RunRequest) and "elsewhere/ops.sqlite" in json.loads(cursor)
+        other.add_session("6f0c2a52-1111-4a3e-9c1e-2f0e5d8a9b03", [h.assistant(now, u=h.usage(cost=0.3))])
+        result, cursor = _tick(settings, instance, cursor)
+        assert isinstance(result, dg.RunRequest)
+        for x in (db, other, state):
+            x.close()
+
+
 def test_no_run_requested_while_a_refresh_waits_in_the_queue(tmp_path):
     settings = settings_for(tmp_path)
     write_today(tmp_path / "home", [0.1])

@@ -62,7 +62,8 @@ def test_read_real_shaped_store(tmp_path: Path) -> None:
     )
     profiles, problems = read_auth_profiles(tmp_path)
     assert problems == []
-    assert profiles == {"main": {"anthropic": "oauth", "openai": "api_key", "openai-codex": "oauth"}}
+    main = {"anthropic": "oauth", "openai": "api_key", "openai-codex": "oauth"}
+    assert profiles == {"main": main, "*": main}  # "*": what an agent without a store of its own inherits
 
 
 def test_default_profile_first_then_last_good_then_order(tmp_path: Path) -> None:
@@ -96,7 +97,7 @@ def test_default_profile_first_then_last_good_then_order(tmp_path: Path) -> None
 
 def test_provider_from_profile_id_and_mode_key(tmp_path: Path) -> None:
     _write_store(tmp_path, "main", {"google:default": {"mode": "api_key", "key": SECRET}})
-    assert read_auth_profiles(tmp_path).profiles == {"main": {"google": "api_key"}}
+    assert read_auth_profiles(tmp_path).profiles == {"main": {"google": "api_key"}, "*": {"google": "api_key"}}
 
 
 def test_non_main_agents_inherit_main_profiles(tmp_path: Path) -> None:

@@ -64,7 +64,8 @@ def test_real_home_end_to_end(tmp_path):
     checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
               for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
               and e.asset_check_evaluation_data.asset_key == dg.AssetKey("llm_calls")}
-    assert checks == {"matches_schema": True, "unique_call_ids": True, "lines_reconcile": True}
+    assert checks == {"matches_schema": True, "unique_call_ids": True, "lines_reconcile": True,
+                      "sources_not_silent": True, "quarantine_share_stable": True}
 
     io = ParquetIOManager(data_dir=str(tmp_path / "data"))
     calls = io.load_table("llm_calls", partitioned=True)

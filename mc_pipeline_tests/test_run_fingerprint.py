@@ -117,6 +117,17 @@ def _db_row(env):
     return 1, "sources"
 
 
+def _agent_db_call(env):
+    """A call written only to the 2026.8+ agent database (the -wal of a WAL database)."""
+    from mc_pipeline_tests.openclaw_db import AgentDb
+
+    db = AgentDb(env["home"], "main")
+    db.add_session("7d0c2a52-1111-4a3e-9c1e-2f0e5d8a9b04", [h.session_line("7d0c2a52-1111-4a3e-9c1e-2f0e5d8a9b04", T0),
+                                                          h.assistant(T0, u=h.usage(9, 9, cost=0.03))])
+    db.close()
+    return 1, "sources"
+
+
 def _setting(env):
     os.environ["MC_COST_MODE"] = "calculate"
     return 0, "settings"
@@ -140,7 +151,8 @@ def _output_deleted(env):
 
 
 @pytest.mark.parametrize(
-    "change", [_append, _new_session, _db_row, _setting, _alert_rules_file, _sessions_index, _output_deleted]
+    "change",
+    [_append, _new_session, _db_row, _agent_db_call, _setting, _alert_rules_file, _sessions_index, _output_deleted],
 )
 def test_each_kind_of_change_triggers_a_real_run(env, capsys, change, monkeypatch):
     monkeypatch.setenv("MC_COST_MODE", "auto")  # restored after the test whatever the change sets

@@ -64,8 +64,16 @@ class FileChanges:
 
 
 def file_states(home) -> dict[str, list[int]]:
-    """Relative path -> [size, mtime_ns] of every counted transcript (a directory listing and stats, no reads)."""
-    return {f.rel: [f.size, f.mtime_ns] for f in discover_transcripts(home).files}
+    """Relative path -> [size, mtime_ns] of every counted transcript, and of OpenClaw's databases (state and
+    agent databases with their ``-wal``, cold archive files; ``readers.home.watched_files``): a directory
+    listing and stats, plus the state database's short registry query, never a transcript read."""
+    from mc_pipeline.readers.home import watched_files
+    from mc_pipeline.readers.state_db import read_state_db
+
+    states = {f.rel: [f.size, f.mtime_ns] for f in discover_transcripts(home).files}
+    if home.is_dir():
+        states.update({rel: st[:2] for rel, st in watched_files(home, read_state_db(home).agent_dbs).items()})
+    return states
 
 
 def compare_states(previous: dict[str, list[int]], current: dict[str, list[int]]) -> FileChanges:
@@ -84,7 +92,9 @@ def _digest(states: dict[str, list[int]]) -> str:
     job_name=REFRESH_JOB,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Requests a refresh when a transcript under $OPENCLAW_HOME/agents/*/sessions is new or has grown.",
+    description="Requests a refresh when a transcript under $OPENCLAW_HOME/agents/*/sessions is new or has grown, "
+    "or an OpenClaw database (state/openclaw.sqlite, agents/*/agent/openclaw-agent.sqlite and -wal) or cold "
+    "archive changed.",
 )
 def transcript_changes(context: dg.SensorEvaluationContext, settings: McSettings):
     current = file_states(settings.home)

@@ -1,8 +1,5 @@
 """Ingest: raw OpenClaw sources -> source batches -> the validated ``llm_calls`` table and quarantine."""
 
-
-from pathlib import Path
-
 import dagster as dg
 import polars as pl
 
@@ -16,6 +13,7 @@ from mc_pipeline.readers.session_index import read_sessions
 from mc_pipeline.readers.state_db import read_state_db
 from mc_pipeline.readers.transcript_files import with_line_excerpts
 from mc_pipeline.reconcile import reconcile
+from mc_pipeline import storage
 from mc_pipeline.report import markdown_table
 from mc_pipeline.schemas import API_CALLS, LLM_CALLS, QUARANTINE, ApiCallsModel, LlmCallsModel, conform
 from mc_pipeline.defs.resources import McSettings
@@ -137,10 +135,6 @@ def _readable_result(asset: str, batch: SourceBatch, present: bool) -> dg.AssetC
     )
 
 
-def _source_path(setting: str, default: Path) -> Path:
-    return Path(setting).expanduser() if setting else default
-
-
 @dg.multi_asset(
     outs={
         "interactions_db_records": dg.AssetOut(
@@ -158,7 +152,7 @@ def _source_path(setting: str, default: Path) -> Path:
     check_specs=[_readable_check("interactions_db_records")],
 )
 def interactions_db_records(context: dg.AssetExecutionContext, settings: McSettings):
-    path = _source_path(settings.interactions_db_path, settings.home / "data" / "interactions.db")
+    path = settings.interactions_db
     present = path.is_file()
     if not present:
         context.log.info(f"No interactions.db at {path}: skipped.")
@@ -224,7 +218,7 @@ def transcript_store_records(context: dg.AssetExecutionContext, settings: McSett
     check_specs=[_readable_check("model_usage_log_records")],
 )
 def model_usage_log_records(context: dg.AssetExecutionContext, settings: McSettings):
-    path = _source_path(settings.model_usage_log_path, settings.home / "logs" / "model-usage.jsonl")
+    path = settings.model_usage_log
     present = path.is_file()
     if not present:
         context.log.info(f"No model-usage.jsonl at {path}: skipped.")
@@ -247,6 +241,17 @@ def duplicates_metadata(duplicates: pl.DataFrame) -> dict[str, dg.MetadataValue]
 
 
 CHECKS = [
+    dg.AssetCheckSpec(
+        "sources_not_silent",
+        asset="llm_calls",
+        description="No source was written in the last 7 days without a call dated in them being read from it "
+        "(a reader that finds files but no calls: a changed format). WARN.",
+    ),
+    dg.AssetCheckSpec(
+        "quarantine_share_stable",
+        asset="llm_calls",
+        description="No source's share of quarantined lines jumped since the last run. WARN.",
+    ),
     dg.AssetCheckSpec("matches_schema", asset="llm_calls", description="pandera LlmCallsModel passes."),
     dg.AssetCheckSpec("unique_call_ids", asset="llm_calls", description="call_id is unique."),
     dg.AssetCheckSpec(
@@ -347,6 +352,8 @@ def llm_calls(
     )
     yield dg.Output(files, output_name="source_files", metadata={"dagster/row_count": dg.MetadataValue.int(files.height)})
 
+    yield from source_health_checks(context, settings, records, pl.concat([b.file_counts for b in batches]), state)
+
     schema_errors = _schema_errors(calls)
     yield dg.AssetCheckResult(
         check_name="matches_schema",
@@ -370,6 +377,34 @@ def llm_calls(
             "unbalanced": dg.MetadataValue.md(markdown_table(unbalanced)) if unbalanced.height else "",
         },
     )
+
+
+def source_health_checks(context, settings: McSettings, records: pl.DataFrame, file_counts: pl.DataFrame, state):
+    """The two WARN checks of ``mc_pipeline.source_health``; the findings also go to the log and to
+    ``staging/source_health.json`` (the next run's comparison, and the ``make run`` summary's warnings)."""
+    from datetime import datetime, timezone
+
+    from mc_pipeline import source_health as sh
+    from mc_pipeline.readers.home import last_writes
+
+    staging = settings.data / "staging"
+    now = datetime.now(timezone.utc)
+    history = sh.read_history(staging)
+    writes = last_writes(settings.home, settings.interactions_db, settings.model_usage_log, state.agent_dbs)
+    stats = sh.source_stats(records, file_counts, writes, now, history)
+    silent, jumps = sh.silent(stats, now, history), sh.quarantine_jumps(stats, history)
+    for w in silent + jumps:
+        context.log.warning(w)
+    storage.write_json(sh.history_doc(stats, silent + jumps), staging / sh.HISTORY_FILE)
+    table = pl.DataFrame([{"source": s.source, "calls_read": s.calls_read, "calls_last_7_days": s.calls_recent,
+                           "lines_read": s.lines_read, "quarantined": s.quarantined, "last_write": s.last_write}
+                          for s in stats]) if stats else pl.DataFrame()  # fmt: skip
+    meta = {"sources": dg.MetadataValue.md(markdown_table(table))} if stats else {}
+    for name, found in (("sources_not_silent", silent), ("quarantine_share_stable", jumps)):
+        yield dg.AssetCheckResult(
+            check_name=name, asset_key="llm_calls", passed=not found, severity=dg.AssetCheckSeverity.WARN,
+            description=("; ".join(found) or "ok")[:1000], metadata=meta,
+        )  # fmt: skip
 
 
 def _schema_errors(calls: pl.DataFrame) -> str | None:

@@ -66,3 +66,13 @@ class McSettings(dg.ConfigurableResource):
     @property
     def data(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def interactions_db(self) -> Path:
+        """The user's own call log: MC_INTERACTIONS_DB, else $OPENCLAW_HOME/data/interactions.db."""
+        return Path(self.interactions_db_path).expanduser() if self.interactions_db_path else self.home / "data" / "interactions.db"
+
+    @property
+    def model_usage_log(self) -> Path:
+        """The user's backup log: MC_MODEL_USAGE_LOG, else $OPENCLAW_HOME/logs/model-usage.jsonl."""
+        return Path(self.model_usage_log_path).expanduser() if self.model_usage_log_path else self.home / "logs" / "model-usage.jsonl"

@@ -44,12 +44,12 @@ from pathlib import Path
 import polars as pl
 
 from mc_pipeline.readers.batch import SourceBatch
+from mc_pipeline.readers.home import STORE_NAME, AgentDatabase, discover_agent_dbs  # noqa: F401 - re-exported
 from mc_pipeline.readers.sqlite_access import DbUnavailable, read_snapshot, sidecar, table_columns
 from mc_pipeline.readers.transcripts import Piece, PieceStats, excerpt, parse_pieces
 from mc_pipeline.readers.zstd_frames import ZstdError, decompress_line, stream_lines
 from mc_pipeline.schemas import CALL_RECORDS, FILE_COUNTS, QUARANTINE, conform
 
-STORE_NAME = "openclaw-agent.sqlite"
 EVENTS, ARCHIVES, COLD = "transcript_events", "session_transcript_archives", "session_transcript_cold_archives"
 SOURCE_OF = {EVENTS: "transcript_store", ARCHIVES: "transcript_archive", COLD: "transcript_cold"}
 #: The most an archive or cold archive may expand to (a hostile frame must not exhaust memory).
@@ -83,42 +83,6 @@ DB_MANIFEST: dict[str, pl.DataType] = {
     "reread": pl.Boolean(),  # read again every run (clock-dependent quarantine)
     "db_stamp": pl.String(),  # the database's file state when read
 }
-
-
-@dataclass(frozen=True)
-class AgentDatabase:
-    agent_id: str
-    path: Path  # absolute, for reading only
-    rel: str  # relative to the home, the only form that leaves the reader
-
-    @property
-    def sessions_dir(self) -> Path:
-        """Where OpenClaw publishes archives and keeps cold files: ``agents/<id>/sessions`` beside ``agent/``."""
-        return self.path.parent.parent / "sessions"
-
-
-def discover_agent_dbs(home: Path, registry: list[tuple[str, Path]] | None = None) -> list[AgentDatabase]:
-    """Every agent database: ``agents/*/agent/openclaw-agent.sqlite`` and those the state database lists."""
-    found: dict[Path, AgentDatabase] = {}
-    agents = home / "agents"
-    if agents.is_dir():
-        for agent in sorted(p for p in agents.iterdir() if p.is_dir()):
-            path = agent / "agent" / STORE_NAME
-            if path.is_file():
-                found[path.resolve()] = AgentDatabase(agent.name, path, f"agents/{agent.name}/agent/{STORE_NAME}")
-    for agent_id, path in registry or []:
-        try:
-            real = path.resolve()
-        except OSError:
-            continue
-        if real in found or not path.is_file():
-            continue
-        try:
-            rel = real.relative_to(home.resolve()).as_posix()
-        except ValueError:
-            rel = f"db:{agent_id}/{path.name}"  # outside the home: named without the machine's path
-        found[real] = AgentDatabase(agent_id, path, rel)
-    return sorted(found.values(), key=lambda d: d.rel)
 
 
 def db_stamp(path: Path) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 #: `<sessionId>.jsonl`, `<sessionId>-topic-<id>.jsonl`, and their `.reset.<ts>` / `.deleted.<ts>` archives,
@@ -130,3 +131,98 @@ def discover_transcripts(home: Path) -> Discovery:
                 )
             )
     return Discovery(files, skipped, problems)
+
+
+# -- OpenClaw 2026.8+ databases -----------------------------------------------------------------------------
+STORE_NAME = "openclaw-agent.sqlite"
+STATE_DB = "state/openclaw.sqlite"
+
+
+@dataclass(frozen=True)
+class AgentDatabase:
+    agent_id: str
+    path: Path  # absolute, for reading only
+    rel: str  # relative to the home, the only form that leaves the reader
+
+    @property
+    def sessions_dir(self) -> Path:
+        """Where OpenClaw publishes archives and keeps cold files: ``agents/<id>/sessions`` beside ``agent/``."""
+        return self.path.parent.parent / "sessions"
+
+
+def discover_agent_dbs(home: Path, registry: list[tuple[str, Path]] | None = None) -> list[AgentDatabase]:
+    """Every agent database: ``agents/*/agent/openclaw-agent.sqlite`` and those the state database lists."""
+    found: dict[Path, AgentDatabase] = {}
+    agents = home / "agents"
+    if agents.is_dir():
+        for agent in sorted(p for p in agents.iterdir() if p.is_dir()):
+            path = agent / "agent" / STORE_NAME
+            if path.is_file():
+                found[path.resolve()] = AgentDatabase(agent.name, path, f"agents/{agent.name}/agent/{STORE_NAME}")
+    for agent_id, path in registry or []:
+        try:
+            real = path.resolve()
+        except OSError:
+            continue
+        if real in found or not path.is_file():
+            continue
+        try:
+            rel = real.relative_to(home.resolve()).as_posix()
+        except ValueError:
+            rel = f"db:{agent_id}/{path.name}"  # outside the home: named without the machine's path
+        found[real] = AgentDatabase(agent_id, path, rel)
+    return sorted(found.values(), key=lambda d: d.rel)
+
+
+def watched_files(home: Path, registry: list[tuple[str, Path]] | None = None) -> dict[str, list[int] | None]:
+    """What changes when OpenClaw writes its databases, by path relative to the home: the state database,
+    every agent database and their ``-wal``/``-journal`` (size, mtime, inode), and every cold archive file
+    (``agents/*/sessions/cold/``). ``stat`` calls only: for the sensor and the CLI's no-op check."""
+    out: dict[str, list[int] | None] = {}
+
+    def stat(rel: str, path: Path) -> None:
+        try:
+            st = os.stat(path)
+            out[rel] = [st.st_size, st.st_mtime_ns, st.st_ino]
+        except OSError:
+            out[rel] = None
+
+    for suffix in ("", "-wal", "-journal"):
+        stat(STATE_DB + suffix, home / (STATE_DB + suffix))
+    for db in discover_agent_dbs(home, registry):
+        for suffix in ("", "-wal", "-journal"):
+            stat(db.rel + suffix, db.path.with_name(db.path.name + suffix))
+    agents = home / "agents"
+    if agents.is_dir():
+        for cold in sorted(agents.glob("*/sessions/cold")):
+            try:
+                names = sorted(os.listdir(cold))
+            except OSError:
+                continue
+            for name in names:
+                stat(cold.relative_to(home).as_posix() + "/" + name, cold / name)
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def last_writes(home: Path, interactions_db: Path, model_usage_log: Path,
+                registry: list[tuple[str, Path]] | None = None) -> dict[str, datetime | None]:
+    """Newest modification time of each live source's files (``stat`` only), by ``schemas.SOURCES`` name:
+    the transcript files, the agent databases with their ``-wal`` (``transcript_store``), the user's
+    ``interactions.db`` (+ ``-wal``) and ``model-usage.jsonl``. Archives and cold archives are not live:
+    an old session archived today holds old calls."""
+    def newest(paths) -> datetime | None:
+        times = []
+        for p in paths:
+            try:
+                times.append(os.stat(p).st_mtime)
+            except OSError:
+                continue
+        return datetime.fromtimestamp(max(times), tz=timezone.utc) if times else None
+
+    dbs = [q for db in discover_agent_dbs(home, registry) for q in (db.path, db.path.with_name(db.path.name + "-wal"))]
+    return {
+        "transcript": newest(f.path for f in discover_transcripts(home).files),
+        "transcript_store": newest(dbs),
+        "interactions_db": newest([interactions_db, interactions_db.with_name(interactions_db.name + "-wal")]),
+        "model_usage_log": newest([model_usage_log]),
+    }
