@@ -228,11 +228,13 @@ def _session_list(marts: Marts, window: str) -> list[dict]:
 
 
 def _cron_jobs(marts: Marts, window: str) -> list[dict]:
-    """Cost per cron job: a long-standing OpenClaw request."""
+    """Cost per cron job, with the job's name when the state database gives it (a long-standing OpenClaw
+    request); ``name`` is the id when the name is unknown."""
     t = _window(marts.usage_by_trigger, window).filter(pl.col("trigger") == "cron")
+    names = dict(t.select(pl.col("cron_job_id").fill_null("unknown"), "cron_job_name").drop_nulls().unique("cron_job_id").iter_rows())
     return [
-        {"id": e["name"], "cost": e["cost"], "tokens": e["tokens"], "requests": e["requests"],
-         "unpricedRequests": e["unpricedRequests"]}
+        {"id": e["name"], "name": names.get(e["name"], e["name"]), "cost": e["cost"], "tokens": e["tokens"],
+         "requests": e["requests"], "unpricedRequests": e["unpricedRequests"]}
         for e in _entries(t.with_columns(pl.col("cron_job_id").fill_null("unknown")), "cron_job_id")
     ]
 

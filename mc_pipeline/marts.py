@@ -172,7 +172,7 @@ def usage_by_agent(calls: pl.DataFrame, today: date) -> pl.DataFrame:
 
 
 def usage_by_trigger(calls: pl.DataFrame, today: date) -> pl.DataFrame:
-    return by_window(_prepare(calls), today, ["trigger", "channel", "cron_job_id"], USAGE_BY_TRIGGER)
+    return by_window(_prepare(calls), today, ["trigger", "channel", "cron_job_id", "cron_job_name"], USAGE_BY_TRIGGER)
 
 
 def main_models(calls: pl.DataFrame) -> pl.DataFrame:

@@ -319,6 +319,7 @@ USAGE_BY_TRIGGER = {
     "trigger": pl.String(),
     "channel": pl.String(),
     "cron_job_id": pl.String(),
+    "cron_job_name": pl.String(),  # the job's name from state/openclaw.sqlite, when known
     **USAGE_MEASURES,
     **USAGE_RATIOS,
 }

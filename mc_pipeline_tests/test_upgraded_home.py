@@ -92,6 +92,10 @@ def test_session_keys_cron_jobs_forks_and_billing_come_from_the_databases(tmp_pa
     assert sorted(set(ops.select("cron_job_id", "cron_job_name").rows())) == [
         ("job-nightly", "Nightly report"), ("job-weekly", "Weekly digest")]
     assert set(ops.get_column("trigger").to_list()) == {"cron"}
+    by_trigger = ParquetIOManager(data_dir=str(data)).load_table("usage_by_trigger")
+    cron = by_trigger.filter((pl.col("window") == "all_time") & (pl.col("trigger") == "cron"))
+    assert sorted(cron.select("cron_job_id", "cron_job_name").rows()) == [
+        ("job-nightly", "Nightly report"), ("job-weekly", "Weekly digest")]
     # the shared auth store (state database) makes anthropic a subscription for every agent
     assert set(calls.filter(pl.col("provider") == "anthropic").get_column("billing").to_list()) == {"subscription"}
     assert set(calls.filter(pl.col("provider") == "openai").get_column("billing").to_list()) == {"api"}
