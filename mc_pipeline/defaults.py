@@ -38,8 +38,11 @@ def local_timezone() -> str:
 
 
 def default_home() -> str:
-    if os.environ.get("OPENCLAW_HOME"):
-        return os.environ["OPENCLAW_HOME"]
+    """OPENCLAW_HOME, else OPENCLAW_STATE_DIR (OpenClaw's own name for the folder holding ``agents/`` and
+    ``state/``), else ``~/.openclaw`` (or an older install's folder when only that exists)."""
+    for var in ("OPENCLAW_HOME", "OPENCLAW_STATE_DIR"):
+        if os.environ.get(var):
+            return os.environ[var]
     home = Path("~/.openclaw").expanduser()
     if not home.exists():
         for legacy in LEGACY_HOMES:
