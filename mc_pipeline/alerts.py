@@ -215,7 +215,16 @@ def _alert(rule: str, period: str, message: str, value: float, limit: float, now
 
 
 def evaluate_alerts(calls: pl.DataFrame, rules: AlertRules, now: datetime, tz: str) -> pl.DataFrame:
-    """The alerts that hold at ``now`` for ``calls`` (an ``llm_calls`` frame whose ``day`` is in ``tz``).
+    """The alerts that hold at ``now`` for ``calls`` (an ``llm_calls`` frame whose ``day`` is in ``tz``)."""
+    from mc_pipeline.daily import usage_daily
+
+    return evaluate_alerts_daily(usage_daily(calls), calls, rules, now, tz)
+
+
+def evaluate_alerts_daily(usage: pl.DataFrame, recent: pl.DataFrame, rules: AlertRules, now: datetime, tz: str) -> pl.DataFrame:
+    """The alerts that hold at ``now``, from the per-day aggregate ``usage`` (``usage_daily`` rows: spend per
+    day, model, agent, billing) and the ``recent`` calls (``llm_calls`` rows of at least the last 24 h:
+    the failure rate).
 
     Spend is ``cost_usd`` summed (unpriced calls have no cost and add nothing; messages say how many
     there were), subscription calls left out unless ``rules.include_subscription``.
@@ -225,7 +234,8 @@ def evaluate_alerts(calls: pl.DataFrame, rules: AlertRules, now: datetime, tz: s
     now = now.astimezone(timezone.utc)
     today = local_today(now, tz)
     out: list[dict] = []
-    spend = _spend_frame(calls, rules).select("day", "model", "cost_usd", "cost_source")
+    calls = recent
+    spend = _spend_frame(usage, rules).select("day", "model", "cost_usd", "unpriced_calls")
 
     week_start = today - timedelta(days=today.weekday())
     month_start = today.replace(day=1)
@@ -233,7 +243,7 @@ def evaluate_alerts(calls: pl.DataFrame, rules: AlertRules, now: datetime, tz: s
         today=pl.col("cost_usd").filter(pl.col("day") == today).sum(),
         week=pl.col("cost_usd").filter(pl.col("day").is_between(week_start, today)).sum(),
         month=pl.col("cost_usd").filter(pl.col("day").is_between(month_start, today)).sum(),
-        unpriced_today=(pl.col("cost_source").filter(pl.col("day") == today) == "unpriced").sum(),
+        unpriced_today=pl.col("unpriced_calls").filter(pl.col("day") == today).sum(),
     ).row(0, named=True)
     unpriced_note = (
         f" ({sums['unpriced_today']} unpriced call(s) today not included)" if sums["unpriced_today"] else ""

@@ -26,8 +26,8 @@ CHARS_PER_THINKING_TOKEN = 4
 @dataclass
 class BuiltCalls:
     calls: pl.DataFrame  # LLM_CALLS, validated
-    rejected: pl.DataFrame  # QUARANTINE rows (excerpt left null: the caller knows where the line is)
-    duplicates: pl.DataFrame  # source, source_file, duplicates: rows dropped as repeats of a call
+    rejected: pl.DataFrame  # QUARANTINE rows + their day (excerpt left null: the caller knows where the line is)
+    duplicates: pl.DataFrame  # source, source_file, day, duplicates: rows dropped as repeats of a call
 
 
 def with_identity(records: pl.DataFrame, tz: str) -> pl.DataFrame:
@@ -90,13 +90,15 @@ def with_thinking(calls: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def drop_duplicates(calls: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def drop_duplicates(calls: pl.DataFrame, days=None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Each call once: same ``call_id``, exact repeats inside a source, and copies of a richer source's
-    call (``mc_pipeline.dedupe``); returns (kept rows, source/source_file/duplicates dropped)."""
+    call (``mc_pipeline.dedupe``); returns (kept rows, source/source_file/duplicates dropped). ``days``: the
+    days being built (rows of other days only take part in the matching)."""
     from mc_pipeline.dedupe import dedupe_calls
 
     deduped = dedupe_calls(calls)
-    return deduped.calls, deduped.per_file()
+    kept = deduped.calls if days is None else deduped.calls.filter(pl.col("day").is_in(sorted(days)))
+    return kept, deduped.per_file(days)
 
 
 def validate(calls: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -104,7 +106,7 @@ def validate(calls: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     calls = calls.with_row_index("_row")
     try:
         LlmCallsModel.validate(calls, lazy=True)
-        return calls.drop("_row"), pl.DataFrame(schema=QUARANTINE)
+        return calls.drop("_row"), pl.DataFrame(schema={**QUARANTINE, "day": pl.Date()})
     except pa.errors.SchemaErrors as err:
         cases = err.failure_cases
     row_cases = cases.filter(pl.col("index").is_not_null())
@@ -121,7 +123,7 @@ def validate(calls: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     )
     bad = calls.join(reasons, left_on="_row", right_on="index", how="inner")
     good = calls.join(reasons, left_on="_row", right_on="index", how="anti").drop("_row")
-    return good, conform(bad.select("source", "source_file", "line_no", "reason"), QUARANTINE)
+    return good, conform(bad.select("source", "source_file", "line_no", "reason", "day"), {**QUARANTINE, "day": pl.Date()})
 
 
 def build_llm_calls(
@@ -133,11 +135,15 @@ def build_llm_calls(
     tz: str,
     cost_mode: str,
     billing_overrides: dict | None = None,
+    days=None,
 ) -> BuiltCalls:
-    """The whole enrichment: records (CALL_RECORDS, sources in preference order) to ``llm_calls``."""
+    """The whole enrichment: records (CALL_RECORDS, sources in preference order) to ``llm_calls``.
+
+    ``days``: build only the calls of these days (reporting zone); the other records (a neighbouring day's
+    first or last hour) only take part in de-duplication, and their duplicates are not counted here."""
     calls = with_identity(records, tz)
     calls = with_sessions(calls, session_index)  # before de-duplication: a fork's copies are dropped, not its parent's
-    calls, duplicates = drop_duplicates(calls)
+    calls, duplicates = drop_duplicates(calls, days)
     calls = classify_status(calls)
     calls = with_thinking(calls)
     calls = assign_billing(calls, auth, billing_overrides)

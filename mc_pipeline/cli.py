@@ -22,93 +22,50 @@ if TYPE_CHECKING:  # Dagster and Polars are imported only when a run really star
     from mc_pipeline.defs.resources import McSettings
 
 YES = ("1", "true", "yes")
-#: The llm_calls columns the summary needs (a big table is read in part).
-SUMMARY_COLUMNS = ["cost_usd", "day", "cost_source", "status", "source"]
-
-DAGSTER_YAML = """# written by mc_pipeline on first run; edit freely
-telemetry:
-  enabled: false
-run_queue:
-  max_concurrent_runs: 2
-  tag_concurrency_limits:
-    - key: mc_pipeline/refresh
-      limit: 1
-"""
-
 
 def ensure_dagster_home(settings: McSettings) -> Path:
-    home = Path(os.environ.get("DAGSTER_HOME") or settings.data / "dagster_home").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    cfg = home / "dagster.yaml"
-    if not cfg.exists():
-        cfg.write_text(DAGSTER_YAML)
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
+    from mc_pipeline.instance import ensure_dagster_home as ensure
+
+    return ensure(settings.data)
 
 
 def create_instance_storage(home: Path) -> None:
-    """Create the instance's SQLite storages once, under a lock.
+    from mc_pipeline.instance import create_instance_storage as create
 
-    Two processes creating a fresh instance's storages at the same instant race on the schema migration
-    ("alembic_version has more than one head"); whoever holds the lock creates them, the other finds them.
-    """
-    import fcntl
-
-    import dagster as dg
-
-    marker = home / ".storage-ready"
-    if marker.exists():
-        return
-    with open(home / ".storage.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.exists():
-            return
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            instance.get_runs(limit=1)  # run storage
-            instance.all_instigator_state()  # schedule storage
-            instance.get_latest_materialization_events([dg.AssetKey("llm_calls")])  # event storage
-        marker.write_text("")
+    create(home)
 
 
 def summary_lines(settings: McSettings) -> list[str]:
-    """What a person wants to know after a run, read back from the outputs on disk."""
+    """What a person wants to know after a run, read back from the small tables on disk (never all calls)."""
     import polars as pl
 
-    from mc_pipeline.defs.io_manager import ParquetIOManager
+    from mc_pipeline.schemas import SOURCE_LABELS, SOURCES
+    from mc_pipeline.tables import Tables
 
-    from mc_pipeline import storage
-    from mc_pipeline.defs.io_manager import PARTITIONED_SCHEMAS
-
-    io = ParquetIOManager(data_dir=settings.data_dir)
-    calls = storage.read_partitioned_by_day(
-        io.table_dir("llm_calls"), PARTITIONED_SCHEMAS["llm_calls"], columns=SUMMARY_COLUMNS
-    )
+    io = Tables(settings.data)
+    usage = io.staged("usage_daily")
     lines = []
-    if calls.height == 0:
+    if usage.height == 0:
         lines.append(f"No model calls found under {settings.home} (is OPENCLAW_HOME right?).")
     else:
-        cost = calls.get_column("cost_usd").sum() or 0.0
-        first, last = calls.get_column("day").min(), calls.get_column("day").max()
-        unpriced = calls.filter(pl.col("cost_source") == "unpriced").height
-        failed = calls.filter(pl.col("status") != "ok").height
-        from mc_pipeline.schemas import SOURCE_LABELS, SOURCES
-
-        counted = dict(calls.group_by("source").agg(pl.len()).iter_rows())
+        t = usage.select(pl.col("calls", "failed_calls", "unpriced_calls", "cost_usd").sum()).row(0, named=True)
+        days = usage.get_column("day")
+        counted = dict(io.staged("accounting").group_by("source").agg(pl.col("calls").sum()).iter_rows())
         by_source = [(SOURCE_LABELS.get(s, s), counted[s]) for s in [*SOURCES, *sorted(set(counted) - set(SOURCES))]
-                     if s in counted]  # fmt: skip
+                     if counted.get(s)]  # fmt: skip
         lines += [
-            f"calls:        {calls.height:,} ({failed:,} failed, {unpriced:,} unpriced)",
-            f"cost:         ${cost:,.2f} ({settings.cost_mode} mode)",
-            f"days:         {calls.get_column('day').n_unique()} ({first} .. {last}, {settings.timezone})",
+            f"calls:        {t['calls']:,} ({t['failed_calls']:,} failed, {t['unpriced_calls']:,} unpriced)",
+            f"cost:         ${t['cost_usd'] or 0.0:,.2f} ({settings.cost_mode} mode)",
+            f"days:         {days.n_unique()} ({days.min()} .. {days.max()}, {settings.timezone})",
             "sources:      " + "; ".join(f"{s} {n:,}" for s, n in by_source),
         ]
     qfile = io.table_dir("quarantine") / "quarantine.parquet"
     if qfile.exists():
-        q = pl.read_parquet(qfile)
+        q = io.read("quarantine")
         lines.append(f"quarantined:  {q.height:,} lines (see {qfile})")
     files = io.table_dir("source_files") / "source_files.parquet"
     if files.exists():
-        f = pl.read_parquet(files)
+        f = io.read("source_files")
         unbalanced = f.filter(~pl.col("balanced")).height
         lines.append(
             f"files read:   {f.height:,} ({int(f.get_column('lines_read').sum() or 0):,} lines"
@@ -127,12 +84,12 @@ def summary_lines(settings: McSettings) -> list[str]:
         lines.append(f"warning:      {w}")
     alerts_file = io.table_dir("budget_alerts") / "budget_alerts.parquet"
     if alerts_file.exists():
-        current = pl.read_parquet(alerts_file)
+        current = io.read("budget_alerts")
         for row in current.iter_rows(named=True):
             lines.append(f"alert:        [{row['severity']}] {row['message']}")
         if current.height:
             lines.append(f"              (all raised alerts: {io.root / 'alerts.jsonl'})")
-    lines.append(f"outputs:      {io.root / 'parquet'}")
+    lines.append(f"outputs:      {io.parquet}")
     usage = io.root / "usage-data.json"
     if usage.exists():
         lines.append(f"dashboard:    {usage}")

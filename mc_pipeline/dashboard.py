@@ -19,8 +19,9 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from mc_pipeline import __version__
-from mc_pipeline.marts import DEFAULT_SALT, Marts, build_marts, public_session_ids, window_start
-from mc_pipeline.schemas import LLM_CALLS, conform
+from mc_pipeline.daily import DailyTables, daily_tables
+from mc_pipeline.marts import DEFAULT_SALT, Marts, marts_from_daily, window_start
+from mc_pipeline.schemas import conform
 
 DAILY_DAYS = 30
 #: Window of the lists (providers, models, task types, agents, triggers, cron jobs, sessions, thinking):
@@ -103,14 +104,14 @@ def _breakdown(frame: pl.DataFrame, key: str) -> dict[str, dict]:
     }
 
 
-def daily_entries(marts: Marts, calls: pl.DataFrame, today: date) -> list[dict]:
+def daily_entries(marts: Marts, daily: DailyTables, today: date) -> list[dict]:
     """One entry per calendar day of the last 30, oldest first, ending today; days without calls are 0."""
     start = today - timedelta(days=DAILY_DAYS - 1)
     usage = marts.usage_daily.filter(pl.col("day").is_between(start, today))
     sessions = dict(
-        calls.filter(pl.col("day").is_between(start, today))
+        daily.sessions_daily.filter(pl.col("day").is_between(start, today))
         .group_by("day")
-        .agg(pl.struct("agent_id", "session_id").drop_nulls().n_unique())
+        .agg(pl.struct("agent_id", "session_id").n_unique())
         .iter_rows()
     )
     by_day = usage.partition_by("day", as_dict=True)
@@ -239,8 +240,13 @@ def _cron_jobs(marts: Marts, window: str) -> list[dict]:
     ]
 
 
+def _tables(data: DailyTables | pl.DataFrame, salt: str) -> DailyTables:
+    """The per-day aggregates (``llm_calls`` rows are aggregated first: for tests and small callers)."""
+    return data if isinstance(data, DailyTables) else daily_tables(data, salt)
+
+
 def build_usage_document(
-    calls: pl.DataFrame,
+    data: DailyTables | pl.DataFrame,
     *,
     today: date,
     generated_at: datetime,
@@ -249,9 +255,10 @@ def build_usage_document(
     alerts: pl.DataFrame | None = None,
     salt: str = DEFAULT_SALT,
 ) -> dict:
-    """The whole ``usage-data.json`` (REFERENCE §4 plus the richer keys)."""
-    calls = conform(calls, LLM_CALLS)
-    marts = marts or build_marts(calls, today, salt=salt)
+    """The whole ``usage-data.json`` (REFERENCE §4 plus the richer keys), from the per-day aggregates."""
+    daily = _tables(data, salt)
+    marts = marts or marts_from_daily(daily, today)
+    every = daily.usage_daily
     week = _totals(_window(marts.usage_by_provider, "last_7_days"))
     month = _totals(_window(marts.usage_by_provider, "month_to_date"))
     today_t = _totals(_window(marts.usage_by_provider, "today"))
@@ -283,7 +290,7 @@ def build_usage_document(
             "monthBilledCost": float(month["api_cost_usd"]),
             "monthSubscriptionValue": float(month["subscription_value_usd"]),
         },
-        "daily": daily_entries(marts, calls, today),
+        "daily": daily_entries(marts, daily, today),
         "listsWindow": LISTS_WINDOW,
         "providers": _entries(_window(marts.usage_by_provider, LISTS_WINDOW), "provider"),
         "models": _entries(_window(marts.usage_by_model, LISTS_WINDOW), "model"),
@@ -296,9 +303,9 @@ def build_usage_document(
         "health": _health(marts, today),
         "costSources": {
             "window": "all_time",
-            "recorded": {"requests": int(calls.filter(pl.col("cost_source") == "recorded").height),
+            "recorded": {"requests": int(every.get_column("recorded_calls").sum() or 0),
                          "cost": float(all_t["recorded_cost_usd"])},
-            "calculated": {"requests": int(calls.filter(pl.col("cost_source") == "calculated").height),
+            "calculated": {"requests": int(every.get_column("calculated_calls").sum() or 0),
                            "cost": float(all_t["calculated_cost_usd"])},
             "unpriced": {"requests": int(all_t["unpriced_calls"]), "cost": None},
         },
@@ -311,7 +318,7 @@ def build_usage_document(
 
 
 def build_sessions_document(
-    calls: pl.DataFrame, *, generated_at: datetime, timezone_name: str = "UTC", salt: str = DEFAULT_SALT
+    data: DailyTables | pl.DataFrame, *, generated_at: datetime, timezone_name: str = "UTC", salt: str = DEFAULT_SALT
 ) -> dict:
     """``sessions.json`` for the Costs page heatmap: one entry per session, most recent first.
 
@@ -319,25 +326,24 @@ def build_sessions_document(
     tools of a session add up to the cost of its calls that used tools); ``avgDuration`` is null: tool run
     times are not in ``llm_calls``.
     """
-    calls = public_session_ids(conform(calls, LLM_CALLS), salt).filter(pl.col("session_id").is_not_null())
-    if calls.height == 0:
+    rows = _tables(data, salt).sessions_daily
+    if rows.height == 0:
         return {"lastUpdated": iso_z(generated_at), "sessions": []}
     zone = ZoneInfo(timezone_name)
     keys = ["agent_id", "session_id"]
-    prompt = pl.col("input_tokens") + pl.col("cache_read_tokens") + pl.col("cache_write_tokens")
     per = (
-        calls.group_by(keys)
+        rows.group_by(keys)
         .agg(
-            first=pl.col("timestamp").min(),
+            first=pl.col("first_call").min(),
             totalCost=pl.col("cost_usd").sum(),
             tokens=pl.col("total_tokens").sum(),
-            requests=pl.len(),
-            unpriced=(pl.col("cost_source") == "unpriced").sum(),
+            requests=pl.col("calls").sum(),
+            unpriced=pl.col("unpriced_calls").sum(),
             cache_read=pl.col("cache_read_tokens").sum(),
-            prompt=prompt.sum(),
+            prompt=pl.col("prompt_tokens").sum(),
         )
         .join(
-            calls.group_by(*keys, "provider", "model").agg(n=pl.len(), c=pl.col("cost_usd").sum())
+            rows.group_by(*keys, "provider", "model").agg(n=pl.col("calls").sum(), c=pl.col("cost_usd").sum())
             .sort(["n", "c", "provider", "model"], descending=[True, True, False, False])
             .unique(keys, keep="first", maintain_order=True),
             on=keys,
@@ -346,17 +352,14 @@ def build_sessions_document(
         .sort(["first", "session_id"], descending=[True, False])
     )
     tools = (
-        calls.filter(pl.col("tool_calls") > 0)
-        .with_columns(share=pl.col("cost_usd") / pl.col("tool_calls"))
-        .explode("tool_names")
-        .group_by(*keys, "tool_names")
-        .agg(count=pl.len(), cost=pl.col("share").sum())
-        .sort(["cost", "count", "tool_names"], descending=[True, True, False], nulls_last=True)
+        rows.select(*keys, "tools").explode("tools").drop_nulls("tools").unnest("tools")
+        .group_by(*keys, "tool").agg(pl.col("count").sum(), pl.col("cost").sum())
+        .sort(["cost", "count", "tool"], descending=[True, True, False], nulls_last=True)
     )
     tool_map: dict[tuple, list[dict]] = {}
     for r in tools.iter_rows(named=True):
         tool_map.setdefault((r["agent_id"], r["session_id"]), []).append(
-            {"tool": r["tool_names"], "count": int(r["count"]), "cost": float(_num(r["cost"])), "avgDuration": None}
+            {"tool": r["tool"], "count": int(r["count"]), "cost": float(_num(r["cost"])), "avgDuration": None}
         )
     sessions = []
     for r in per.iter_rows(named=True):

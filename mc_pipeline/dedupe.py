@@ -68,13 +68,12 @@ class Deduped:
     calls: pl.DataFrame  # the input rows, each call once, in preference order
     dropped: pl.DataFrame  # source, source_file, rule, duplicates
 
-    def per_file(self) -> pl.DataFrame:
-        """source, source_file, duplicates (what reconciliation counts as skipped by rule)."""
-        return (
-            self.dropped.group_by("source", "source_file")
-            .agg(duplicates=pl.col("duplicates").sum().cast(pl.Int64))
-            .sort("source", "source_file")
-        )
+    def per_file(self, days=None) -> pl.DataFrame:
+        """source, source_file, duplicates (what reconciliation counts as skipped by rule); ``days``: of
+        rows on those days only (the neighbours' margin rows a day's build looks at are their own day's)."""
+        dropped = self.dropped if days is None else self.dropped.filter(pl.col("day").is_in(sorted(days)))
+        by = ["source", "source_file", *(["day"] if "day" in dropped.columns else [])]
+        return dropped.group_by(by).agg(duplicates=pl.col("duplicates").sum().cast(pl.Int64)).sort(by)
 
     def per_source(self) -> dict[str, int]:
         agg = self.dropped.group_by("source").agg(pl.col("duplicates").sum())
@@ -184,11 +183,12 @@ def dedupe_calls(calls: pl.DataFrame) -> Deduped:
     # rows of an unknown source are left to the contract check (it rejects them with the reason)
     copies = _copies(_keys(df.filter(pl.col("_rule").is_null() & pl.col("source").is_in(SOURCES))))
     df = _mark(df, pl.Series("_i", sorted(copies), dtype=pl.UInt32), "copy_of_richer")
+    by = ["source", "source_file", *(["day"] if "day" in df.columns else [])]
     dropped = (
         df.filter(pl.col("_rule").is_not_null())
-        .group_by("source", "source_file", rule="_rule")
+        .group_by(*by, rule="_rule")
         .agg(duplicates=pl.len().cast(pl.Int64))
-        .sort("source", "source_file", "rule")
+        .sort(*by, "rule")
     )
     kept = df.filter(pl.col("_rule").is_null()).drop("_i", "_rank", "_rule")
     return Deduped(kept, dropped)

@@ -203,9 +203,14 @@ def manifest_files(data: Path) -> tuple[str, int]:
     The discovered files have this digest exactly when ``plan_reads`` finds every file unchanged and
     none vanished (``readers/manifest.py``); re-read files are never unchanged.
     """
-    from mc_pipeline.readers.manifest import read_manifest
+    import polars as pl
 
-    manifest, _ = read_manifest(data / "staging" / "transcript_records")
+    from mc_pipeline.readers.staged import MANIFEST_FILE
+
+    path = data / "staging" / "transcript_records" / MANIFEST_FILE
+    if not path.exists():
+        return transcript_files_digest([]), 0
+    manifest = pl.read_parquet(path, columns=["source_file", "size", "mtime_ns", "inode", "reread"])
     rows = manifest.select("source_file", "size", "mtime_ns", "inode").rows()
     return transcript_files_digest(rows), int(manifest.get_column("reread").sum() or 0)
 

@@ -299,6 +299,7 @@ USAGE_RATIOS: dict[str, pl.DataType] = {
 }
 _W = {"window": pl.String()}  # one of MART_WINDOWS
 
+#: Per day (the daily-partitioned aggregate every window mart, the dashboard and the alerts read).
 USAGE_DAILY: dict[str, pl.DataType] = {
     "day": pl.Date(),
     "agent_id": pl.String(),
@@ -307,7 +308,34 @@ USAGE_DAILY: dict[str, pl.DataType] = {
     "task_type": pl.String(),
     "billing": pl.String(),
     "trigger": pl.String(),
+    "channel": pl.String(),
+    "cron_job_id": pl.String(),
+    "cron_job_name": pl.String(),
     **USAGE_MEASURES,
+    "calls_with_thinking": pl.Int64(),  # thinking_tokens > 0
+    "calls_thinking_unknown": pl.Int64(),  # redacted thinking: size not knowable
+    "max_thinking_tokens": pl.Int64(),
+    "estimated_thinking_tokens": pl.Int64(),  # of thinking_tokens, estimated from text
+    "recorded_calls": pl.Int64(),  # calls whose cost_source is recorded
+    "calculated_calls": pl.Int64(),  # ... calculated
+}
+#: Per day, agent, session (UUID or salted hash) and model: what the session marts and sessions.json need.
+SESSIONS_DAILY: dict[str, pl.DataType] = {
+    "day": pl.Date(),
+    "agent_id": pl.String(),
+    "session_id": pl.String(),
+    "provider": pl.String(),
+    "model": pl.String(),
+    "trigger": pl.String(),
+    "channel": pl.String(),
+    "cron_job_id": pl.String(),
+    "cron_job_name": pl.String(),
+    "first_call": UTC_TS,
+    "last_call": UTC_TS,
+    "prompt_tokens": pl.Int64(),  # input + cache read + cache write
+    **USAGE_MEASURES,
+    # per tool requested: calls, and each model call's cost shared equally among its tool calls
+    "tools": pl.List(pl.Struct({"tool": pl.String(), "count": pl.Int64(), "cost": pl.Float64()})),
 }
 USAGE_BY_PROVIDER = {**_W, "provider": pl.String(), **USAGE_MEASURES, **USAGE_RATIOS}
 USAGE_BY_MODEL = {**_W, "provider": pl.String(), "model": pl.String(), **USAGE_MEASURES, **USAGE_RATIOS}
@@ -366,4 +394,6 @@ API_HEALTH: dict[str, pl.DataType] = {
     "server_errors_5xx": pl.Int64(),  # HTTP 500-599
     "success_rate": pl.Float64(),  # ok_calls / calls (0..1); null when no calls
     "avg_duration_ms": pl.Float64(),
+    "duration_sum_ms": pl.Int64(),  # the sum and count behind avg_duration_ms (summable over days)
+    "duration_calls": pl.Int64(),
 }

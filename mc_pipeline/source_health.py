@@ -68,6 +68,29 @@ def source_stats(records: pl.DataFrame, file_counts: pl.DataFrame, last_writes: 
     return out
 
 
+def source_stats_from_counts(source_files: pl.DataFrame, recent: pl.DataFrame, last_writes: dict[str, datetime | None],
+                             now: datetime, history: dict[str, dict]) -> list[SourceStats]:
+    """:func:`source_stats` from the line reconciliation (calls read = kept + dropped as duplicates) and the
+    staged records of the last days (``source``, ``timestamp``)."""
+    per = source_files.group_by("source").agg(
+        pl.col("lines_read").sum(), pl.col("quarantined").sum(), calls=(pl.col("calls") + pl.col("duplicates")).sum()
+    )
+    since = now - WINDOW
+    rec = dict(recent.filter(pl.col("timestamp") >= since).group_by("source").len().iter_rows()) if recent.height else {}
+    by = {r["source"]: r for r in per.iter_rows(named=True)}
+    sources = set(by) | set(rec) | {s for s, t in last_writes.items() if t} | set(history)
+    out = []
+    for s in sorted(sources):
+        r, w = by.get(s, {}), last_writes.get(s)
+        calls = int(r.get("calls") or 0)
+        out.append(SourceStats(
+            source=s, lines_read=int(r.get("lines_read") or 0), quarantined=int(r.get("quarantined") or 0),
+            calls_read=calls, calls_recent=int(rec.get(s, 0)), last_write=w.isoformat() if w else None,
+            had_calls=calls > 0 or bool(history.get(s, {}).get("had_calls")),
+        ))  # fmt: skip
+    return out
+
+
 def silent(stats: list[SourceStats], now: datetime, history: dict[str, dict] | None = None) -> list[str]:
     """Sources written lately whose calls stopped (see the module doc): one line each, saying why."""
     out = []

@@ -140,3 +140,15 @@ def read_partitioned_by_day(
     cols = [c for c in frame.columns if c != column]
     at = cols.index("timestamp") + 1 if "timestamp" in cols else len(cols)
     return frame.select(cols[:at] + [column] + cols[at:])
+
+
+def remove_tree(folder: Path) -> None:
+    """Remove a folder as one step for readers: renamed aside first, then deleted."""
+    if not folder.exists():
+        return
+    aside = folder.with_name(f".{folder.name}.removed-{os.getpid()}")
+    try:
+        os.replace(folder, aside)
+    except OSError:
+        aside = folder
+    shutil.rmtree(aside, ignore_errors=True)

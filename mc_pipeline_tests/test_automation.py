@@ -85,7 +85,8 @@ def test_transcript_sensor_requests_a_refresh_for_new_and_grown_files(tmp_path):
         first_key = result.run_key
 
         result, cursor = _tick(settings, instance, cursor)
-        assert isinstance(result, dg.SkipReason) and "no transcript changed" in result.skip_message
+        assert isinstance(result, dg.SkipReason) and "nothing changed" in result.skip_message
+        assert len(cursor) < 40  # a digest, not the file list (that is in staging/sensor_files.json)
 
         with path.open("a") as f:  # OpenClaw appends a line
             f.write(json.dumps(h.assistant(datetime.now(timezone.utc), u=h.usage(cost=0.2))) + "\n")
@@ -102,7 +103,8 @@ def test_transcript_sensor_requests_a_refresh_for_new_and_grown_files(tmp_path):
         path.rename(path.parent / (path.name + ".reset.2026-03-01T12-00-00.000Z"))
         result, cursor = _tick(settings, instance, cursor)
         assert isinstance(result, dg.RunRequest)
-        assert set(json.loads(cursor)) == {f"agents/main/sessions/{path.name}.reset.2026-03-01T12-00-00.000Z"}
+        listed = json.loads((tmp_path / "data" / "staging" / "sensor_files.json").read_text())
+        assert set(listed) == {f"agents/main/sessions/{path.name}.reset.2026-03-01T12-00-00.000Z"}
 
 
 def test_transcript_sensor_watches_the_agent_and_state_databases(tmp_path):
@@ -131,18 +133,33 @@ def test_transcript_sensor_watches_the_agent_and_state_databases(tmp_path):
         db.cold(sid, storage="file")
         result, cursor = _tick(settings, instance, cursor)
         assert isinstance(result, dg.RunRequest)
-        assert any("/sessions/cold/" in k for k in json.loads(cursor))
+        files = tmp_path / "data" / "staging" / "sensor_files.json"
+        assert any("/sessions/cold/" in k for k in json.loads(files.read_text()))
 
         other = AgentDb(home, "ops", path=home / "elsewhere" / "ops.sqlite")
         state = StateDb(home)
         state.register("ops", "elsewhere/ops.sqlite")
         result, cursor = _tick(settings, instance, cursor)
-        assert isinstance(result, dg.RunRequest) and "elsewhere/ops.sqlite" in json.loads(cursor)
+        assert isinstance(result, dg.RunRequest) and "elsewhere/ops.sqlite" in json.loads(files.read_text())
         other.add_session("6f0c2a52-1111-4a3e-9c1e-2f0e5d8a9b03", [h.assistant(now, u=h.usage(cost=0.3))])
         result, cursor = _tick(settings, instance, cursor)
         assert isinstance(result, dg.RunRequest)
         for x in (db, other, state):
             x.close()
+
+
+def test_the_first_tick_after_a_run_starts_nothing_when_nothing_changed(tmp_path):
+    """`make dev` after `make run`: the sensor has no cursor yet, but the last refresh run read exactly these
+    files, so its first tick requests nothing; a change after that run still starts one."""
+    settings = settings_for(tmp_path)
+    path = write_today(tmp_path / "home", [0.1])
+    with dg.instance_for_test() as instance:
+        build_defs(settings).resolve_job_def(REFRESH_JOB).execute_in_process(instance=instance)
+        result, cursor = _tick(settings, instance, None)
+        assert isinstance(result, dg.SkipReason) and "nothing changed" in result.skip_message
+        with path.open("a") as f:
+            f.write(json.dumps(h.assistant(datetime.now(timezone.utc), u=h.usage(cost=0.2))) + "\n")
+        assert isinstance(_tick(settings, instance, None)[0], dg.RunRequest)
 
 
 def test_no_run_requested_while_a_refresh_waits_in_the_queue(tmp_path):
@@ -153,7 +170,7 @@ def test_no_run_requested_while_a_refresh_waits_in_the_queue(tmp_path):
         instance.add_run(run)
         result, cursor = _tick(settings, instance, None)
         assert isinstance(result, dg.SkipReason) and "queued refresh" in result.skip_message
-        assert json.loads(cursor)  # the waiting run will read these files: remembered
+        assert cursor and (tmp_path / "data" / "staging" / "sensor_files.json").exists()  # remembered: the waiting run reads them
         schedule = hourly_refresh.evaluate_tick(dg.build_schedule_context(instance=instance))
         assert schedule.run_requests == []
         # a run that has waited for hours is stuck: it no longer holds refreshes back

@@ -25,7 +25,7 @@ import polars as pl
 import pytest
 
 from mc_pipeline import storage
-from mc_pipeline.defs.io_manager import ParquetIOManager
+from mc_pipeline.tables import Tables
 from mc_pipeline_tests import homes as h
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,10 +197,10 @@ def existing_instance(dagster_home: Path) -> Path:
     """
     import dagster as dg
 
-    from mc_pipeline.cli import DAGSTER_YAML
+    from mc_pipeline.instance import dagster_yaml
 
     dagster_home.mkdir(parents=True)
-    (dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)
+    (dagster_home / "dagster.yaml").write_text(dagster_yaml(dagster_home))
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         instance.get_runs(limit=1)
         instance.all_instigator_state()
@@ -212,7 +212,7 @@ def test_two_runs_at_once_corrupt_nothing(tmp_path):
     home, data = tmp_path / "home", tmp_path / "data"
     build_home(home)
     env = cli_env(home, data, existing_instance(tmp_path / "dagster_home"))
-    io = ParquetIOManager(data_dir=str(data))
+    io = Tables(data)
 
     def read_calls():
         return storage.read_partitioned_by_day(io.table_dir("llm_calls")).height
@@ -241,8 +241,8 @@ def test_two_runs_at_once_corrupt_nothing(tmp_path):
     ref = subprocess.run([sys.executable, "-m", "mc_pipeline", "run", "--quiet"], capture_output=True, text=True,
                          env=cli_env(home, ref_data, tmp_path / "ref_dagster_home"), cwd=tmp_path, timeout=600)
     assert ref.returncode == 0, ref.stdout[-3000:] + ref.stderr[-3000:]
-    got = io.load_table("llm_calls", partitioned=True).sort("call_id")
-    want = ParquetIOManager(data_dir=str(ref_data)).load_table("llm_calls", partitioned=True).sort("call_id")
+    got = io.load("llm_calls").sort("call_id")
+    want = Tables(ref_data).load("llm_calls").sort("call_id")
     assert want.height > 0
     assert got.equals(want)
     # each day file is whole; while the very first run writes its days one by one a reader can see fewer days

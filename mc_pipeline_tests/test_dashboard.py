@@ -204,8 +204,10 @@ def test_planted_secrets_leak_into_no_public_output(tmp_path):
     public = [data / "usage-data.json", data / "sessions.json", pub / "usage-data.json", pub / "sessions.json",
               *sorted((data / "csv").glob("usage_*.csv")), data / "csv" / "thinking_stats.csv",
               data / "csv" / "api_health.csv"]
-    for name in ("usage_by_session", "usage_by_trigger", "usage_daily"):
+    for name in ("usage_by_session", "usage_by_trigger"):
         public.append(data / "parquet" / name / f"{name}.parquet")
+    public += sorted((data / "parquet" / "usage_daily").glob("day=*/part-0.parquet"))
+    assert any("usage_daily" in str(p) for p in public)
     doc = json.loads((data / "usage-data.json").read_text())
     assert doc["summary"]["totalRequests"] == 3 and doc["summary"]["totalSessions"] == 2  # the calls are there
     validate(doc)

@@ -13,7 +13,7 @@ import pytest
 
 from mc_pipeline.calls import with_identity
 from mc_pipeline.dedupe import dedupe_calls
-from mc_pipeline.defs.io_manager import ParquetIOManager
+from mc_pipeline.tables import Tables
 from mc_pipeline.defs.resources import McSettings
 from mc_pipeline.definitions import build_defs
 from mc_pipeline.schemas import CALL_RECORDS, conform
@@ -187,11 +187,10 @@ def test_every_call_exactly_once_and_daily_tokens_equal_the_sum_over_distinct_ca
     defs = build_defs(settings)
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def("refresh_all").execute_in_process(instance=instance, raise_on_error=False)
-    for step in ("transcript_records", "interactions_db_records", "transcript_store_records",
-                 "model_usage_log_records", "llm_calls"):
+    for step in ("source_records", "day_tables"):
         assert result.is_node_success(step), step
-    io = ParquetIOManager(data_dir=str(data))
-    calls = io.load_table("llm_calls", partitioned=True)
+    io = Tables(data)
+    calls = io.load("llm_calls")
 
     by_source = dict(calls.group_by("source").agg(pl.len()).iter_rows())
     assert by_source == {"transcript": want["transcript"], "interactions_db": want["db_own"],
@@ -211,7 +210,7 @@ def test_every_call_exactly_once_and_daily_tokens_equal_the_sum_over_distinct_ca
     log = files.filter(pl.col("source") == "model_usage_log").row(0, named=True)
     assert (log["lines_read"], log["duplicates"]) == (want["log_rows"], want["log_rows"] - want["log_own"])
 
-    meta = result.asset_materializations_for_node("llm_calls")[0].metadata
+    meta = {m.asset_key.to_user_string(): m for m in result.asset_materializations_for_node("day_tables")}["source_files"].metadata
     assert meta["duplicates_dropped_interactions_db"].value == want["db_rows"] - want["db_own"]
     assert meta["duplicates_dropped_model_usage_log"].value == want["log_rows"] - want["log_own"]
 
@@ -227,12 +226,12 @@ def test_a_broken_database_fails_its_check_and_the_run_goes_on(tmp_path):
         result = build_defs(settings).resolve_job_def("refresh_all").execute_in_process(
             instance=instance, raise_on_error=False
         )
-    assert result.is_node_success("interactions_db_records") and result.is_node_success("llm_calls")
+    assert result.is_node_success("source_records") and result.is_node_success("day_tables")
     checks = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     readable = {c.asset_key.path[-1]: c for c in checks if c.check_name == "source_readable"}
     assert readable["interactions_db_records"].passed is False
     assert readable["model_usage_log_records"].passed is True  # absent: skipped, not broken
     problems = json.loads((data / "staging" / "interactions_db_records" / "problems.json").read_text())
     assert len(problems) == 1 and problems[0].startswith("data/interactions.db: ")
-    calls = ParquetIOManager(data_dir=str(data)).load_table("llm_calls", partitioned=True)
+    calls = Tables(data).load("llm_calls")
     assert calls.height == len(transcript_calls(sorted(h.REAL_DIR.glob("*.jsonl"))))

@@ -143,16 +143,20 @@ def test_dashboard_file_is_built_from_llm_calls_when_present(graph):
     assert marts & up, "usage_data_json is not built from the marts"
 
 
-def test_refresh_all_selects_every_materialisable_asset(defs, graph):
+def test_refresh_all_selects_every_materialisable_asset_but_the_day_partitioned_ones(defs, graph):
+    """The day-partitioned assets run for reruns of days; a refresh records their days from day_tables."""
     job = defs.resolve_job_def("refresh_all")
     selected = names(job.asset_layer.selected_asset_keys)
     materialisable = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).is_materializable}
-    assert materialisable <= selected
+    partitioned = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).partitions_def is not None}
+    assert partitioned == {"llm_calls", "usage_daily"}
+    assert materialisable - partitioned == selected
 
 
-def test_llm_calls_carries_its_checks(graph):
+def test_the_calls_built_carry_their_checks(graph):
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
-    assert {("llm_calls", "matches_schema"), ("llm_calls", "unique_call_ids"), ("llm_calls", "lines_reconcile")} <= checks
+    assert {("source_files", "matches_schema"), ("source_files", "unique_call_ids"), ("source_files", "lines_reconcile"),
+            ("source_files", "sources_not_silent"), ("quarantine", "quarantine_share_stable")} <= checks
 
 
 def test_every_domain_module_is_merged(defs, graph):

@@ -28,7 +28,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from mc_pipeline.defs.io_manager import ParquetIOManager
+from mc_pipeline.tables import Tables
 from mc_pipeline_tests import homes as h
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -257,10 +257,10 @@ def hostile(tmp_path_factory):
     before = snapshot(home)
     proc = run_cli(home, tmp / "data", tmp)
     after = snapshot(home)
-    io = ParquetIOManager(data_dir=str(tmp / "data"))
+    io = Tables(tmp / "data")
     yield {
         "home": home, "planted": planted, "proc": proc, "before": before, "after": after, "io": io,
-        "calls": io.load_table("llm_calls", partitioned=True),
+        "calls": io.load("llm_calls"),
         "quarantine": pl.read_parquet(io.table_dir("quarantine") / "quarantine.parquet"),
         "files": pl.read_parquet(io.table_dir("source_files") / "source_files.parquet"),
     }
@@ -426,9 +426,9 @@ def hostile_dbs(tmp_path_factory):
         holder.rollback()
         holder.close()
     after = snapshot(home)
-    io = ParquetIOManager(data_dir=str(tmp / "data"))
+    io = Tables(tmp / "data")
     return {"proc": proc, "before": before, "after": after, "expected": expected, "unusable": unusable,
-            "calls": io.load_table("llm_calls", partitioned=True)}
+            "calls": io.load("llm_calls")}
 
 
 def test_broken_databases_do_not_stop_the_run(hostile_dbs):
@@ -468,10 +468,10 @@ def test_a_half_written_last_line_is_counted_once_the_runtime_finishes_it(tmp_pa
     path = h.sessions_dir(home) / "s-live.jsonl"
     path.write_bytes(b"\n".join([json.dumps(h.session_line("s-live", t)).encode(), json.dumps(first).encode(),
                                  whole[: len(whole) // 2]]))
-    io = ParquetIOManager(data_dir=str(data))
+    io = Tables(data)
 
     def state():
-        calls = io.load_table("llm_calls", partitioned=True).filter(pl.col("source") == "transcript")
+        calls = io.load("llm_calls").filter(pl.col("source") == "transcript")
         q = pl.read_parquet(io.table_dir("quarantine") / "quarantine.parquet")
         return sorted(calls.get_column("entry_id").to_list()), q.select("source_file", "line_no", "reason").rows()
 

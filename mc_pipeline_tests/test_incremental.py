@@ -18,14 +18,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from mc_pipeline import storage
-from mc_pipeline.billing import read_auth_profiles
-from mc_pipeline.calls import build_llm_calls
-from mc_pipeline.readers.manifest import plan_reads, read_manifest
 from mc_pipeline.readers.home import discover_transcripts
-from mc_pipeline.readers.session_index import read_session_index
-from mc_pipeline.readers.transcript_files import read_transcripts_incremental
-from mc_pipeline.task_types import load_task_rules
+from mc_pipeline.readers.manifest import MANIFEST, plan_reads
+from mc_pipeline.readers.staged import SourceState
+from mc_pipeline.readers.transcript_files import stage_transcript_files
 from mc_pipeline_tests import homes as h
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
@@ -59,18 +55,30 @@ def assert_same(a, b) -> None:
 
 
 class Runs:
-    """Keeps the last incremental state; every step is compared with a fresh full read."""
+    """Stages a home incrementally; every step is compared with a fresh full read (records by day, day
+    digests, quarantine, file counts, manifest)."""
 
-    def __init__(self, home: Path, **kw):
-        self.home, self.kw = home, kw
-        self.state = read_transcripts_incremental(home, now=NOW, **kw)
+    def __init__(self, home: Path, tmp: Path, **kw):
+        self.home, self.tmp, self.kw, self.n = home, tmp, kw, 0
+        self.inc = SourceState(tmp / "inc", "UTC")
+        self.last = stage_transcript_files(home, self.inc, now=NOW, **kw)
+        self.state = self.inc.batch()
+
+    def full(self) -> SourceState:
+        self.n += 1
+        full = SourceState(self.tmp / f"full-{self.n}", "UTC")
+        stage_transcript_files(self.home, full, now=NOW)
+        return full
 
     def step(self):
-        inc = read_transcripts_incremental(self.home, self.state.batch, self.state.manifest, now=NOW, **self.kw)
-        full = read_transcripts_incremental(self.home, now=NOW)
-        assert_same(inc.batch, full.batch)
-        assert inc.manifest.sort("source_file").equals(full.manifest.sort("source_file"))
-        self.state = inc
+        inc = stage_transcript_files(self.home, self.inc, now=NOW, **self.kw)
+        full = self.full()
+        assert_same(self.inc.batch(), full.batch())
+        assert self.inc.store.index().equals(full.store.index())
+        assert self.inc.store.day_sessions().equals(full.store.day_sessions())
+        key = "source_file"
+        assert self.inc.manifest(MANIFEST, "").sort(key).equals(full.manifest(MANIFEST, "").sort(key))
+        self.state, self.last = self.inc.batch(), inc
         return inc
 
 
@@ -80,17 +88,18 @@ def home(tmp_path):
     h.write_session(home, [h.session_line("s-live", T0), *turn(T0)], session_id="s-live")
     h.write_session(home, [h.session_line("s-old", T0), *turn(T0 + timedelta(days=1))], session_id="s-old")
     h.write_session(home, [h.session_line("s-ops", T0), *turn(T0, tools=("exec",))], agent="ops", session_id="s-ops")
+    h.write_session(home, [h.session_line("s-3", T0), *turn(T0 + timedelta(days=3))], session_id="s-3")
     if h.REAL_DIR.exists():
         h.copy_real_home(home, agent="real")
     return home
 
 
 @pytest.mark.parametrize("kw", [{}, {"workers": 2, "unit_bytes": 16_384}], ids=["default", "tiny-units"])
-def test_every_kind_of_change_reads_only_what_changed_and_equals_a_full_rebuild(home, kw):
+def test_every_kind_of_change_reads_only_what_changed_and_equals_a_full_rebuild(home, tmp_path, kw):
     d = h.sessions_dir(home)
     live = d / "s-live.jsonl"
-    runs = Runs(home, **kw)
-    first = runs.state
+    runs = Runs(home, tmp_path / "staging", **kw)
+    first = runs.last
     assert first.files_read == len(discover_transcripts(home).files)
 
     # nothing new: nothing read
@@ -108,14 +117,14 @@ def test_every_kind_of_change_reads_only_what_changed_and_equals_a_full_rebuild(
     last = line(h.assistant(T0 + timedelta(hours=3), u=h.usage(7, 8, 0, 0, cost=0.001)))
     append(live, last[:40])
     r = runs.step()
-    live_q = r.batch.quarantine.filter(pl.col("source_file") == "agents/main/sessions/s-live.jsonl")
+    live_q = runs.state.quarantine.filter(pl.col("source_file") == "agents/main/sessions/s-live.jsonl")
     assert live_q.height == 1 and "truncated" in live_q.item(0, "reason")
-    n_calls = r.batch.records.height
+    n_calls = runs.state.records.height
     # ... and when the writer finishes it, the line is read again: the quarantine row is replaced by a call
     append(live, last[40:])
     r = runs.step()
-    assert r.batch.quarantine.filter(pl.col("source_file").str.ends_with("s-live.jsonl")).height == 0
-    assert r.batch.records.height == n_calls + 1
+    assert runs.state.quarantine.filter(pl.col("source_file").str.ends_with("s-live.jsonl")).height == 0
+    assert runs.state.records.height == n_calls + 1
     assert r.bytes_read == len(last)
 
     # a new session and a topic thread
@@ -125,18 +134,18 @@ def test_every_kind_of_change_reads_only_what_changed_and_equals_a_full_rebuild(
     assert r.files_read == 2
 
     # /reset: the live file is renamed (same inode): not read again, rows keep their call ids
-    before = r.batch.records.filter(pl.col("session_id") == "s-old").select("entry_id", "line_no")
+    before = runs.state.records.filter(pl.col("session_id") == "s-old").select("entry_id", "line_no")
     os.rename(d / "s-old.jsonl", d / f"s-old.jsonl{RESET}")
     r = runs.step()
     assert r.files_read == 0 and r.plan.summary()["files_renamed"] == 1
-    moved = r.batch.records.filter(pl.col("session_id") == "s-old")
+    moved = runs.state.records.filter(pl.col("session_id") == "s-old")
     assert set(moved.get_column("source_file")) == {f"agents/main/sessions/s-old.jsonl{RESET}"}
     assert_frame_equal(moved.select("entry_id", "line_no"), before)
 
     # a deleted file: its rows go
     (h.sessions_dir(home, "ops") / "s-ops.jsonl").unlink()
     r = runs.step()
-    assert r.batch.records.filter(pl.col("agent_id") == "ops").height == 0
+    assert runs.state.records.filter(pl.col("agent_id") == "ops").height == 0
     assert r.plan.summary()["files_vanished"] == 1
 
     # edited in place and shrunk: read whole again
@@ -157,88 +166,84 @@ def test_every_kind_of_change_reads_only_what_changed_and_equals_a_full_rebuild(
 
 def test_a_file_with_a_future_call_is_read_again_every_run(tmp_path):
     """Whether a time is "in the future" depends on when the run happens, so such files are re-read."""
-    h.write_session(tmp_path, [h.session_line("s", T0), *turn(NOW + timedelta(days=3))], session_id="s")
-    runs = Runs(tmp_path)
-    assert runs.state.batch.quarantine.height == 2
+    h.write_session(tmp_path / "home", [h.session_line("s", T0), *turn(NOW + timedelta(days=3))], session_id="s")
+    runs = Runs(tmp_path / "home", tmp_path / "staging")
+    assert runs.state.quarantine.height == 2
     assert runs.step().files_read == 1
 
 
-def test_a_manifest_that_does_not_match_the_staged_batch_means_a_full_read(tmp_path, home):
-    """The manifest is written before the IO manager stages the batch: a run that died in between is noticed."""
-    from mc_pipeline.readers.batch import SourceBatch
-    from mc_pipeline.readers.transcript_files import read_transcripts_since_last_run
-
-    staging = tmp_path / "staging"
-    first = read_transcripts_since_last_run(home, staging, SourceBatch.empty)
-    assert first.mode.startswith("full") and read_manifest(staging)[0].height == first.files_read
-    good = read_transcripts_since_last_run(home, staging, lambda: first.batch)
-    assert good.mode == "incremental" and good.files_read == 0
-    stale = read_transcripts_since_last_run(home, staging, SourceBatch.empty)  # staging lost its batch
-    assert stale.mode.startswith("full") and stale.files_read == first.files_read
-    assert_same(stale.batch, first.batch)
-    forced = read_transcripts_since_last_run(home, staging, lambda: stale.batch, full_rebuild=True)
-    assert forced.mode.startswith("full") and forced.files_read == first.files_read
+def test_a_run_that_stopped_while_staging_means_a_full_read(tmp_path, home):
+    """A run that died half-way through changing the staged files leaves its marker: the next one reads all."""
+    state = SourceState(tmp_path / "staging", "UTC")
+    first = stage_transcript_files(home, state)
+    assert first.report.mode.startswith("full") and state.manifest(MANIFEST, "").height == first.files_read
+    good = stage_transcript_files(home, state)
+    assert good.report.mode == "incremental" and good.files_read == 0
+    expected = state.batch()
+    state.begin()  # as if a run had stopped after this
+    again = stage_transcript_files(home, state)
+    assert again.report.mode == "full: an earlier run stopped while staging" and again.files_read == first.files_read
+    assert_same(state.batch(), expected)
+    forced = stage_transcript_files(home, state, full_rebuild=True)
+    assert forced.report.mode.startswith("full") and forced.files_read == first.files_read
+    other_zone = stage_transcript_files(home, state, settings_key="tz=Europe/Berlin")
+    assert other_zone.report.mode.startswith("full") and other_zone.files_read == first.files_read
 
 
 def test_a_rename_that_changes_the_session_of_a_headerless_file_is_read_again(tmp_path):
     """Old (v1) files without a header take their session id from the name: a rename then is a new file."""
     d = h.sessions_dir(tmp_path)
     h.write_lines(d / "aaa.jsonl", [h.assistant(T0, v1=True)])
-    runs = Runs(tmp_path)
+    runs = Runs(tmp_path, tmp_path / "staging")
     os.rename(d / "aaa.jsonl", d / "bbb.jsonl")
     r = runs.step()
     assert r.plan.summary()["files_renamed"] == 0 and r.files_read == 1
-    assert r.batch.records.get_column("session_id").to_list() == ["bbb"]
+    assert runs.state.records.get_column("session_id").to_list() == ["bbb"]
 
 
 def test_days_not_touched_are_not_rewritten(home, tmp_path):
-    """An append on one day rewrites only that day's partition of llm_calls."""
-    out = tmp_path / "llm_calls"
+    """An append on one day rebuilds only that day's llm_calls (and the aggregates of that day)."""
+    from mc_pipeline.build_days import build_and_write
+    from mc_pipeline.config import Config
+    from mc_pipeline.ingest import stage_sources
+    from mc_pipeline.tables import Tables
 
-    def write(batch) -> dict:
-        built = build_llm_calls(
-            batch.records,
-            session_index=read_session_index(home)[0],
-            auth=read_auth_profiles(home),
-            task_rules=load_task_rules(),
-            tz="UTC",
-            cost_mode="auto",
-        )
-        return storage.write_partitioned_by_day(built.calls, out)
-
-    runs = Runs(home)
-    first = write(runs.state.batch)
+    config = Config(home=home, data=tmp_path / "data", tz="UTC")
+    stage_sources(config)
+    first = build_and_write(config)
+    out = Tables(config.data).table_dir("llm_calls")
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("day=*/*.parquet")}
-    assert first["days_written"] == len(stamps) >= 3
-    day = (T0 + timedelta(days=1)).date().isoformat()
+    assert len(first.days) == len(stamps) >= 3
+    day = (T0 + timedelta(days=1)).date()
     append(h.sessions_dir(home) / "s-old.jsonl", b"".join(line(x) for x in turn(T0 + timedelta(days=1, hours=3))))
-    again = write(runs.step().batch)
-    assert again == {"days_written": 1, "days_unchanged": len(stamps) - 1, "days_removed": 0}
+    touched = stage_sources(config).reports["transcript_records"].touched
+    assert touched == {day}
+    again = build_and_write(config)
+    assert [r.day for r in again.days] == [day]
     changed = {p.parent.name for p in stamps if p.stat().st_mtime_ns != stamps[p]}
-    assert changed == {f"day={day}"}
+    assert changed == {f"day={day.isoformat()}"}
+    assert build_and_write(config).days == []  # nothing new: no day built
 
 
-def test_plan_of_an_unchanged_home_reads_nothing(home):
-    state = read_transcripts_incremental(home, now=NOW)
-    plan = plan_reads(discover_transcripts(home).files, state.manifest)
+def test_plan_of_an_unchanged_home_reads_nothing(home, tmp_path):
+    state = SourceState(tmp_path / "staging", "UTC")
+    stage_transcript_files(home, state, now=NOW)
+    plan = plan_reads(discover_transcripts(home).files, state.manifest(MANIFEST, ""))
     assert not plan.full and not plan.appended and not plan.renamed and not plan.vanished
 
 
 def test_the_asset_is_incremental_across_dagster_runs_and_can_be_forced_to_rebuild(home, tmp_path, monkeypatch):
-    from mc_pipeline.defs.ingest import transcript_records
-    from mc_pipeline.defs.io_manager import ParquetIOManager
+    from mc_pipeline.defs.ingest import source_records
     from mc_pipeline.defs.resources import McSettings
 
     data = tmp_path / "data"
-    resources = {
-        "settings": McSettings(openclaw_home=str(home), data_dir=str(data), timezone="UTC"),
-        "io_manager": ParquetIOManager(data_dir=str(data)),
-    }
+    resources = {"settings": McSettings(openclaw_home=str(home), data_dir=str(data), timezone="UTC")}
     monkeypatch.delenv("MC_FULL_REBUILD", raising=False)
 
     def run(**kw) -> dict:
-        result = dg.materialize([transcript_records], resources=resources, instance=dg.DagsterInstance.ephemeral(), **kw)
-        mat = result.asset_materializations_for_node("transcript_records")[0]
+        result = dg.materialize([source_records], resources=resources, instance=dg.DagsterInstance.ephemeral(),
+                                selection=["transcript_records"], **kw)
+        mat = result.asset_materializations_for_node("source_records")[0]
         return {k: v.value for k, v in mat.metadata.items()}
 
     n_files = len(discover_transcripts(home).files)
@@ -246,20 +251,22 @@ def test_the_asset_is_incremental_across_dagster_runs_and_can_be_forced_to_rebui
     assert run()["files_read"] == 0
     append(h.sessions_dir(home) / "s-live.jsonl", b"".join(line(x) for x in turn(T0 + timedelta(hours=4))))
     meta = run()
-    assert meta["files_read"] == 1 and meta["read_mode"] == "incremental"
+    assert meta["files_read"] == 1 and meta["read_mode"] == "incremental" and meta["days_touched"] == 1
     assert run(tags={"mc_pipeline/full_rebuild": "true"})["files_read"] == n_files
     resources["settings"] = McSettings.from_env({"OPENCLAW_HOME": str(home), "MC_DATA_DIR": str(data),
                                                  "MC_TIMEZONE": "UTC", "MC_FULL_REBUILD": "1"})
     assert run()["files_read"] == n_files
-    staged = ParquetIOManager(data_dir=str(data)).load_batch("transcript_records")
-    assert_same(staged, read_transcripts_incremental(home).batch)
+    fresh = SourceState(tmp_path / "fresh", "UTC")
+    stage_transcript_files(home, fresh)
+    assert_same(SourceState(data / "staging" / "transcript_records", "UTC").batch(), fresh.batch())
 
 
 def test_a_file_that_grows_while_it_is_read_is_appended_next_run_not_read_again(tmp_path, monkeypatch):
     """Bytes written between the listing and the read are read now; next run only checks the offset."""
     from mc_pipeline.readers import transcript_files
 
-    live = h.write_session(tmp_path, [h.session_line("s", T0), *turn(T0)], session_id="s")
+    home = tmp_path / "home"
+    live = h.write_session(home, [h.session_line("s", T0), *turn(T0)], session_id="s")
     listing = transcript_files.discover_transcripts
 
     def listed_then_grown(home):
@@ -268,9 +275,8 @@ def test_a_file_that_grows_while_it_is_read_is_appended_next_run_not_read_again(
         return found
 
     monkeypatch.setattr(transcript_files, "discover_transcripts", listed_then_grown)
-    first = read_transcripts_incremental(tmp_path, now=NOW)
+    runs = Runs(home, tmp_path / "staging")
     monkeypatch.undo()
-    assert first.batch.records.height == 4
-    r = read_transcripts_incremental(tmp_path, first.batch, first.manifest, now=NOW)
+    assert runs.state.records.height == 4
+    r = runs.step()
     assert r.plan.summary()["files_appended"] == 1 and r.bytes_read == 0
-    assert_same(r.batch, read_transcripts_incremental(tmp_path, now=NOW).batch)

@@ -15,7 +15,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from mc_pipeline.defs.io_manager import ParquetIOManager
+from mc_pipeline.tables import Tables
 from mc_pipeline.defs.resources import McSettings
 from mc_pipeline.definitions import build_defs
 from mc_pipeline_tests import homes as h
@@ -63,12 +63,12 @@ def test_real_home_end_to_end(tmp_path):
     assert result.success
     checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
               for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
-              and e.asset_check_evaluation_data.asset_key == dg.AssetKey("llm_calls")}
+              and e.asset_check_evaluation_data.asset_key in (dg.AssetKey("source_files"), dg.AssetKey("quarantine"))}
     assert checks == {"matches_schema": True, "unique_call_ids": True, "lines_reconcile": True,
                       "sources_not_silent": True, "quarantine_share_stable": True}
 
-    io = ParquetIOManager(data_dir=str(tmp_path / "data"))
-    calls = io.load_table("llm_calls", partitioned=True)
+    io = Tables(tmp_path / "data")
+    calls = io.load("llm_calls")
     expected = independent_daily(sorted(h.REAL_DIR.glob("*.jsonl")))
     got = {
         r["day"].isoformat(): r
@@ -92,8 +92,8 @@ def test_real_home_end_to_end(tmp_path):
 def test_no_home_gives_valid_empty_outputs(tmp_path):
     result = run_job(tmp_path / "missing", tmp_path / "data")
     assert result.success
-    io = ParquetIOManager(data_dir=str(tmp_path / "data"))
-    assert io.load_table("llm_calls", partitioned=True).height == 0
+    io = Tables(tmp_path / "data")
+    assert io.load("llm_calls").height == 0
     assert pl.read_parquet(io.table_dir("quarantine") / "quarantine.parquet").height == 0
 
 
@@ -102,10 +102,10 @@ def test_quarantined_lines_reach_the_quarantine_table(tmp_path):
     h.write_lines(h.sessions_dir(tmp_path / "home") / "s1.jsonl",
                   [h.session_line("s1", t), h.assistant(t), "not json at all", h.assistant(t.replace(minute=5))])
     run_job(tmp_path / "home", tmp_path / "data")
-    io = ParquetIOManager(data_dir=str(tmp_path / "data"))
+    io = Tables(tmp_path / "data")
     q = pl.read_parquet(io.table_dir("quarantine") / "quarantine.parquet")
     assert q.select("source_file", "line_no").rows() == [("agents/main/sessions/s1.jsonl", 3)]
-    assert io.load_table("llm_calls", partitioned=True).height == 2
+    assert io.load("llm_calls").height == 2
 
 
 def _ccusage() -> str | None:
@@ -127,7 +127,7 @@ def test_daily_tokens_and_recorded_cost_equal_ccusage(tmp_path):
     )
     theirs = {d["date"]: d for d in json.loads(out.stdout)["daily"]}
     run_job(home, tmp_path / "data", tz="UTC")
-    calls = ParquetIOManager(data_dir=str(tmp_path / "data")).load_table("llm_calls", partitioned=True)
+    calls = Tables(tmp_path / "data").load("llm_calls")
     ours = {
         r["day"].isoformat(): r
         for r in calls.group_by("day").agg(

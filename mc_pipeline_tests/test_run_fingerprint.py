@@ -242,22 +242,23 @@ def test_an_edit_of_the_package_changes_its_digest(tmp_path):
 def test_the_manifest_digest_agrees_with_plan_reads(tmp_path):
     """The fast path compares the discovered files with a digest of the manifest's files instead of running
     ``plan_reads`` (no Polars): both must say "nothing to read" in exactly the same cases."""
-    from mc_pipeline.readers.batch import SourceBatch
     from mc_pipeline.readers.home import discover_transcripts
-    from mc_pipeline.readers.manifest import plan_reads, read_manifest
-    from mc_pipeline.readers.transcript_files import read_transcripts_since_last_run
+    from mc_pipeline.readers.manifest import MANIFEST, empty_manifest, plan_reads
+    from mc_pipeline.readers.staged import SourceState
+    from mc_pipeline.readers.transcript_files import stage_transcript_files
 
     home, data = tmp_path / "home", tmp_path / "data"
-    staging = data / "staging" / "transcript_records"
+    state = SourceState(data / "staging" / "transcript_records", "UTC")
     a = h.write_session(home, [h.session_line("a", T0), h.assistant(T0)])
     b = h.write_session(home, [h.session_line("b", T0), h.assistant(T0)])
 
     def read():
-        read_transcripts_since_last_run(home, staging, SourceBatch.empty)
+        stage_transcript_files(home, state)
 
     def nothing_to_read() -> bool:
         found = discover_transcripts(home).files
-        plan = plan_reads(found, read_manifest(staging)[0])
+        manifest = state.manifest(MANIFEST, "")
+        plan = plan_reads(found, manifest if manifest is not None else empty_manifest())
         by_plan = not (plan.appended or plan.full or plan.renamed or plan.vanished)
         digest, rereads = run_fingerprint.manifest_files(data)
         stats = [(f.rel, f.size, f.mtime_ns, f.inode) for f in found]

@@ -11,7 +11,8 @@ from datetime import datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from mc_pipeline.readers.agent_db import read_agent_dbs, read_agent_dbs_incremental, read_agent_facts
+from mc_pipeline.readers.agent_db import read_agent_dbs, read_agent_facts, stage_agent_dbs
+from mc_pipeline.readers.staged import SourceState
 from mc_pipeline.readers.transcript_files import read_transcripts
 from mc_pipeline_tests import homes as h
 from mc_pipeline_tests.openclaw_db import AgentDb
@@ -35,7 +36,11 @@ def session(sid: str, n: int = 3, start: datetime = T0) -> list[dict]:
 
 
 def incremental(home, prev=None):
-    return read_agent_dbs_incremental(home, prev.batch if prev else None, prev.manifest if prev else None)
+    """Stage the home's databases (state kept beside the home across calls); ``.batch`` is all that is staged."""
+    state = SourceState(home.parent / f"{home.name}-staging", "UTC")
+    read = stage_agent_dbs(home, state)
+    read.batch = state.batch()
+    return read
 
 
 def same(a: pl.DataFrame, b: pl.DataFrame) -> bool:

@@ -9,7 +9,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from mc_pipeline.defs.io_manager import ParquetIOManager
+from mc_pipeline.tables import Tables
 from mc_pipeline.defs.resources import McSettings
 from mc_pipeline.definitions import build_defs
 from mc_pipeline_tests import upgraded_home
@@ -21,7 +21,7 @@ def run(home, data, instance) -> dg.ExecuteInProcessResult:
 
 
 def daily(data) -> dict[str, dict]:
-    calls = ParquetIOManager(data_dir=str(data)).load_table("llm_calls", partitioned=True)
+    calls = Tables(data).load("llm_calls")
     agg = calls.group_by("day").agg(
         calls=pl.len(), failed=(pl.col("status") != "ok").sum(), input=pl.col("input_tokens").sum(),
         output=pl.col("output_tokens").sum(), cache_read=pl.col("cache_read_tokens").sum(),
@@ -38,7 +38,7 @@ def assert_equal(got: dict, expected: dict) -> None:
 
 
 def quarantined(data) -> set[tuple]:
-    q = ParquetIOManager(data_dir=str(data)).load_table("quarantine")
+    q = Tables(data).load("quarantine")
     return {(r["source_file"], r["line_no"], r["reason"]) for r in q.iter_rows(named=True)}
 
 
@@ -70,7 +70,7 @@ def test_every_call_of_an_upgraded_home_is_counted_once(tmp_path, eras):
         first = run(uh.home, data, instance)
         assert_equal(daily(data), expected)
         assert matches(uh.quarantined, quarantined(data)), quarantined(data)
-        assert checks(first)["llm_calls:lines_reconcile"] and checks(first)["llm_calls:unique_call_ids"]
+        assert checks(first)["source_files:lines_reconcile"] and checks(first)["source_files:unique_call_ids"]
 
         run(uh.home, data, instance)  # nothing new: the same figures
         assert_equal(daily(data), expected)
@@ -86,13 +86,13 @@ def test_session_keys_cron_jobs_forks_and_billing_come_from_the_databases(tmp_pa
     data = tmp_path / "data"
     with dg.instance_for_test() as instance:
         run(uh.home, data, instance)
-    calls = ParquetIOManager(data_dir=str(data)).load_table("llm_calls", partitioned=True)
+    calls = Tables(data).load("llm_calls")
     ops = calls.filter(pl.col("agent_id") == "ops")
     # a cron session named by its key, and one a cron run (state database) attributes; both named
     assert sorted(set(ops.select("cron_job_id", "cron_job_name").rows())) == [
         ("job-nightly", "Nightly report"), ("job-weekly", "Weekly digest")]
     assert set(ops.get_column("trigger").to_list()) == {"cron"}
-    by_trigger = ParquetIOManager(data_dir=str(data)).load_table("usage_by_trigger")
+    by_trigger = Tables(data).load("usage_by_trigger")
     cron = by_trigger.filter((pl.col("window") == "all_time") & (pl.col("trigger") == "cron"))
     assert sorted(cron.select("cron_job_id", "cron_job_name").rows()) == [
         ("job-nightly", "Nightly report"), ("job-weekly", "Weekly digest")]
@@ -120,6 +120,6 @@ def test_session_keys_cron_jobs_forks_and_billing_come_from_the_databases(tmp_pa
                if x.startswith("sources:")]
     assert line == (f"sources:      transcripts (SQLite) {kept['transcript_store']}; archives {kept['transcript_archive']}; "
                     f"cold {kept['transcript_cold']}; transcripts (files) {kept['transcript']}")
-    files = ParquetIOManager(data_dir=str(data)).load_table("source_files")
+    files = Tables(data).load("source_files")
     assert files.filter(~pl.col("balanced")).height == 0
     assert not any("session-sqlite-import-archive" in f for f in files.get_column("source_file").to_list())

@@ -24,8 +24,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from mc_pipeline.cli import DAGSTER_YAML
-from mc_pipeline.defs.io_manager import ParquetIOManager
+from mc_pipeline.instance import dagster_yaml
+from mc_pipeline.tables import Tables
 from mc_pipeline_tests import homes as h
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +106,7 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("web")
     dagster_home = tmp / "dagster_home"
     dagster_home.mkdir()
-    (dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)  # the config `make run`/`make dev` write
+    (dagster_home / "dagster.yaml").write_text(dagster_yaml(dagster_home))  # the config `make run`/`make dev` write
     init_instance(dagster_home)
     planted = small_home(tmp / "home")
     env = {
@@ -304,7 +304,7 @@ def test_launch_refresh_all_over_graphql_and_wait_for_success(loaded):
         assert end <= start, f"runs tagged {REFRESH_TAG} overlapped: {spans}"
     assert all(r["status"] in ("SUCCESS", "STARTED", "STARTING") for r in tagged), [r["status"] for r in tagged]
 
-    calls = ParquetIOManager(data_dir=str(tmp / "data")).load_table("llm_calls", partitioned=True)
+    calls = Tables(tmp / "data").load("llm_calls")
     assert calls.height == loaded["planted"]
     assert set(calls.get_column("agent_id")) == {"main", "worker"}
     assert calls.filter(pl.col("status") == "error").height == 1

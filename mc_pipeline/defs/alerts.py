@@ -8,10 +8,9 @@ import os
 from datetime import datetime, timezone
 
 import dagster as dg
-import polars as pl
 
 from mc_pipeline.alert_delivery import deliver_pending, parse_webhooks, record_alerts
-from mc_pipeline.alerts import AlertRules, evaluate_alerts, load_alert_rules, run_failure_alert
+from mc_pipeline.alerts import AlertRules, load_alert_rules, run_failure_alert
 from mc_pipeline.defs.resources import McSettings
 from mc_pipeline.report import markdown_table
 
@@ -70,17 +69,28 @@ def _deliver(log, settings: McSettings, alert_settings: AlertSettings, deadline_
 @dg.asset(
     group_name=ALERTS_GROUP,
     kinds={"parquet"},
+    # usage_daily and llm_calls are built by day_tables in a refresh run; health_daily (written by the same
+    # step) puts this step after it
+    deps=["usage_daily", "llm_calls", "health_daily"],
     description=(
         "Alerts that hold now: daily/weekly/monthly and per-model spend limits, failure rate over the last "
         "24 h, spend spike (rules: alert_rules.toml + MC_* overrides). Newly raised ones are appended once "
-        "to alerts.jsonl and delivered."
+        "to alerts.jsonl and delivered. Reads the per-day aggregates and the last two days of calls only."
     ),
 )
-def budget_alerts(
-    context: dg.AssetExecutionContext, settings: McSettings, alert_settings: AlertSettings, llm_calls: pl.DataFrame
-) -> dg.Output[pl.DataFrame]:
+def budget_alerts(context: dg.AssetExecutionContext, settings: McSettings, alert_settings: AlertSettings) -> dg.MaterializeResult:
+    from datetime import timedelta
+
+    from mc_pipeline.alerts import evaluate_alerts_daily, local_today
+    from mc_pipeline.tables import Tables
+
     rules = alert_settings.rules()
-    alerts = evaluate_alerts(llm_calls, rules, datetime.now(timezone.utc), settings.timezone)
+    now = datetime.now(timezone.utc)
+    tables = Tables(settings.data)
+    today = local_today(now, settings.timezone)
+    recent = tables.read_days("llm_calls", [today - timedelta(days=1), today], columns=["timestamp", "status"])
+    alerts = evaluate_alerts_daily(tables.staged("usage_daily"), recent, rules, now, settings.timezone)
+    tables.write("budget_alerts", alerts)
     new = record_alerts(alerts, settings.data)
     if new:
         context.log.info(f"{len(new)} new alert(s) recorded in alerts.jsonl: " + ", ".join(a["alert_id"] for a in new))
@@ -88,8 +98,7 @@ def budget_alerts(
     report = _deliver(context.log.warning, settings, alert_settings, deadline_s=20.0)
     if report.errors:
         context.log.warning(f"alert delivery: {report.summary()}")
-    return dg.Output(
-        alerts,
+    return dg.MaterializeResult(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(alerts.height),
             "new_alerts": dg.MetadataValue.int(len(new)),

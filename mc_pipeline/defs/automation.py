@@ -6,15 +6,15 @@ in the ``dagster.yaml`` that ``mc_pipeline.cli`` writes), and neither asks for a
 waiting in the queue (that run will read the latest files anyway), so runs cannot pile up.
 """
 
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
+from mc_pipeline import storage
 from mc_pipeline.defs.resources import McSettings
-from mc_pipeline.readers.home import discover_transcripts
+from mc_pipeline.source_state import file_states, read_watched, states_digest
 
 REFRESH_JOB = "refresh_all"
 REFRESH_TAG = "mc_pipeline/refresh"
@@ -48,7 +48,7 @@ hourly_refresh = dg.ScheduleDefinition(
 )
 
 
-# -- the transcript sensor -------------------------------------------------------------------------------
+# -- the live sensor ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FileChanges:
     new: list[str]
@@ -60,20 +60,7 @@ class FileChanges:
         return bool(self.new or self.grown or self.removed)
 
     def summary(self) -> str:
-        return f"{len(self.new)} new, {len(self.grown)} changed, {len(self.removed)} removed transcript file(s)"
-
-
-def file_states(home) -> dict[str, list[int]]:
-    """Relative path -> [size, mtime_ns] of every counted transcript, and of OpenClaw's databases (state and
-    agent databases with their ``-wal``, cold archive files; ``readers.home.watched_files``): a directory
-    listing and stats, plus the state database's short registry query, never a transcript read."""
-    from mc_pipeline.readers.home import watched_files
-    from mc_pipeline.readers.state_db import read_state_db
-
-    states = {f.rel: [f.size, f.mtime_ns] for f in discover_transcripts(home).files}
-    if home.is_dir():
-        states.update({rel: st[:2] for rel, st in watched_files(home, read_state_db(home).agent_dbs).items()})
-    return states
+        return f"{len(self.new)} new, {len(self.grown)} changed, {len(self.removed)} removed file(s)"
 
 
 def compare_states(previous: dict[str, list[int]], current: dict[str, list[int]]) -> FileChanges:
@@ -83,8 +70,7 @@ def compare_states(previous: dict[str, list[int]], current: dict[str, list[int]]
     return FileChanges(new=new, grown=grown, removed=removed)
 
 
-def _digest(states: dict[str, list[int]]) -> str:
-    return hashlib.sha256(json.dumps(states, sort_keys=True).encode()).hexdigest()[:16]
+SENSOR_FILES = "sensor_files.json"
 
 
 @dg.sensor(
@@ -94,28 +80,32 @@ def _digest(states: dict[str, list[int]]) -> str:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests a refresh when a transcript under $OPENCLAW_HOME/agents/*/sessions is new or has grown, "
     "or an OpenClaw database (state/openclaw.sqlite, agents/*/agent/openclaw-agent.sqlite and -wal) or cold "
-    "archive changed.",
+    "archive changed. The cursor is a digest; the file list it stands for is in staging/sensor_files.json.",
 )
 def transcript_changes(context: dg.SensorEvaluationContext, settings: McSettings):
+    staging = settings.paths().staging
     current = file_states(settings.home)
+    digest = states_digest(current)
+    baseline = context.cursor
+    if baseline is None:  # first tick (e.g. after `make dev`): compare with what the last refresh run read
+        last_run = read_watched(staging)
+        baseline = last_run.get("digest") if last_run else None
+    if baseline == digest:
+        context.update_cursor(digest)
+        return dg.SkipReason(f"nothing changed ({len(current)} file(s) watched)")
+    if not current and baseline is None:
+        context.update_cursor(digest)
+        return dg.SkipReason(f"no transcripts or databases under {settings.home} yet")
     try:
-        previous = json.loads(context.cursor) if context.cursor else None
-    except ValueError:
-        previous = None
-    cursor = json.dumps(current, sort_keys=True, separators=(",", ":"))
-    changes = compare_states(previous or {}, current)
-    if previous is not None and not changes.any:
-        return dg.SkipReason(f"no transcript changed ({len(current)} file(s) watched)")
-    if not current and previous is None:
-        context.update_cursor(cursor)
-        return dg.SkipReason(f"no transcripts under {settings.home} yet")
-    context.update_cursor(cursor)
+        previous = json.loads((staging / SENSOR_FILES).read_text())
+    except (OSError, ValueError):
+        previous = {}
+    changes = compare_states(previous if isinstance(previous, dict) else {}, current)
+    storage.write_json(current, staging / SENSOR_FILES, indent=None)
+    context.update_cursor(digest)
     if refresh_waiting(context.instance):
         return dg.SkipReason(f"{changes.summary()}; a queued refresh run will read them")
-    return dg.RunRequest(
-        run_key=f"transcripts-{_digest(current)}",
-        tags={REFRESH_TAG: "sensor"},
-    )
+    return dg.RunRequest(run_key=f"sources-{digest}", tags={REFRESH_TAG: "sensor"})
 
 
 defs = dg.Definitions(schedules=[hourly_refresh], sensors=[transcript_changes])

@@ -1,11 +1,13 @@
-"""Marts and the dashboard files: llm_calls -> usage marts (Parquet + CSV) -> usage-data.json, sessions.json.
+"""Marts and the dashboard files: per-day aggregates -> window marts (Parquet + CSV) -> usage-data.json, sessions.json.
 
 Thin: the figures come from ``mc_pipeline.marts`` and ``mc_pipeline.dashboard``; this module picks
-``today`` (the clock, in MC_TIMEZONE), writes files atomically and attaches previews and a chart.
+``today`` (the clock, in MC_TIMEZONE), writes files atomically and attaches previews and a chart. The
+marts are one step that can be subset (materialise one mart alone from the UI); the dashboard file is
+downstream of every mart and reads them as written.
 """
 
+
 import re
-import secrets
 from datetime import date, datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,28 +17,26 @@ import polars as pl
 
 from mc_pipeline import storage
 from mc_pipeline.charts import daily_cost_svg, markdown_image
-from mc_pipeline.dashboard import build_sessions_document, build_usage_document
 from mc_pipeline.defs.resources import McSettings
-from mc_pipeline.marts import Marts, build_marts
 from mc_pipeline.report import markdown_table
 
 MARTS_GROUP = "marts"
 DASHBOARD_GROUP = "dashboard"
-SALT_FILE = "staging/session_salt"  # private: beside the staged batches, away from the public files
 
 DESCRIPTIONS = {
-    "usage_daily": "Day x agent x provider x model x task type x billing x trigger: calls, tokens, thinking, cost by source.",
     "usage_by_provider": "Per provider and window (today, 7/30 days, month to date, all time).",
     "usage_by_model": "Per provider/model and window: tokens, cost, avg cost per call, input/output ratio, error rate.",
     "usage_by_task_type": "Per task type and window.",
     "usage_by_agent": "Per agent and window.",
     "usage_by_session": "Per session and window (session UUID or salted hash; never the session key).",
-    "usage_by_trigger": "Per trigger, channel and cron job and window: what each cron job costs.",
+    "usage_by_trigger": "Per trigger, channel and cron job (id and name) and window: what each cron job costs.",
     "thinking_stats": "Thinking tokens per window: total, calls with thinking, max, average, share estimated/subscription.",
     "api_health": "Per provider (and service, from api_calls) and day: ok, errors by class, rate limits, 5xx, success rate.",
 }
+MART_DEPS = {name: ["usage_daily"] for name in DESCRIPTIONS}
+MART_DEPS["usage_by_session"] = ["sessions_daily"]
+MART_DEPS["api_health"] = ["health_daily", "api_calls"]
 PREVIEW_COLUMNS = {
-    "usage_daily": ["day", "agent_id", "provider", "model", "task_type", "calls", "total_tokens", "cost_usd"],
     "usage_by_session": ["window", "agent_id", "session_id", "model", "calls", "total_tokens", "cost_usd"],
     "api_health": ["kind", "name", "day", "calls", "ok_calls", "error_calls", "rate_limit_hits", "success_rate"],
 }
@@ -45,19 +45,6 @@ PREVIEW_COLUMNS = {
 def reporting_today(settings: McSettings) -> date:
     """Today in the reporting zone (the only place the clock is read for the marts)."""
     return datetime.now(ZoneInfo(settings.timezone)).date()
-
-
-def session_salt(data_dir: Path) -> str:
-    """A random salt kept in ``$MC_DATA_DIR/staging/session_salt`` (made once): hashed ids cannot be guessed back."""
-    path = data_dir / SALT_FILE
-    try:
-        salt = path.read_text().strip()
-        if salt:
-            return salt
-    except OSError:
-        pass
-    storage.write_text(secrets.token_hex(16) + "\n", path)
-    return path.read_text().strip()
 
 
 def usage_json_targets(setting: str, data_dir: Path) -> list[tuple[Path, Path]]:
@@ -78,80 +65,85 @@ def usage_json_targets(setting: str, data_dir: Path) -> list[tuple[Path, Path]]:
     return targets
 
 
-def _mart_out(name: str) -> dg.AssetOut:
-    return dg.AssetOut(
-        group_name=MARTS_GROUP, kinds={"parquet", "csv"}, metadata={"csv": True}, description=DESCRIPTIONS[name]
-    )
-
-
 def _mart_metadata(name: str, frame: pl.DataFrame, chart: str | None, today: date, zone: str) -> dict:
     cols = PREVIEW_COLUMNS.get(name)
-    if cols is None and "window" in frame.columns:
-        frame = frame.filter(pl.col("window") == "all_time")
+    shown = frame.filter(pl.col("window") == "all_time") if cols is None and "window" in frame.columns else frame
     meta: dict = {
-        "dagster/row_count": dg.MetadataValue.int(frame.height),
+        "dagster/row_count": dg.MetadataValue.int(frame.height),  # the whole table, every window
         "today": dg.MetadataValue.text(f"{today.isoformat()} ({zone})"),  # the windows end on this day
-        "preview": dg.MetadataValue.md(markdown_table(frame, columns=[c for c in (cols or frame.columns[:10])])),
+        "preview": dg.MetadataValue.md(markdown_table(shown, columns=[c for c in (cols or shown.columns[:10])])),
     }
     if chart:
         meta["daily_cost_by_provider"] = dg.MetadataValue.md(chart)
     return meta
 
 
+def _daily(settings: McSettings):
+    from mc_pipeline.daily import DailyTables
+    from mc_pipeline.tables import Tables
+
+    t = Tables(settings.data)
+    return DailyTables(t.staged("usage_daily"), t.staged("sessions_daily"), t.staged("health_daily")), t
+
+
 @dg.multi_asset(
-    outs={name: _mart_out(name) for name in DESCRIPTIONS},
-    ins={"llm_calls": dg.AssetIn("llm_calls"), "api_calls": dg.AssetIn("api_calls")},
+    specs=[dg.AssetSpec(name, group_name=MARTS_GROUP, kinds={"parquet", "csv"}, deps=MART_DEPS[name], description=desc,
+                        skippable=True) for name, desc in DESCRIPTIONS.items()],  # fmt: skip
+    can_subset=True,
 )
-def marts(context: dg.AssetExecutionContext, settings: McSettings, llm_calls: pl.DataFrame, api_calls: pl.DataFrame):
+def marts(context: dg.AssetExecutionContext, settings: McSettings):
+    from mc_pipeline import marts as m
+
     today = reporting_today(settings)
-    built = build_marts(llm_calls, today, api_calls=api_calls, salt=session_salt(settings.data))
-    chart = markdown_image(daily_cost_svg(built.usage_daily, today), "daily cost by provider")
-    context.log.info(f"marts for {today} ({settings.timezone}) from {llm_calls.height:,} calls")
-    for name, frame in built.items():
-        with_chart = chart if name in ("usage_daily", "usage_by_provider") else None
-        yield dg.Output(frame, output_name=name, metadata=_mart_metadata(name, frame, with_chart, today, settings.timezone))
+    daily, tables = _daily(settings)
+    selected = {k.to_user_string() for k in context.selected_asset_keys}
+    built = {
+        "usage_by_provider": lambda: m.usage_by_provider(daily, today),
+        "usage_by_model": lambda: m.usage_by_model(daily, today),
+        "usage_by_task_type": lambda: m.usage_by_task_type(daily, today),
+        "usage_by_agent": lambda: m.usage_by_agent(daily, today),
+        "usage_by_session": lambda: m.usage_by_session(daily, today),
+        "usage_by_trigger": lambda: m.usage_by_trigger(daily, today),
+        "thinking_stats": lambda: m.thinking_stats(daily, today),
+        "api_health": lambda: m.api_health(daily, tables.read("api_calls")),
+    }
+    chart = markdown_image(daily_cost_svg(daily.usage_daily, today), "daily cost by provider")
+    context.log.info(f"marts for {today} ({settings.timezone}) from {daily.usage_daily.height:,} per-day rows")
+    for name, make in built.items():
+        if name not in selected:
+            continue
+        frame = make()
+        tables.write(name, frame, csv=True)
+        with_chart = chart if name == "usage_by_provider" else None
+        yield dg.MaterializeResult(asset_key=name, metadata=_mart_metadata(name, frame, with_chart, today, settings.timezone))
 
 
 @dg.asset(
     group_name=DASHBOARD_GROUP,
     kinds={"json"},
-    description="usage-data.json and sessions.json for Mission Control, in $MC_DATA_DIR and each MC_USAGE_JSON_PATHS entry.",
+    deps=[*DESCRIPTIONS, "usage_daily", "sessions_daily", "budget_alerts"],
+    description="usage-data.json and sessions.json for Mission Control, in $MC_DATA_DIR and each MC_USAGE_JSON_PATHS "
+    "entry, from the marts as written and the per-day aggregates.",
 )
-def usage_data_json(
-    context: dg.AssetExecutionContext,
-    settings: McSettings,
-    llm_calls: pl.DataFrame,
-    usage_daily: pl.DataFrame,
-    usage_by_provider: pl.DataFrame,
-    usage_by_model: pl.DataFrame,
-    usage_by_task_type: pl.DataFrame,
-    usage_by_agent: pl.DataFrame,
-    usage_by_session: pl.DataFrame,
-    usage_by_trigger: pl.DataFrame,
-    thinking_stats: pl.DataFrame,
-    api_health: pl.DataFrame,
-    budget_alerts: pl.DataFrame,
-) -> dg.MaterializeResult:
-    built = Marts(
-        usage_daily=usage_daily,
-        usage_by_provider=usage_by_provider,
-        usage_by_model=usage_by_model,
-        usage_by_task_type=usage_by_task_type,
-        usage_by_agent=usage_by_agent,
-        usage_by_session=usage_by_session,
-        usage_by_trigger=usage_by_trigger,
-        thinking_stats=thinking_stats,
-        api_health=api_health,
-    )
-    calls = llm_calls
+def usage_data_json(context: dg.AssetExecutionContext, settings: McSettings) -> dg.MaterializeResult:
+    from mc_pipeline.build_days import session_salt
+    from mc_pipeline.dashboard import build_sessions_document, build_usage_document
+    from mc_pipeline.marts import Marts
+    from mc_pipeline.schemas import ALERTS, API_HEALTH, THINKING_STATS, USAGE_BY_AGENT, USAGE_BY_MODEL, \
+        USAGE_BY_PROVIDER, USAGE_BY_SESSION, USAGE_BY_TASK_TYPE, USAGE_BY_TRIGGER  # fmt: skip
+
+    daily, tables = _daily(settings)
+    schemas = {"usage_by_provider": USAGE_BY_PROVIDER, "usage_by_model": USAGE_BY_MODEL,
+               "usage_by_task_type": USAGE_BY_TASK_TYPE, "usage_by_agent": USAGE_BY_AGENT,
+               "usage_by_session": USAGE_BY_SESSION, "usage_by_trigger": USAGE_BY_TRIGGER,
+               "thinking_stats": THINKING_STATS, "api_health": API_HEALTH}  # fmt: skip
+    built = Marts(usage_daily=daily.usage_daily, **{n: tables.read(n, s) for n, s in schemas.items()})
     today = reporting_today(settings)
     salt = session_salt(settings.data)
     now = datetime.now(timezone.utc)
-    usage = build_usage_document(
-        calls, today=today, generated_at=now, timezone_name=settings.timezone, marts=built, salt=salt,
-        alerts=budget_alerts,
-    )
-    sessions = build_sessions_document(calls, generated_at=now, timezone_name=settings.timezone, salt=salt)
+    usage = build_usage_document(daily, today=today, generated_at=now, timezone_name=settings.timezone, marts=built,
+                                 salt=salt, alerts=tables.read("budget_alerts", ALERTS))  # fmt: skip
+    sessions = build_sessions_document(daily, generated_at=now, timezone_name=settings.timezone, salt=salt)
     written = []
     # encoded once for every target; sessions.json (one entry per session, MBs) without indentation
     usage_text, sessions_text = storage.json_text(usage), storage.json_text(sessions, indent=None)
@@ -160,7 +152,7 @@ def usage_data_json(
         storage.write_text(usage_text, usage_path)
         written.append(str(usage_path))
     s = usage["summary"]
-    chart = markdown_image(daily_cost_svg(built.usage_daily, today), "daily cost by provider")
+    chart = markdown_image(daily_cost_svg(daily.usage_daily, today), "daily cost by provider")
     return dg.MaterializeResult(
         metadata={
             "today": dg.MetadataValue.text(today.isoformat()),

@@ -67,6 +67,17 @@ class McSettings(dg.ConfigurableResource):
     def data(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()
 
+    def paths(self):
+        """The same settings as a plain :class:`mc_pipeline.config.Config` for the Dagster-free domain code."""
+        from mc_pipeline.config import Config
+
+        return Config(
+            home=self.home, data=self.data, tz=self.timezone, cost_mode=self.cost_mode,
+            task_rules_path=self.task_rules_path, billing_overrides_path=self.billing_overrides_path,
+            interactions_db=self.interactions_db, model_usage_log=self.model_usage_log,
+            usage_json_paths=self.usage_json_paths,
+        )  # fmt: skip
+
     @property
     def interactions_db(self) -> Path:
         """The user's own call log: MC_INTERACTIONS_DB, else $OPENCLAW_HOME/data/interactions.db."""

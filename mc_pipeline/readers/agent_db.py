@@ -43,9 +43,11 @@ from pathlib import Path
 
 import polars as pl
 
+from mc_pipeline.day_store import Removal
 from mc_pipeline.readers.batch import SourceBatch
 from mc_pipeline.readers.home import STORE_NAME, AgentDatabase, discover_agent_dbs  # noqa: F401 - re-exported
 from mc_pipeline.readers.sqlite_access import DbUnavailable, read_snapshot, sidecar, table_columns
+from mc_pipeline.readers.staged import ReadReport, SourceState, filter_units, unit_days
 from mc_pipeline.readers.transcripts import Piece, PieceStats, excerpt, parse_pieces
 from mc_pipeline.readers.zstd_frames import ZstdError, decompress_line, stream_lines
 from mc_pipeline.schemas import CALL_RECORDS, FILE_COUNTS, QUARANTINE, conform
@@ -60,8 +62,6 @@ BATCH_ROWS = 50_000
 UNIT_BYTES = 16 * 1024 * 1024
 #: Quarantine reasons that depend on the clock: such units are read again every run.
 CLOCK_REASONS = ("no plausible timestamp",)
-MANIFEST_FILE = "db_manifest.parquet"
-MANIFEST_VERSION = "1"
 
 Progress = Callable[[str], None]
 
@@ -82,6 +82,7 @@ DB_MANIFEST: dict[str, pl.DataType] = {
     "quarantined": pl.Int64(),
     "reread": pl.Boolean(),  # read again every run (clock-dependent quarantine)
     "db_stamp": pl.String(),  # the database's file state when read
+    "days": pl.List(pl.Date()),  # the days (reporting zone) its call records are on
 }
 
 
@@ -197,12 +198,13 @@ def decode_event(unit: _Unit, seq: int, event_json: bytes | None, blob: bytes | 
 class _Parser:
     """Collects units' lines and parses them in Polars passes of about UNIT_BYTES."""
 
-    def __init__(self, now: datetime, unit_bytes: int = UNIT_BYTES):
-        self.now, self.unit_bytes = now, unit_bytes
+    def __init__(self, now: datetime, sink: Callable[[pl.DataFrame], None], tz: str | None = None,
+                 unit_bytes: int = UNIT_BYTES):
+        self.now, self.unit_bytes, self.sink, self.tz = now, unit_bytes, sink, tz
         self.pending: list[tuple[Piece, _Unit, list[int] | None]] = []
         self.size = 0
-        self.calls: list[pl.DataFrame] = []
         self.quarantine: list[pl.DataFrame] = []
+        self.days: dict[str, set] = {}  # unit -> days of its new records
 
     def add(self, unit: _Unit, lines: list[bytes], seqs: list[int] | None, first_line: int = 1) -> None:
         if not lines:
@@ -238,8 +240,13 @@ class _Parser:
                         .with_columns(line_no=pl.coalesce("_seq", "line_no")).drop("_seq"))  # fmt: skip
 
             calls, quarantine = to_seq(calls), to_seq(quarantine)
-        self.calls.append(calls)
-        self.quarantine.append(quarantine)
+        if calls.height:
+            if self.tz is not None:
+                for key, days in unit_days(calls, self.tz).items():
+                    self.days.setdefault(key, set()).update(days)
+            self.sink(calls)
+        if quarantine.height:
+            self.quarantine.append(quarantine)
         self.pending, self.size = [], 0
 
 
@@ -363,7 +370,7 @@ def _read_cold(db: AgentDatabase, u: _Unit, meta: dict, parser: _Parser) -> None
         return
     if hashlib.sha256(blob).hexdigest() != meta["sha256"]:
         u.problem = f"cold archive {where} does not match its archive_sha256 (read anyway)"
-    line_no = 0
+    line_no, position = 0, 1  # position: the next event's place among the unit's decoded lines
     try:
         for chunk in stream_lines(blob, MAX_ARCHIVE_BYTES):
             lines, seqs = [], []
@@ -387,7 +394,8 @@ def _read_cold(db: AgentDatabase, u: _Unit, meta: dict, parser: _Parser) -> None
                     continue
                 lines.append(text.encode("utf-8", errors="surrogateescape"))
                 seqs.append(seq)
-            parser.add(u, lines, seqs)
+            parser.add(u, lines, seqs, first_line=position)
+            position += len(lines)
     except ZstdError as exc:
         parser.flush()
         _bad(u, None, f"cold archive {where} does not decompress: {exc}", f"<{len(blob):,} bytes>")
@@ -396,13 +404,11 @@ def _read_cold(db: AgentDatabase, u: _Unit, meta: dict, parser: _Parser) -> None
 # -- the incremental read of every agent database ------------------------------------------------------------
 @dataclass
 class DbRead:
-    batch: SourceBatch
-    manifest: pl.DataFrame  # DB_MANIFEST
+    report: ReadReport
     units_read: int = 0
     units_unchanged: int = 0
     units_vanished: int = 0
     dbs_opened: int = 0
-    mode: str = "full"
 
     def summary(self) -> dict[str, int]:
         return {"databases_opened": self.dbs_opened, "sessions_read": self.units_read,
@@ -439,7 +445,7 @@ def _plan(db: AgentDatabase, contents: DbContents, previous: dict[str, dict]) ->
     return events, archives, cold, unchanged
 
 
-def _manifest_row(u: _Unit, db: AgentDatabase, stamp: str) -> dict:
+def _manifest_row(u: _Unit, db: AgentDatabase, stamp: str, days: set) -> dict:
     base = u.previous or {}
     st = u.stats
     return {
@@ -450,54 +456,50 @@ def _manifest_row(u: _Unit, db: AgentDatabase, stamp: str) -> dict:
         "other_entries": base.get("other_entries", 0) + st.other_entries,
         "skipped_by_rule": base.get("skipped_by_rule", 0) + st.skipped_by_rule,
         "quarantined": base.get("quarantined", 0) + st.quarantined, "reread": False, "db_stamp": stamp,
+        "days": sorted(set(base.get("days") or []) | days),
     }  # fmt: skip
 
 
-def read_agent_dbs_incremental(
-    home: Path,
-    previous: SourceBatch | None = None,
-    manifest: pl.DataFrame | None = None,
-    *,
-    registry: list[tuple[str, Path]] | None = None,
-    now: datetime | None = None,
-    progress: Progress | None = None,
-    every_s: float = 2.0,
-) -> DbRead:
-    """The batch of every agent database under ``home`` as a full read would give it, reading only what changed."""
-    now = now or datetime.now(timezone.utc)
-    if previous is None or manifest is None:
-        previous, manifest = SourceBatch.empty(), pl.DataFrame(schema=DB_MANIFEST)
+@dataclass
+class _DbPass:
+    entries: list[dict]
+    removal: Removal
+    quarantine: list[pl.DataFrame]
+    problems: list[str]
+    read: DbRead
+
+
+def _read_dbs(home: Path, manifest: pl.DataFrame, sink: Callable[[pl.DataFrame], None], *, tz: str | None,
+              registry: list[tuple[str, Path]] | None, now: datetime, progress: Progress | None,
+              every_s: float) -> _DbPass:
+    """Read what changed in every agent database; new call records go to ``sink``. Returns the new manifest
+    rows, what of the earlier records goes (:class:`Removal`), the new quarantine rows and problems."""
     by_db: dict[str, dict[str, dict]] = {}
     for row in manifest.iter_rows(named=True):
         by_db.setdefault(row["db"], {})[row["source_file"]] = row
-    parser = _Parser(now)
-    problems: list[str] = []
-    keep: list[str] = []  # unit keys whose previous rows stay as they are
-    keep_and_add: list[dict] = []  # appended units: previous rows stay, new rows are added
-    entries: list[dict] = []
+    parser = _Parser(now, sink, tz)
+    out = _DbPass([], Removal(), parser.quarantine, [], DbRead(ReadReport()))
     read_units: list[tuple[_Unit, AgentDatabase, str]] = []
-    out = DbRead(SourceBatch.empty(), manifest)
     last = time.monotonic()
     dbs = discover_agent_dbs(home, registry)
     for i, db in enumerate(dbs):
         prev = by_db.pop(db.rel, {})
         stamp = db_stamp(db.path)
         if prev and all(e["db_stamp"] == stamp and not e["reread"] for e in prev.values()):
-            keep.extend(prev)
-            entries.extend(prev.values())
-            out.units_unchanged += len(prev)
+            out.entries.extend(prev.values())
+            out.read.units_unchanged += len(prev)
             continue
+        gone: dict[str, dict] = {}
         if prev and any(e["db_stamp"].split("|")[0].split(":")[0] != stamp.split("|")[0].split(":")[0] for e in prev.values()):
-            prev = {}  # a replaced database (another inode): read it whole
+            gone, prev = prev, {}  # a replaced database (another inode): every earlier row goes, read it whole
         parser.flush()
-        done = (len(parser.calls), len(parser.quarantine))
+        n_quarantine = len(parser.quarantine)
+        units: list[_Unit] = []
         try:
             contents = read_contents(db.path)
-            out.dbs_opened += 1
+            out.read.dbs_opened += 1
             events, archives, cold, unchanged = _plan(db, contents, prev)
-            keep.extend(unchanged)
-            entries.extend({**prev[k], "db_stamp": stamp} for k in unchanged)
-            out.units_unchanged += len(unchanged)
+            units = events + archives + cold
             _read_events(db, events, contents.event_columns, parser)
             by_key = {unit_key(db.rel, ARCHIVES, m["session_id"], m["generation"]): m for m in contents.archives}
             for u in archives:
@@ -507,57 +509,113 @@ def read_agent_dbs_incremental(
                 _read_cold(db, u, cold_meta[u.session_id], parser)
             parser.flush()
         except DbUnavailable as exc:
-            # not readable now (busy, corrupt): what earlier runs read from it stays, and the next run tries again
+            # not readable now (busy, corrupt): what earlier runs read from it stays, the next run tries again
             parser.pending, parser.size = [], 0
-            del parser.calls[done[0]:], parser.quarantine[done[1]:]
-            kept = f"; the {len(prev)} session(s) read from it before are kept" if prev else ""
-            problems.append(f"{db.rel}: {exc}{kept}")
-            keep.extend(prev)
-            entries.extend(prev.values())
+            del parser.quarantine[n_quarantine:]
+            out.removal.drop_new.update(u.key for u in units)
+            kept = f"; the {len(prev)} session(s) read from it before are kept" if prev or gone else ""
+            out.problems.append(f"{db.rel}: {exc}{kept}")
+            out.entries.extend((prev or gone).values())
             continue
-        present = set(unchanged) | {u.key for u in events + archives + cold}
-        out.units_vanished += len(set(prev) - present)
-        for u in events + archives + cold:
+        out.entries.extend({**prev[k], "db_stamp": stamp} for k in unchanged)
+        out.read.units_unchanged += len(unchanged)
+        present = set(unchanged) | {u.key for u in units}
+        for key, e in {**gone, **prev}.items():
+            if key not in present or key in gone:
+                out.removal.units.add(key)
+                out.removal.days.update(e["days"] or [])
+                out.read.units_vanished += key not in present
+        for u in units:
             read_units.append((u, db, stamp))
-            if u.previous is not None:
-                keep_and_add.append(u.previous)
+            if u.previous is None and u.key in prev:  # read whole: none of its earlier rows stay
+                out.removal.units.add(u.key)
+                out.removal.days.update(prev[u.key]["days"] or [])
         if progress and time.monotonic() - last > every_s:
             last = time.monotonic()
             progress(f"agent databases: {i + 1}/{len(dbs)} read")
-    out.units_vanished += sum(len(v) for v in by_db.values())  # databases that are gone
+    for gone_db in by_db.values():  # databases that are gone
+        for key, e in gone_db.items():
+            out.removal.units.add(key)
+            out.removal.days.update(e["days"] or [])
+            out.read.units_vanished += 1
     parser.flush()
-
     for u, db, stamp in read_units:
         if u.problem:
-            problems.append(f"{u.key}: {u.problem}")
-        entries.append(_manifest_row(u, db, stamp))
-    out.units_read = len(read_units)
-    kept_keys = keep + [e["source_file"] for e in keep_and_add]
-    new_q = [conform(pl.DataFrame([q for u, _, _ in read_units for q in u.quarantine], schema=QUARANTINE), QUARANTINE)]
-    records = pl.concat([previous.records.filter(pl.col("source_file").is_in(kept_keys)).cast(CALL_RECORDS)]
-                        + [c.cast(CALL_RECORDS) for c in parser.calls])  # fmt: skip
-    quarantine = pl.concat([previous.quarantine.filter(pl.col("source_file").is_in(kept_keys)).cast(QUARANTINE)]
-                           + [q.cast(QUARANTINE) for q in parser.quarantine + new_q])  # fmt: skip
-    entries.sort(key=lambda e: (e["db"], e["source_file"]))  # one order, whatever was read when
-    new_manifest = pl.DataFrame(entries, schema=DB_MANIFEST) if entries else pl.DataFrame(schema=DB_MANIFEST)
-    clock = set(quarantine.filter(pl.col("reason").str.starts_with(CLOCK_REASONS[0])).get_column("source_file").to_list())
-    if clock:
-        new_manifest = new_manifest.with_columns(reread=pl.col("source_file").is_in(list(clock)))
-    order = new_manifest.select("source_file").with_row_index("_pos")
-    file_counts = new_manifest.select(*FILE_COUNTS.keys()).cast(FILE_COUNTS)
-
-    def ordered(frame: pl.DataFrame) -> pl.DataFrame:
-        return (frame.join(order, on="source_file", how="left", maintain_order="left")
-                .sort("_pos", "line_no", maintain_order=True, nulls_last=True).drop("_pos"))  # fmt: skip
-
-    out.batch = SourceBatch(ordered(records), ordered(quarantine), file_counts, problems)
-    out.manifest = new_manifest
+            out.problems.append(f"{u.key}: {u.problem}")
+        out.entries.append(_manifest_row(u, db, stamp, parser.days.get(u.key, set())))
+    out.read.units_read = len(read_units)
+    out.quarantine = parser.quarantine + [conform(pl.DataFrame([q for u, _, _ in read_units for q in u.quarantine],
+                                                               schema=QUARANTINE), QUARANTINE)]  # fmt: skip
+    out.entries.sort(key=lambda e: (e["db"], e["source_file"]))  # one order, whatever was read when
     return out
 
 
+def _finish_tables(entries: list[dict], quarantine: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(manifest, quarantine, file counts) in the manifest's order; clock-dependent units marked for reading again."""
+    manifest = pl.DataFrame(entries, schema=DB_MANIFEST) if entries else pl.DataFrame(schema=DB_MANIFEST)
+    clock = set(quarantine.filter(pl.col("reason").str.starts_with(CLOCK_REASONS[0])).get_column("source_file").to_list())
+    if clock:
+        manifest = manifest.with_columns(reread=pl.col("source_file").is_in(sorted(clock)))
+    order = manifest.select("source_file").with_row_index("_pos")
+    quarantine = (quarantine.join(order, on="source_file", how="left", maintain_order="left")
+                  .sort("_pos", "line_no", maintain_order=True, nulls_last=True).drop("_pos"))  # fmt: skip
+    return manifest, quarantine, manifest.select(*FILE_COUNTS.keys()).cast(FILE_COUNTS)
+
+
+def stage_agent_dbs(
+    home: Path,
+    state: SourceState,
+    *,
+    settings_key: str = "",
+    full_rebuild: bool = False,
+    reread: set[str] | None = None,
+    registry: list[tuple[str, Path]] | None = None,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+    every_s: float = 2.0,
+) -> DbRead:
+    """Bring the staged records of every agent database up to date, reading only what changed (see the
+    module doc); ``reread``: units to read again whole (a rerun of a day from the raw databases)."""
+    now = now or datetime.now(timezone.utc)
+    manifest = None if full_rebuild else state.manifest(DB_MANIFEST, settings_key)
+    why = "full rebuild requested" if full_rebuild else None
+    if why is None and state.interrupted():
+        why, manifest = "an earlier run stopped while staging", None
+    if why is None and manifest is None:
+        why = "no manifest from an earlier run"
+    if manifest is None:
+        state.reset()
+        manifest = pl.DataFrame(schema=DB_MANIFEST)
+    if reread:
+        manifest = manifest.with_columns(reread=pl.col("reread") | pl.col("source_file").is_in(sorted(reread)))
+    state.begin()
+    store = state.store
+    got = _read_dbs(home, manifest, store.add, tz=state.tz, registry=registry, now=now, progress=progress, every_s=every_s)
+    touched = store.finish(got.removal)
+    r = got.removal
+    earlier = filter_units(state.quarantine(), r.units | r.drop_new, {}, {})
+    new_manifest, quarantine, file_counts = _finish_tables(
+        got.entries, pl.concat([earlier, *[q.cast(QUARANTINE) for q in got.quarantine if q.height]]))
+    state.save(quarantine, file_counts, got.problems)
+    state.write_manifest(new_manifest, DB_MANIFEST, settings_key)
+    state.end()
+    got.read.report = ReadReport(touched=touched, problems=got.problems,
+                                 mode=f"full: {why}" if why else "incremental", summary=got.read.summary())  # fmt: skip
+    return got.read
+
+
 def read_agent_dbs(home: Path, registry: list[tuple[str, Path]] | None = None, now: datetime | None = None) -> SourceBatch:
-    """Every agent database read whole (no earlier run)."""
-    return read_agent_dbs_incremental(home, registry=registry, now=now).batch
+    """Every agent database read whole, in memory (no staging): for tests and small homes."""
+    calls: list[pl.DataFrame] = []
+    got = _read_dbs(home, pl.DataFrame(schema=DB_MANIFEST), calls.append, tz=None, registry=registry,
+                    now=now or datetime.now(timezone.utc), progress=None, every_s=2.0)  # fmt: skip
+    q = [x.cast(QUARANTINE) for x in got.quarantine if x.height]
+    manifest, quarantine, file_counts = _finish_tables(got.entries, pl.concat(q) if q else pl.DataFrame(schema=QUARANTINE))
+    records = pl.concat([c.cast(CALL_RECORDS) for c in calls]) if calls else pl.DataFrame(schema=CALL_RECORDS)
+    order = manifest.select("source_file").with_row_index("_pos")
+    records = (records.join(order, on="source_file", how="left", maintain_order="left")
+               .sort("_pos", "line_no", maintain_order=True, nulls_last=True).drop("_pos"))  # fmt: skip
+    return SourceBatch(records, quarantine, file_counts, got.problems)
 
 
 # -- session facts and auth ---------------------------------------------------------------------------------
@@ -627,59 +685,3 @@ def read_agent_facts(home: Path, registry: list[tuple[str, Path]] | None = None)
                 problems.append(f"{db.rel}#auth_profile_store: not valid JSON; ignored")
     frame = pl.DataFrame(rows, schema=SESSION_FACTS) if rows else pl.DataFrame(schema=SESSION_FACTS)
     return AgentFacts(frame.unique(["agent_id", "session_id"], keep="first", maintain_order=True), stores, problems)
-
-
-# -- the manifest beside the staged batch ---------------------------------------------------------------------
-def read_db_manifest(folder: Path) -> tuple[pl.DataFrame, str | None]:
-    """(manifest, batch digest it was written with); empty when missing, unreadable or of another version."""
-    path = folder / MANIFEST_FILE
-    if not path.exists():
-        return pl.DataFrame(schema=DB_MANIFEST), None
-    try:
-        meta = pl.read_parquet_metadata(path)
-        if meta.get("mc_pipeline.manifest_version") != MANIFEST_VERSION:
-            return pl.DataFrame(schema=DB_MANIFEST), None
-        frame = pl.read_parquet(path)
-        return frame.select([pl.col(c).cast(t) for c, t in DB_MANIFEST.items()]), meta.get("mc_pipeline.batch_digest")
-    except Exception:  # noqa: BLE001 - an unreadable manifest only means a full read
-        return pl.DataFrame(schema=DB_MANIFEST), None
-
-
-def write_db_manifest(manifest: pl.DataFrame, folder: Path, digest: str) -> None:
-    from mc_pipeline import storage
-
-    with storage.atomic_path(folder / MANIFEST_FILE) as tmp:
-        manifest.select([pl.col(c).cast(t) for c, t in DB_MANIFEST.items()]).write_parquet(
-            tmp, compression="zstd",
-            metadata={"mc_pipeline.manifest_version": MANIFEST_VERSION, "mc_pipeline.batch_digest": digest},
-        )  # fmt: skip
-
-
-def read_agent_dbs_since_last_run(
-    home: Path,
-    staging: Path,
-    load_previous: Callable[[], SourceBatch],
-    *,
-    full_rebuild: bool = False,
-    registry: list[tuple[str, Path]] | None = None,
-    progress: Progress | None = None,
-) -> DbRead:
-    """Read what changed since the batch staged in ``staging`` (its manifest beside it); write the new
-    manifest (with a digest of its batch: a batch that was never staged means a full read next run)."""
-    from mc_pipeline.readers.manifest import batch_digest
-
-    manifest, digest = read_db_manifest(staging)
-    previous, why = None, "full rebuild requested" if full_rebuild else None
-    if why is None and (digest is None or manifest.height == 0):
-        why = "no manifest from an earlier run"
-    if why is None:
-        previous = load_previous()
-        if batch_digest(previous.records, previous.quarantine, previous.file_counts) != digest:
-            previous, why = None, "the staged batch does not match the manifest (an earlier run stopped early?)"
-    read = read_agent_dbs_incremental(
-        home, previous, manifest if previous is not None else None, registry=registry, progress=progress
-    )
-    read.mode = f"full: {why}" if why else "incremental"
-    b = read.batch
-    write_db_manifest(read.manifest, staging, batch_digest(b.records, b.quarantine, b.file_counts))
-    return read

@@ -30,7 +30,7 @@ from mc_pipeline import storage
 from mc_pipeline.readers.home import TranscriptFile
 
 MANIFEST_FILE = "manifest.parquet"
-MANIFEST_VERSION = "1"
+MANIFEST_VERSION = "2"
 #: Bytes fingerprinted at the start of a file and just before its consumed offset.
 FINGERPRINT_BYTES = 1024
 #: Quarantine reasons that depend on when the run happens: such files are re-read every run.
@@ -54,6 +54,8 @@ MANIFEST: dict[str, pl.DataType] = {
     "skipped_by_rule": pl.Int64(),
     "quarantined": pl.Int64(),
     "reread": pl.Boolean(),  # re-read every run (clock-dependent quarantine)
+    "is_fork": pl.Boolean(),  # its session header names a parentSession
+    "days": pl.List(pl.Date()),  # the days (reporting zone) its call records are on
 }
 
 

@@ -25,18 +25,17 @@ import polars as pl
 
 from mc_pipeline.readers.batch import SourceBatch
 from mc_pipeline.readers.home import TranscriptFile, discover_transcripts
+from mc_pipeline.day_store import Removal
 from mc_pipeline.readers.manifest import (
     CLOCK_REASONS,
     FINGERPRINT_BYTES,
     MANIFEST,
     ReadPlan,
-    batch_digest,
     empty_manifest,
     fingerprint,
     plan_reads,
-    read_manifest,
-    write_manifest,
 )
+from mc_pipeline.readers.staged import ReadReport, SourceState, filter_units, unit_days
 from mc_pipeline.readers.transcripts import SOURCE, Piece, PieceStats, parse_pieces
 from mc_pipeline.readers.zstd_frames import ZstdError, stream_lines
 from mc_pipeline.schemas import CALL_RECORDS, FILE_COUNTS, QUARANTINE
@@ -100,6 +99,8 @@ def _header_session_id(first_line: bytes) -> str | None:
 
 
 def _add(into: PieceStats, st: PieceStats) -> None:
+    if st.is_fork is not None:
+        into.is_fork = st.is_fork
     into.lines_read += st.lines_read
     into.calls += st.calls
     into.other_entries += st.other_entries
@@ -215,13 +216,15 @@ class _UnitReader:
                 recent = body[-fp:] if len(body) >= fp else (recent + body)[-fp:]
                 n = body.count(b"\n")
                 piece = Piece(body, rel=tf.rel, agent_id=tf.agent_id, session_id=res.session_id,
-                              first_line=res.lines_consumed + 1, at_eof=False, n_lines=n)  # fmt: skip
+                              first_line=res.lines_consumed + 1, at_eof=False, n_lines=n,
+                              is_fork=(entry or {}).get("is_fork"))  # fmt: skip
                 res.bytes_consumed += len(body)
                 res.lines_consumed += n
                 self.queue(piece, res.body)
             if buf:
                 tail = Piece(buf, rel=tf.rel, agent_id=tf.agent_id, session_id=res.session_id,
-                             first_line=res.lines_consumed + 1, at_eof=True, n_lines=1)  # fmt: skip
+                             first_line=res.lines_consumed + 1, at_eof=True, n_lines=1,
+                             is_fork=(entry or {}).get("is_fork"))  # fmt: skip
                 self.queue(tail, res.tail)
         # size stays the one seen at discovery: bytes written since make the next run append, not re-read
         res.head_hash = fingerprint(head)
@@ -248,218 +251,234 @@ def _units(jobs: list[_Job], unit_bytes: int) -> list[list[_Job]]:
 
 
 @dataclass
-class IncrementalRead:
-    batch: SourceBatch
-    manifest: pl.DataFrame  # MANIFEST
+class _Collected:
+    """Everything the units of one read produced, except the call records (streamed to ``sink``)."""
+
+    quarantine: list[pl.DataFrame] = field(default_factory=list)
+    files: list[_FileResult] = field(default_factory=list)
+    days: dict[str, set] = field(default_factory=dict)  # source_file -> days of its new records
+    bytes_read: int = 0
+
+
+def _read_jobs(
+    jobs: list[_Job], sink: Callable[[pl.DataFrame], None], *, tz: str | None, progress: Progress | None,
+    every_s: float, workers: int, unit_bytes: int, now: datetime,
+) -> _Collected:
+    """Read and parse ``jobs`` on a thread pool; each unit's call records go to ``sink`` as it completes,
+    so no more than a few units' records are in memory at once."""
+    out = _Collected()
+    units = _units(jobs, unit_bytes)
+    total = sum(j.tf.size for j in jobs)
+    done, last = 0, time.monotonic()
+    if not units:
+        return out
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(units)))) as pool:
+        for res in pool.map(lambda u: _UnitReader(now, unit_bytes).run(u), units):
+            for calls in res.calls:
+                if calls.height:
+                    if tz is not None:
+                        for rel, days in unit_days(calls, tz).items():
+                            out.days.setdefault(rel, set()).update(days)
+                    sink(calls)
+            out.quarantine.extend(res.quarantine)
+            out.files.extend(res.files)
+            out.bytes_read += res.bytes_read
+            done += res.bytes_read
+            if progress and time.monotonic() - last > every_s:
+                last = time.monotonic()
+                progress(f"transcripts: {done / 1e6:.0f}/{total / 1e6:.0f} MB of {len(jobs)} new or changed files")
+    return out
+
+
+def _count_row(f: _FileResult) -> tuple[dict, PieceStats]:
+    """(file count row, consumed stats) of a file read this run (appended: added to what was consumed before)."""
+    base = f.appended_to or {}
+    consumed = PieceStats(
+        lines_read=f.lines_consumed,
+        calls=base.get("calls", 0) + f.body.calls,
+        other_entries=base.get("other_entries", 0) + f.body.other_entries,
+        skipped_by_rule=base.get("skipped_by_rule", 0) + f.body.skipped_by_rule,
+        quarantined=base.get("quarantined", 0) + f.body.quarantined,
+    )
+    row = {
+        "source": SOURCE, "source_file": f.tf.rel,
+        "lines_read": consumed.lines_read + f.tail.lines_read,
+        "calls": consumed.calls + f.tail.calls,
+        "other_entries": consumed.other_entries + f.tail.other_entries,
+        "skipped_by_rule": consumed.skipped_by_rule + f.tail.skipped_by_rule,
+        "quarantined": consumed.quarantined + f.tail.quarantined,
+    }  # fmt: skip
+    return row, consumed
+
+
+def _manifest_entry(f: _FileResult, consumed: PieceStats, days: list) -> dict:
+    base = f.appended_to or {}
+    fork = f.body.is_fork if f.body.is_fork is not None else base.get("is_fork")
+    return {
+        "source_file": f.tf.rel, "agent_id": f.tf.agent_id, "name_session_id": f.tf.session_id,
+        "session_id": f.session_id, "size": f.size, "mtime_ns": f.tf.mtime_ns, "inode": f.tf.inode,
+        "bytes_consumed": f.bytes_consumed, "lines_consumed": f.lines_consumed,
+        "head_hash": f.head_hash, "tail_hash": f.tail_hash,
+        "calls": consumed.calls, "other_entries": consumed.other_entries,
+        "skipped_by_rule": consumed.skipped_by_rule, "quarantined": consumed.quarantined, "reread": False,
+        "is_fork": bool(fork), "days": days,
+    }  # fmt: skip
+
+
+@dataclass
+class FilesRead:
+    report: ReadReport
     plan: ReadPlan
-    bytes_read: int
-    files_read: int
-    mode: str = "full"  # "incremental", or "full: <why>"
+    bytes_read: int = 0
+    files_read: int = 0
 
     def summary(self) -> dict[str, int]:
         return {**self.plan.summary(), "files_read": self.files_read, "bytes_read": self.bytes_read}
 
 
-def _previous_rows(frame: pl.DataFrame, plan: ReadPlan) -> pl.DataFrame:
-    """Rows of the last batch that stay: unchanged files, renamed files (relabelled), the complete
-    lines of appended files (rows of a former partial last line are dropped: it is read again)."""
-    keep_all = [tf.rel for tf, _ in plan.unchanged]
-    if not frame.height:
-        return frame
-    parts = [frame.filter(pl.col("source_file").is_in(keep_all))]
-    if plan.renamed:
-        moves = {e["source_file"]: tf.rel for tf, e in plan.renamed}
-        parts.append(
-            frame.filter(pl.col("source_file").is_in(list(moves))).with_columns(
-                source_file=pl.col("source_file").replace_strict(moves, return_dtype=pl.String)
-            )
-        )
-    if plan.appended and "line_no" in frame.columns:
-        upto = pl.DataFrame(
-            {"source_file": [tf.rel for tf, _ in plan.appended], "_upto": [e["lines_consumed"] for _, e in plan.appended]},
-            schema={"source_file": pl.String, "_upto": pl.Int64},
-        )
-        parts.append(
-            frame.join(upto, on="source_file", how="inner", maintain_order="left")
-            .filter(pl.col("line_no").is_null() | (pl.col("line_no") <= pl.col("_upto")))
-            .drop("_upto")
-        )
-    return pl.concat(parts)
-
-
-def read_transcripts_incremental(
+def stage_transcript_files(
     home: Path,
-    previous: SourceBatch | None = None,
-    manifest: pl.DataFrame | None = None,
+    state: SourceState,
     *,
+    settings_key: str = "",
+    full_rebuild: bool = False,
+    reread: set[str] | None = None,
     progress: Progress | None = None,
     every_s: float = 2.0,
     workers: int = WORKERS,
     unit_bytes: int = UNIT_BYTES,
     now: datetime | None = None,
-) -> IncrementalRead:
-    """The transcript batch of ``home`` as a full read would give it, reading only what changed."""
-    found = discover_transcripts(home)
+) -> FilesRead:
+    """Bring the staged transcript records of ``home`` up to date, reading only what changed.
+
+    The day store (``state.store``) then holds what a full read would give, by day; the returned report
+    names the days whose records changed. ``reread``: files to read again whole whatever their state (a
+    rerun of a day from the raw files). ``settings_key``: what the records depend on besides the files
+    (the time zone of the days); a manifest written under another key means a full read."""
     now = now or datetime.now(timezone.utc)
-    if previous is None or manifest is None:
-        previous, manifest = SourceBatch.empty(), empty_manifest()
+    found = discover_transcripts(home)
+    manifest = None if full_rebuild else state.manifest(MANIFEST, settings_key)
+    why = "full rebuild requested" if full_rebuild else None
+    if why is None and state.interrupted():
+        why, manifest = "an earlier run stopped while staging", None
+    if why is None and manifest is None:
+        why = "no manifest from an earlier run"
+    if manifest is None:
+        state.reset()
+        manifest = empty_manifest()
+    if reread:
+        manifest = manifest.with_columns(reread=pl.col("reread") | pl.col("source_file").is_in(sorted(reread)))
     plan = plan_reads(found.files, manifest)
-    # an appended file whose former partial line is gone (shrunk between runs) was planned "full"
+    prev = {row["source_file"]: row for row in manifest.iter_rows(named=True)}
+
+    removal = Removal()
+    for tf in plan.full:
+        if tf.rel in prev:
+            removal.units.add(tf.rel)
+            removal.days.update(prev[tf.rel]["days"] or [])
+    for tf, e in plan.appended:
+        removal.after_line[tf.rel] = e["lines_consumed"]
+        removal.days.update(e["days"] or [])
+    for tf, e in plan.renamed:
+        removal.relabel[e["source_file"]] = tf.rel
+        removal.days.update(e["days"] or [])
+    for rel in plan.vanished:
+        removal.units.add(rel)
+        removal.days.update(prev[rel]["days"] or [])
+
     jobs = [_Job(tf, e) for tf, e in plan.appended] + [_Job(tf) for tf in plan.full]
     order = {tf.rel: i for i, tf in enumerate(found.files)}
     jobs.sort(key=lambda j: order[j.tf.rel])
-    units = _units(jobs, unit_bytes)
-    total = sum(j.tf.size for j in jobs)
-
-    results: list[_UnitResult] = []
-    done, last = 0, time.monotonic()
-    if units:
-        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(units)))) as pool:
-            for res in pool.map(lambda u: _UnitReader(now, unit_bytes).run(u), units):
-                results.append(res)
-                done += res.bytes_read
-                if progress and time.monotonic() - last > every_s:
-                    last = time.monotonic()
-                    progress(f"transcripts: {done / 1e6:.0f}/{total / 1e6:.0f} MB of {len(jobs)} new or changed files")
+    state.begin()
+    store = state.store
+    got = _read_jobs(jobs, store.add, tz=state.tz, progress=progress, every_s=every_s, workers=workers,
+                     unit_bytes=unit_bytes, now=now)  # fmt: skip
 
     problems = list(found.problems)
-    file_results = [f for r in results for f in r.files]
-    failed = {f.tf.rel for f in file_results if f.error}
-    for f in file_results:
-        if f.error:
-            problems.append(f"{f.tf.rel}: {f.error}")
-    # an appended file that turned out rewritten was read whole: none of its old rows stay
-    rewritten = {f.tf.rel for f in file_results if not f.error and f.appended_to is None}
-    plan.appended = [(tf, e) for tf, e in plan.appended if tf.rel not in rewritten and tf.rel not in failed]
+    failed = {f.tf.rel for f in got.files if f.error}
+    problems += [f"{f.tf.rel}: {f.error}" for f in got.files if f.error]
+    rewritten = {f.tf.rel for f in got.files if not f.error and f.appended_to is None and f.tf.rel in removal.after_line}
+    # an appended file that turned out rewritten, or that could not be read: none of its old rows stay,
+    # nor rows parsed before a failure
+    for rel in rewritten | failed:
+        removal.after_line.pop(rel, None)
+        removal.units.add(rel)
+        removal.days.update(got.days.get(rel, set()) | set((prev.get(rel) or {}).get("days") or []))
+    removal.drop_new |= failed
+    touched = store.finish(removal)
 
-    if not jobs and not plan.renamed and not plan.vanished and len(plan.unchanged) == previous.file_counts.height:
-        # nothing new: the last batch is the answer (no copies, no re-sorting)
-        return IncrementalRead(
-            batch=SourceBatch(previous.records, previous.quarantine, previous.file_counts, problems),
-            manifest=manifest.filter(pl.col("source_file").is_in([tf.rel for tf, _ in plan.unchanged])),
-            plan=plan,
-            bytes_read=0,
-            files_read=0,
-        )
+    quarantine = filter_units(state.quarantine(), removal.units, removal.after_line, removal.relabel)
+    new_q = [q for q in got.quarantine if q.height]
+    quarantine = pl.concat([quarantine, *[q.cast(QUARANTINE) for q in new_q]]).filter(~pl.col("source_file").is_in(sorted(failed)))
 
-    new_calls = [c for r in results for c in r.calls]
-    new_q = [q for r in results for q in r.quarantine]
-    records = pl.concat([_previous_rows(previous.records, plan)] + new_calls) if new_calls else _previous_rows(previous.records, plan)
-    quarantine = pl.concat([_previous_rows(previous.quarantine, plan)] + new_q) if new_q else _previous_rows(previous.quarantine, plan)
-    if failed:
-        records = records.filter(~pl.col("source_file").is_in(list(failed)))
-        quarantine = quarantine.filter(~pl.col("source_file").is_in(list(failed)))
-
-    # per-file counts and the new manifest
-    kept_counts = previous.file_counts.filter(pl.col("source_file").is_in([tf.rel for tf, _ in plan.unchanged]))
+    keep = [tf.rel for tf, _ in plan.unchanged]
+    counts = [state.file_counts().filter(pl.col("source_file").is_in(keep))]
+    entries = [e for _, e in plan.unchanged]
     if plan.renamed:
         moves = {e["source_file"]: tf.rel for tf, e in plan.renamed}
-        kept_counts = pl.concat([
-            kept_counts,
-            previous.file_counts.filter(pl.col("source_file").is_in(list(moves))).with_columns(
-                source_file=pl.col("source_file").replace_strict(moves, return_dtype=pl.String)
-            ),
-        ])
-    rows, entries = [], []
-    for tf, e in plan.unchanged:
-        entries.append(e)
-    for tf, e in plan.renamed:
-        entries.append({**e, "source_file": tf.rel})
-    for f in file_results:
+        counts.append(state.file_counts().filter(pl.col("source_file").is_in(list(moves))).with_columns(
+            source_file=pl.col("source_file").replace_strict(moves, return_dtype=pl.String)))
+        entries += [{**e, "source_file": tf.rel} for tf, e in plan.renamed]
+    rows = []
+    for f in got.files:
         if f.error:
             continue
-        base = f.appended_to or {}
-        consumed = PieceStats(
-            lines_read=f.lines_consumed,
-            calls=base.get("calls", 0) + f.body.calls,
-            other_entries=base.get("other_entries", 0) + f.body.other_entries,
-            skipped_by_rule=base.get("skipped_by_rule", 0) + f.body.skipped_by_rule,
-            quarantined=base.get("quarantined", 0) + f.body.quarantined,
-        )
-        rows.append({
-            "source": SOURCE, "source_file": f.tf.rel,
-            "lines_read": consumed.lines_read + f.tail.lines_read,
-            "calls": consumed.calls + f.tail.calls,
-            "other_entries": consumed.other_entries + f.tail.other_entries,
-            "skipped_by_rule": consumed.skipped_by_rule + f.tail.skipped_by_rule,
-            "quarantined": consumed.quarantined + f.tail.quarantined,
-        })  # fmt: skip
-        entries.append({
-            "source_file": f.tf.rel, "agent_id": f.tf.agent_id, "name_session_id": f.tf.session_id,
-            "session_id": f.session_id, "size": f.size, "mtime_ns": f.tf.mtime_ns, "inode": f.tf.inode,
-            "bytes_consumed": f.bytes_consumed, "lines_consumed": f.lines_consumed,
-            "head_hash": f.head_hash, "tail_hash": f.tail_hash,
-            "calls": consumed.calls, "other_entries": consumed.other_entries,
-            "skipped_by_rule": consumed.skipped_by_rule, "quarantined": consumed.quarantined, "reread": False,
-        })  # fmt: skip
-    file_counts = pl.concat([kept_counts.cast(FILE_COUNTS), pl.DataFrame(rows, schema=FILE_COUNTS)])
+        row, consumed = _count_row(f)
+        rows.append(row)
+        old_days = set((f.appended_to or {}).get("days") or [])
+        entries.append(_manifest_entry(f, consumed, sorted(old_days | got.days.get(f.tf.rel, set()))))
+    file_counts = pl.concat([c.cast(FILE_COUNTS) for c in counts] + [pl.DataFrame(rows, schema=FILE_COUNTS)])
 
-    # one order, whatever was read when: discovery order of files, then line order
-    pos = pl.DataFrame(
-        {"source_file": list(order), "_pos": list(order.values())}, schema={"source_file": pl.String, "_pos": pl.Int64}
-    )
+    pos = pl.DataFrame({"source_file": list(order), "_pos": list(order.values())},
+                       schema={"source_file": pl.String, "_pos": pl.Int64})  # fmt: skip
 
     def ordered(frame: pl.DataFrame, by_line: bool = True) -> pl.DataFrame:
         out = frame.join(pos, on="source_file", how="left", maintain_order="left")
         return out.sort(["_pos", "line_no"] if by_line else ["_pos"], maintain_order=True, nulls_last=True).drop("_pos")
 
-    records = ordered(records.cast(CALL_RECORDS))
-    quarantine = ordered(quarantine.cast(QUARANTINE))
-    file_counts = ordered(file_counts, by_line=False)
-
-    clock = (
-        quarantine.filter(pl.col("reason").str.starts_with(CLOCK_REASONS[0]))
-        .get_column("source_file")
-        .unique()
-        .to_list()
-    )
+    quarantine, file_counts = ordered(quarantine), ordered(file_counts, by_line=False)
+    clock = set(quarantine.filter(pl.col("reason").str.starts_with(CLOCK_REASONS[0])).get_column("source_file").to_list())
     new_manifest = pl.DataFrame(entries, schema=MANIFEST) if entries else empty_manifest()
     if clock:
-        new_manifest = new_manifest.with_columns(reread=pl.col("source_file").is_in(clock))
-    return IncrementalRead(
-        batch=SourceBatch(records=records, quarantine=quarantine, file_counts=file_counts, problems=problems),
-        manifest=new_manifest,
-        plan=plan,
-        bytes_read=sum(r.bytes_read for r in results),
-        files_read=len([f for f in file_results if not f.error]),
-    )
-
-
-def read_transcripts_since_last_run(
-    home: Path,
-    staging: Path,
-    load_previous: Callable[[], SourceBatch],
-    *,
-    full_rebuild: bool = False,
-    progress: Progress | None = None,
-    **kw,
-) -> IncrementalRead:
-    """Read what changed since the batch staged in ``staging`` (its manifest beside it); write the new manifest.
-
-    The manifest is written before the batch is staged (the IO manager stages it after the asset
-    returns); it carries a digest of its batch, so a batch that was never staged is noticed next run and
-    answered with a full rebuild. ``full_rebuild`` ignores the manifest and reads everything.
-    """
-    manifest, digest = read_manifest(staging)
-    previous, why = None, "full rebuild requested" if full_rebuild else None
-    if why is None and (digest is None or manifest.height == 0):
-        why = "no manifest from an earlier run"
-    if why is None:
-        previous = load_previous()
-        if batch_digest(previous.records, previous.quarantine, previous.file_counts) != digest:
-            previous, why = None, "the staged batch does not match the manifest (an earlier run stopped early?)"
-    read = read_transcripts_incremental(
-        home, previous, manifest if previous is not None else None, progress=progress, **kw
-    )
-    read.mode = f"full: {why}" if why else "incremental"
-    b = read.batch
-    write_manifest(read.manifest, staging, batch_digest(b.records, b.quarantine, b.file_counts))
+        new_manifest = new_manifest.with_columns(reread=pl.col("source_file").is_in(sorted(clock)))
+    state.save(quarantine, file_counts, problems)
+    state.write_manifest(new_manifest, MANIFEST, settings_key)
+    state.end()
+    report = ReadReport(touched=touched, problems=problems, mode=f"full: {why}" if why else "incremental")
+    read = FilesRead(report, plan, got.bytes_read, len([f for f in got.files if not f.error]))
+    report.summary = read.summary()
     return read
 
 
-def read_transcripts(home: Path, progress: Progress | None = None, every_s: float = 2.0) -> SourceBatch:
-    """Parse all live, topic, reset and deleted transcripts under ``home`` (never .bak copies)."""
-    return read_transcripts_incremental(home, progress=progress, every_s=every_s).batch
+def read_transcripts(home: Path, progress: Progress | None = None, every_s: float = 2.0,
+                     now: datetime | None = None, unit_bytes: int = UNIT_BYTES, workers: int = WORKERS) -> SourceBatch:
+    """Parse all live, topic, reset and deleted transcripts under ``home`` (never .bak copies), in memory
+    (no staging): for tests and small homes."""
+    now = now or datetime.now(timezone.utc)
+    found = discover_transcripts(home)
+    calls: list[pl.DataFrame] = []
+    got = _read_jobs([_Job(tf) for tf in found.files], calls.append, tz=None, progress=progress, every_s=every_s,
+                     workers=workers, unit_bytes=unit_bytes, now=now)  # fmt: skip
+    problems = list(found.problems) + [f"{f.tf.rel}: {f.error}" for f in got.files if f.error]
+    failed = {f.tf.rel for f in got.files if f.error}
+    rows = [_count_row(f)[0] for f in got.files if not f.error]
+    order = {tf.rel: i for i, tf in enumerate(found.files)}
+    pos = pl.DataFrame({"source_file": list(order), "_pos": list(order.values())},
+                       schema={"source_file": pl.String, "_pos": pl.Int64})  # fmt: skip
+
+    def ordered(frame: pl.DataFrame, by_line: bool = True) -> pl.DataFrame:
+        frame = frame.filter(~pl.col("source_file").is_in(sorted(failed)))
+        out = frame.join(pos, on="source_file", how="left", maintain_order="left")
+        return out.sort(["_pos", "line_no"] if by_line else ["_pos"], maintain_order=True, nulls_last=True).drop("_pos")
+
+    records = pl.concat([c.cast(CALL_RECORDS) for c in calls]) if calls else pl.DataFrame(schema=CALL_RECORDS)
+    q = [x.cast(QUARANTINE) for x in got.quarantine if x.height]
+    return SourceBatch(
+        records=ordered(records),
+        quarantine=ordered(pl.concat(q)) if q else pl.DataFrame(schema=QUARANTINE),
+        file_counts=ordered(pl.DataFrame(rows, schema=FILE_COUNTS), by_line=False),
+        problems=problems,
+    )
 
 
 def with_line_excerpts(home: Path, rows: pl.DataFrame) -> pl.DataFrame:
