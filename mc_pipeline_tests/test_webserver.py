@@ -55,9 +55,10 @@ def graphql(port: int, query: str, variables: dict | None = None) -> dict:
     return doc["data"]
 
 
-def small_home(home: Path) -> int:
-    """Two agents, three sessions in the real format; returns the number of model calls planted."""
-    t = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=3)
+def small_home(home: Path, now: datetime | None = None) -> int:
+    """Two agents, four sessions in the real format, calls on three UTC days (the day of ``t``, the two
+    before it: see :func:`planted_days`); returns the number of model calls planted."""
+    t = (now or datetime.now(timezone.utc)).replace(microsecond=0) - timedelta(hours=3)
     main = [h.session_line("web-1", t), h.user(t)]
     main += [h.assistant(t + timedelta(minutes=i), u=h.usage(100 * i, 20, 500, 10, cost=0.01)) for i in range(1, 5)]
     main += [h.mirror(t)]
@@ -69,7 +70,22 @@ def small_home(home: Path) -> int:
               h.assistant(t, provider="openai", model="gpt-5.1-codex", api="openai-responses")]
     h.write_session(home, worker, agent="worker", session_id="web-2")
     h.write_sessions_index(home, "main", {"agent:main:main": "web-1"})
-    return 4 + 1 + 1
+    # one file holding two days (noon UTC, far from midnight): a rerun of one of them reads it again whole
+    d1, d2 = (datetime.combine(t.date() - timedelta(days=n), datetime.min.time(), timezone.utc) + timedelta(hours=12)
+              for n in (1, 2))
+    spanning = [h.session_line("web-3", d2), h.user(d2),
+                h.assistant(d2 + timedelta(minutes=1), u=h.usage(300, 40, 0, 0, cost=0.03)),
+                h.user(d1),
+                h.assistant(d1 + timedelta(minutes=1), u=h.usage(700, 70, 1000, 0, cost=0.07)),
+                h.assistant(d1 + timedelta(minutes=9), u=h.usage(900, 90, 2000, 0, cost=0.11))]
+    h.write_session(home, spanning, session_id="web-3")
+    return 4 + 1 + 1 + 3
+
+
+def planted_days(now: datetime) -> list[str]:
+    """The UTC days :func:`small_home` (called at ``now``) planted calls on."""
+    d0 = (now - timedelta(hours=3)).date()
+    return sorted((d0 - timedelta(days=n)).isoformat() for n in range(3))
 
 
 def wait_for(what: str, probe, timeout: float, procs: list[subprocess.Popen], every: float = 0.5):
@@ -108,7 +124,8 @@ def server(tmp_path_factory):
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").write_text(dagster_yaml(dagster_home))  # the config `make run`/`make dev` write
     init_instance(dagster_home)
-    planted = small_home(tmp / "home")
+    planted_at = datetime.now(timezone.utc)
+    planted = small_home(tmp / "home", planted_at)
     env = {
         **os.environ,
         "DAGSTER_HOME": str(dagster_home),
@@ -130,7 +147,7 @@ def server(tmp_path_factory):
         ),
     ]
     try:
-        yield {"port": port, "tmp": tmp, "planted": planted, "procs": procs}
+        yield {"port": port, "tmp": tmp, "planted": planted, "days": planted_days(planted_at), "procs": procs}
     finally:
         for p in procs:
             if p.poll() is None:
