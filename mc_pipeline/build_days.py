@@ -279,7 +279,7 @@ def build_and_write(config, *, days: list[date] | None = None, aggregates_only: 
     from mc_pipeline.daily import daily_tables
     from mc_pipeline.ingest import states
     from mc_pipeline.reconcile import reconcile_accounting
-    from mc_pipeline.schemas import LlmCallsModel
+    from mc_pipeline.contracts import LlmCallsModel
     from mc_pipeline.tables import AGGREGATES, Tables
 
     tables = Tables(config.data)

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pandera.polars as pa
 import polars as pl
 
 from mc_pipeline.billing import assign_billing
 from mc_pipeline.error_classes import classify_status
 from mc_pipeline.pricing import price_calls
-from mc_pipeline.schemas import LLM_CALLS, QUARANTINE, LlmCallsModel, conform
+from mc_pipeline.schemas import LLM_CALLS, QUARANTINE, conform
 from mc_pipeline.task_types import TaskRules, assign_task_types
 
 #: Characters of thinking text per token when a call's thinking must be estimated (English prose
@@ -103,6 +102,10 @@ def drop_duplicates(calls: pl.DataFrame, days=None) -> tuple[pl.DataFrame, pl.Da
 
 def validate(calls: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(rows that satisfy ``LlmCallsModel``, quarantine rows naming the failed check)."""
+    import pandera.polars as pa
+
+    from mc_pipeline.contracts import LlmCallsModel
+
     calls = calls.with_row_index("_row")
     try:
         LlmCallsModel.validate(calls, lazy=True)

@@ -105,7 +105,7 @@ def stage_sources(
         report, api = stage_whole_file(st["interactions_db_records"], stamp, read_db, settings_key=key,
                                        full_rebuild=full_rebuild or bool(reread.get("interactions_db_records")))  # fmt: skip
         if api is not None or not (tables.table_dir("api_calls") / "api_calls.parquet").exists():
-            from mc_pipeline.schemas import ApiCallsModel
+            from mc_pipeline.contracts import ApiCallsModel
 
             api = api if api is not None else read_db()[1]
             ApiCallsModel.validate(api)

@@ -75,6 +75,7 @@ class CachedSqliteEventLogStorage(SqliteEventLogStorage):
                 poolclass=StaticPool,
                 connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
             )
+            db.event.listen(engine, "connect", _no_fsync_per_commit)
             self._engines[shard] = engine
             while len(self._engines) > OPEN_SHARDS + 1:
                 oldest = next(iter(self._engines))
@@ -116,6 +117,12 @@ class CachedSqliteEventLogStorage(SqliteEventLogStorage):
         super().dispose()
 
 
+def _no_fsync_per_commit(dbapi_connection, _record) -> None:
+    """WAL databases with ``synchronous=NORMAL``: a commit no longer waits for an fsync (SQLite still syncs at
+    each checkpoint; a power cut, not a crash, may lose the last events). Event logs are run history."""
+    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+
 def ensure_dagster_home(data_dir: Path) -> Path:
     """``$DAGSTER_HOME`` (default ``$MC_DATA_DIR/dagster_home``) with mc_pipeline's ``dagster.yaml``; an
     unedited one from an older version is brought up to date, an edited one left alone."""
@@ -126,7 +133,9 @@ def ensure_dagster_home(data_dir: Path) -> Path:
         text = cfg.read_text()
     except OSError:
         text = None
-    if text is None or (text.startswith(_OURS) and "event_log_storage" not in text and _unedited_v1(text)):
+    if text is None or (text.startswith(_OURS) and "event_log_storage" not in text and _unedited_v1(text)) or (
+        text.startswith(_OURS) and "CachedSqliteEventLogStorage" in text and "base_dir" not in text
+    ):
         cfg.write_text(dagster_yaml(home))
     os.environ["DAGSTER_HOME"] = str(home)
     return home

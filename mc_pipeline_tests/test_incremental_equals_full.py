@@ -154,3 +154,32 @@ def test_incremental_equals_a_full_rebuild_after_every_kind_of_change(tmp_path):
         # a setting that changes every figure (cost mode), and one that changes every day (the zone)
         check(cost_mode="calculate")
         check(cost_mode="calculate", timezone="UTC")
+
+
+@pytest.mark.slow
+def test_cli_rerun_of_one_day_rewrites_that_day_only_with_the_same_figures(tmp_path, monkeypatch):
+    from mc_pipeline import cli
+
+    home, data = tmp_path / "home", tmp_path / "data"
+    for i, sid in enumerate(("77777777-7777-4777-8777-777777777777", "88888888-8888-4888-8888-888888888888")):
+        h.write_session(home, [h.session_line(sid, T0), *turn(T0 + timedelta(days=i)), *turn(T0 + timedelta(days=i + 1))],
+                        session_id=sid)
+    for k in [k for k in __import__("os").environ if k.startswith(("MC_", "OPENCLAW_"))]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("OPENCLAW_HOME", str(home))
+    monkeypatch.setenv("MC_DATA_DIR", str(data))
+    monkeypatch.setenv("MC_TIMEZONE", "UTC")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
+    assert cli.run(["--quiet"]) == 0
+    files = sorted((data / "parquet" / "llm_calls").glob("day=*/part-0.parquet"))
+    assert len(files) == 3
+    before = {f: (f.stat().st_ino, f.stat().st_mtime_ns) for f in files}
+    calls = Tables(data).load("llm_calls").sort("call_id")
+    day = (T0 + timedelta(days=1)).date()
+    assert cli.rerun(["--day", day.strftime("%Y%m%d"), "--quiet"]) == 0
+    changed = {f.parent.name for f in files if (f.stat().st_ino, f.stat().st_mtime_ns) != before[f]}
+    assert changed == {f"day={day.isoformat()}"}
+    assert_frame_equal(Tables(data).load("llm_calls").sort("call_id"), calls)
+    with pytest.raises(SystemExit) as bad:
+        cli.rerun(["--day", "2026-13-01"])
+    assert bad.value.code == 2

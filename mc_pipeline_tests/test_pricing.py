@@ -13,6 +13,7 @@ import pytest
 from genai_prices import Usage
 
 from mc_pipeline import pricing
+from mc_pipeline_tests import homes as h
 from mc_pipeline.pricing import price_calls, price_calls_and_table, price_table, unpriced_models
 
 SCHEMA: dict[str, pl.DataType] = {
@@ -25,7 +26,7 @@ SCHEMA: dict[str, pl.DataType] = {
     "cache_write_tokens": pl.Int64(),
     "cost_recorded_usd": pl.Float64(),
 }
-REAL = Path("/work/shared/real/pi-transcripts")
+REAL = h.REAL_DIR  # the one path helper the tests share
 
 
 def ts(*args: int) -> datetime:

@@ -13,7 +13,8 @@ import pytest
 
 from mc_pipeline.error_classes import classify_status
 from mc_pipeline.readers.interactions_db import is_wal_file, open_mode, read_interactions_db, sidecar
-from mc_pipeline.schemas import API_CALLS, CALL_RECORDS, ApiCallsModel
+from mc_pipeline.contracts import ApiCallsModel
+from mc_pipeline.schemas import API_CALLS, CALL_RECORDS
 
 SECRET = "MY SECRET PROMPT about +4915112345678"
 

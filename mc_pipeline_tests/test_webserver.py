@@ -325,3 +325,217 @@ def test_launch_refresh_all_over_graphql_and_wait_for_success(loaded):
     assert calls.height == loaded["planted"]
     assert set(calls.get_column("agent_id")) == {"main", "worker"}
     assert calls.filter(pl.col("status") == "error").height == 1
+
+
+# -- the day partitions of llm_calls over GraphQL: status after a refresh, a rerun of one day -----------------
+ACTIVE = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"]
+RUNS_FILTERED = """
+query Runs($filter: RunsFilter) { runsOrError(filter: $filter) { __typename
+  ... on Runs { results { runId jobName status startTime endTime tags { key value } } } } }
+"""
+PARTITIONS_QUERY = """
+query Partitions($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { __typename ... on AssetNode {
+  isPartitioned
+  partitionKeysByDimension { name partitionKeys }
+  partitionStats { numMaterialized numPartitions numFailed numMaterializing }
+  assetPartitionStatuses { __typename ... on TimePartitionStatuses { ranges { startKey endKey status } } } } } }
+"""
+LATEST_BY_PARTITION = """
+query Latest($key: AssetKeyInput!, $partitions: [String!]) { assetNodeOrError(assetKey: $key) { __typename
+  ... on AssetNode { latestMaterializationByPartition(partitions: $partitions) { partition runId timestamp } } } }
+"""
+MATERIALIZATIONS = """
+query Mats($key: AssetKeyInput!, $partitions: [String!]) { assetOrError(assetKey: $key) { __typename
+  ... on Asset { assetMaterializations(partitions: $partitions) { partition runId timestamp } } } }
+"""
+AUTOMATION_QUERY = """
+{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name }
+  schedules { name scheduleState { id status } } sensors { name sensorState { id status } } } } } }
+"""
+STOP_SCHEDULE = """
+mutation Stop($id: String!) { stopRunningSchedule(id: $id) { __typename
+  ... on ScheduleStateResult { scheduleState { status } } ... on PythonError { message } } }
+"""
+STOP_SENSOR = """
+mutation Stop($id: String!) { stopSensor(id: $id) { __typename
+  ... on StopSensorMutationResult { instigationState { status } } ... on PythonError { message } } }
+"""
+RESET_SCHEDULE = """
+mutation Reset($s: ScheduleSelector!) { resetSchedule(scheduleSelector: $s) { __typename } }
+"""
+RESET_SENSOR = """
+mutation Reset($s: SensorSelector!) { resetSensor(sensorSelector: $s) { __typename } }
+"""
+LLM_CALLS_KEY = {"path": ["llm_calls"]}
+
+
+def runs_where(port: int, **filter_) -> list[dict]:
+    got = graphql(port, RUNS_FILTERED, {"filter": filter_})["runsOrError"]
+    assert got["__typename"] == "Runs", got
+    return got["results"]
+
+
+def server_logs(tmp: Path) -> str:
+    return "".join(f"\n--- {n}.log (tail) ---\n" + (tmp / f"{n}.log").read_text(errors="replace")[-3000:]
+                   for n in ("webserver", "daemon"))  # fmt: skip
+
+
+def wait_run_success(loaded: dict, run_id: str, what: str) -> dict:
+    """Wait (bounded) for a run to end; fail with its failure events and the servers' logs unless it succeeded."""
+    port = loaded["port"]
+
+    def ended():
+        run = graphql(port, RUN_QUERY, {"id": run_id})["runOrError"]
+        assert run["__typename"] == "Run", run
+        return run if run["status"] in ("SUCCESS", "FAILURE", "CANCELED") else None
+
+    run = wait_for(f"{what} (run {run_id}) finished", ended, RUN_TIMEOUT_S, loaded["procs"], every=1.0)
+    assert run["status"] == "SUCCESS", f"{what}: run {run_id} ended {run['status']}\n" + failure_text(
+        port, run_id) + server_logs(loaded["tmp"])  # fmt: skip
+    return run
+
+
+def wait_no_active_run(loaded: dict) -> None:
+    port = loaded["port"]
+    wait_for("no run queued or in progress", lambda: not runs_where(port, statuses=ACTIVE), RUN_TIMEOUT_S,
+             loaded["procs"], every=1.0)  # fmt: skip
+
+
+def stop_automation(port: int) -> list[tuple[str, dict]]:
+    """Stop the hourly schedule and the sensor (a refresh run at the top of the hour must not write day files
+    while the rerun is measured); returns what to reset afterwards."""
+    repo = next(r for r in graphql(port, AUTOMATION_QUERY)["repositoriesOrError"]["nodes"]
+                if r["location"]["name"] == LOCATION)  # fmt: skip
+    base = {"repositoryLocationName": LOCATION, "repositoryName": repo["name"]}
+    stopped = []
+    for s in repo["schedules"]:
+        if s["scheduleState"]["status"] == "RUNNING":
+            got = graphql(port, STOP_SCHEDULE, {"id": s["scheduleState"]["id"]})["stopRunningSchedule"]
+            assert got["__typename"] == "ScheduleStateResult", got
+            stopped.append((RESET_SCHEDULE, {**base, "scheduleName": s["name"]}))
+    for s in repo["sensors"]:
+        if s["sensorState"]["status"] == "RUNNING":
+            got = graphql(port, STOP_SENSOR, {"id": s["sensorState"]["id"]})["stopSensor"]
+            assert got["__typename"] == "StopSensorMutationResult", got
+            stopped.append((RESET_SENSOR, {**base, "sensorName": s["name"]}))
+    return stopped
+
+
+def materialized_partitions(port: int) -> tuple[list[str], dict]:
+    """(the llm_calls partitions the UI shows as materialized, the asset node's partition fields)."""
+    node = graphql(port, PARTITIONS_QUERY, {"key": LLM_CALLS_KEY})["assetNodeOrError"]
+    assert node["__typename"] == "AssetNode" and node["isPartitioned"], node
+    keys = node["partitionKeysByDimension"][0]["partitionKeys"]
+    statuses = node["assetPartitionStatuses"]
+    assert statuses["__typename"] == "TimePartitionStatuses", statuses
+    where = {k: i for i, k in enumerate(keys)}
+    done = []
+    for r in statuses["ranges"]:
+        if r["status"] == "MATERIALIZED":  # startKey..endKey, both included
+            done += keys[where[r["startKey"]] : where[r["endKey"]] + 1]
+    return sorted(done), node
+
+
+def latest_by_partition(port: int, days: list[str]) -> dict[str, dict | None]:
+    node = graphql(port, LATEST_BY_PARTITION, {"key": LLM_CALLS_KEY, "partitions": days})["assetNodeOrError"]
+    assert node["__typename"] == "AssetNode", node
+    return dict(zip(days, node["latestMaterializationByPartition"]))
+
+
+def day_files(data: Path, table: str = "llm_calls") -> dict[str, tuple[int, int]]:
+    """day -> (inode, mtime_ns) of every ``parquet/<table>/day=*/part-0.parquet``."""
+    out = {}
+    for f in sorted((data / "parquet" / table).glob("day=*/part-0.parquet")):
+        st = f.stat()
+        out[f.parent.name.removeprefix("day=")] = (st.st_ino, st.st_mtime_ns)
+    return out
+
+
+def launch_partition(port: int, repo_name: str, day: str) -> str:
+    """What the UI's "Materialize" of one partition of llm_calls sends: the implicit asset job, the asset
+    selected, the partition as the run's tag."""
+    params = {
+        "selector": {"repositoryLocationName": LOCATION, "repositoryName": repo_name, "jobName": "__ASSET_JOB",
+                     "assetSelection": [LLM_CALLS_KEY], "assetCheckSelection": []},
+        "runConfigData": {},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": day}]},
+    }  # fmt: skip
+    launched = graphql(port, LAUNCH, {"params": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return launched["run"]["runId"]
+
+
+def test_llm_calls_partitions_and_rerun_of_one_day_over_graphql(loaded):
+    """After a refresh, the UI shows exactly the days with calls (the day folders on disk) as materialized
+    partitions of llm_calls, each with its materialisation; rerunning one day from the UI rewrites that
+    day's file only, with the figures of the full build."""
+    port, tmp = loaded["port"], loaded["tmp"]
+    data = tmp / "data"
+    repos = graphql(port, REPO_QUERY)["repositoriesOrError"]["nodes"]
+    repo_name = next(r["name"] for r in repos if r["location"]["name"] == LOCATION)
+    stopped = stop_automation(port)
+    try:
+        # a refresh run of refresh_all has completed (the test above launches two; alone, launch one)
+        if not runs_where(port, pipelineName="refresh_all", statuses=["SUCCESS"]):
+            wait_run_success(loaded, launch(port, repo_name, IN_PROCESS, "partitions-test"), "refresh_all")
+        wait_no_active_run(loaded)  # the sensor's run included: nothing writes while we measure
+
+        # 1. the materialized partitions are the days with calls, and the day folders on disk
+        expected = loaded["days"]
+        assert len(expected) == 3
+        on_disk = day_files(data)
+        assert sorted(on_disk) == expected, f"day folders {sorted(on_disk)} != days with calls {expected}"
+        done, node = materialized_partitions(port)
+        assert done == expected, f"materialized partitions {done} != days with calls {expected}; {node['assetPartitionStatuses']}"
+        stats = node["partitionStats"]
+        assert (stats["numMaterialized"], stats["numFailed"], stats["numMaterializing"]) == (3, 0, 0), stats
+        keys = node["partitionKeysByDimension"][0]["partitionKeys"]
+        assert keys[0] == "2014-12-31" and stats["numPartitions"] == len(keys), (keys[:1], stats)
+        assert set(expected) <= set(keys), f"days {expected} not among the partition keys (last: {keys[-3:]})"
+        refresh_ids = {r["runId"] for r in runs_where(port, pipelineName="refresh_all", statuses=["SUCCESS"])}
+        now_ms = time.time() * 1000
+        before = latest_by_partition(port, expected)
+        for day, mat in before.items():
+            assert mat is not None, f"{day}: no materialization of llm_calls (partition statuses say materialized)"
+            assert mat["partition"] == day, mat
+            assert mat["runId"] in refresh_ids, f"{day}: materialized by {mat['runId']}, not a refresh run {refresh_ids}"
+            assert mat["timestamp"] and 0 < float(mat["timestamp"]) <= now_ms, mat
+        history = graphql(port, MATERIALIZATIONS, {"key": LLM_CALLS_KEY, "partitions": expected})["assetOrError"]
+        assert history["__typename"] == "Asset", history
+        assert {m["partition"] for m in history["assetMaterializations"]} == set(expected), history
+
+        # 2. rerun one day (the middle one: its file also holds the day before) from the UI
+        day = expected[1]
+        tables = Tables(data)
+        old = tables.read_days("llm_calls", [datetime.fromisoformat(day).date()])
+        assert old.height == 2, old
+        usage_before = day_files(data, "usage_daily")
+        run_id = launch_partition(port, repo_name, day)
+        run = wait_run_success(loaded, run_id, f"rerun of llm_calls {day}")
+        assert {t["key"]: t["value"] for t in run["tags"]}.get("dagster/partition") == day, run["tags"]
+        wait_no_active_run(loaded)
+        others = [r for r in runs_where(port, createdAfter=run["startTime"] - 60) if r["runId"] != run_id]
+
+        after = day_files(data)
+        assert sorted(after) == expected, f"day folders after the rerun: {sorted(after)}"
+        assert after[day] != on_disk[day], f"{day}: llm_calls file not rewritten by the rerun {on_disk[day]}"
+        changed = [d for d in expected if d != day and after[d] != on_disk[d]]
+        assert not changed, f"a rerun of {day} rewrote llm_calls of {changed} too (other runs: {others})"
+        usage_after = day_files(data, "usage_daily")
+        changed = [d for d in usage_before if d != day and usage_after.get(d) != usage_before[d]]
+        assert not changed, f"a rerun of {day} rewrote usage_daily of {changed} too (other runs: {others})"
+
+        new = tables.read_days("llm_calls", [datetime.fromisoformat(day).date()])
+        assert new.height == old.height, (old.height, new.height)
+        assert new.get_column("cost_usd").sum() == pytest.approx(old.get_column("cost_usd").sum()), (old, new)
+        assert new.sort("call_id").equals(old.sort("call_id")), "the rerun's rows differ from the full build's"
+
+        latest = latest_by_partition(port, expected)
+        assert latest[day]["runId"] == run_id, f"{day}: latest materialization {latest[day]}, not the rerun {run_id}"
+        assert float(latest[day]["timestamp"]) >= float(before[day]["timestamp"]), (before[day], latest[day])
+        assert {d: latest[d] for d in expected if d != day} == {d: before[d] for d in expected if d != day}
+        done, node = materialized_partitions(port)
+        assert done == expected and node["partitionStats"]["numFailed"] == 0, (done, node["partitionStats"])
+    finally:
+        for mutation, selector in stopped:
+            graphql(port, mutation, {"s": selector})

@@ -73,10 +73,14 @@ def compare_states(previous: dict[str, list[int]], current: dict[str, list[int]]
 SENSOR_FILES = "sensor_files.json"
 
 
+#: How often the live sensor looks (stat calls only): a call reaches usage-data.json within this plus a run.
+SENSOR_INTERVAL_S = 15
+
+
 @dg.sensor(
     name="transcript_changes",
     job_name=REFRESH_JOB,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests a refresh when a transcript under $OPENCLAW_HOME/agents/*/sessions is new or has grown, "
     "or an OpenClaw database (state/openclaw.sqlite, agents/*/agent/openclaw-agent.sqlite and -wal) or cold "
