@@ -182,6 +182,7 @@ class DeliveryReport:
     delivered: list[tuple[str, str]] = field(default_factory=list)  # (alert_id, target)
     pending: list[tuple[str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    actions: list[tuple[str, int | None]] = field(default_factory=list)  # (alert_id, exit code) of actions run
     busy: bool = False  # another process was delivering: nothing done this time
 
     def summary(self) -> str:
@@ -190,6 +191,38 @@ class DeliveryReport:
         return f"{len(self.delivered)} delivered, {len(self.pending)} pending" + (
             f" ({'; '.join(self.errors)})" if self.errors else ""
         )
+
+
+#: Bytes of an action's output kept in the alert state.
+ACTION_OUTPUT_BYTES = 2000
+
+
+def run_action(record: dict, alert: Mapping, command: list[str], timeout_s: float, save: Callable[[], None]) -> None:
+    """Run the configured command once for a critical alert: the alert as JSON on stdin, with a timeout.
+
+    ``started_at`` is saved before the command starts, so a crash while it runs can never run it twice;
+    its exit status (``null`` when it timed out or could not start) and the end of its output follow.
+    Nothing here writes to the OpenClaw home; what the command does is the user's choice."""
+    import subprocess
+
+    record["started_at"] = _now_iso()
+    save()
+    if not command:  # configured when the alert was first seen, removed since: not run
+        record.update(finished_at=_now_iso(), exit_code=None, error="no action configured any more; not run")
+        return
+    try:
+        proc = subprocess.run(command, input=json.dumps(alert_dicts([alert])[0]), capture_output=True, text=True,
+                              timeout=timeout_s)  # fmt: skip
+        record.update(exit_code=proc.returncode, output=(proc.stdout + proc.stderr)[-ACTION_OUTPUT_BYTES:])
+        if proc.returncode:
+            record["error"] = f"exited with status {proc.returncode}"
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"") + (exc.stderr or b"")
+        out = out.decode(errors="replace") if isinstance(out, bytes) else out
+        record.update(exit_code=None, error=f"timed out after {timeout_s:g} s", output=out[-ACTION_OUTPUT_BYTES:])
+    except OSError as exc:
+        record.update(exit_code=None, error=f"could not start: {exc.strerror or exc}")
+    record["finished_at"] = _now_iso()
 
 
 def read_state(data_dir: Path) -> dict:
@@ -216,6 +249,8 @@ def deliver_pending(
     timeout: float = 5.0,
     backoff: float = 0.5,
     deadline_s: float = 40.0,
+    action: list[str] | None = None,
+    action_timeout_s: float = 30.0,
 ) -> DeliveryReport:
     """Deliver every alert of ``alerts.jsonl`` not yet delivered to all its targets.
 
@@ -239,6 +274,12 @@ def deliver_pending(
             entry = seen.get(aid)
             if entry is None:
                 entry = seen[aid] = {"targets": {LOG_TARGET: {}, **{k: {} for k in by_key}}}
+                if action and alert.get("severity") == "critical":  # decided once, when the alert is first seen
+                    entry["action"] = {"command": action[0]}
+            if entry.get("action") and "started_at" not in entry["action"]:
+                run_action(entry["action"], alert, action or [], action_timeout_s, lambda: storage.write_json(state, data_dir / STATE_FILE))
+                report.actions.append((aid, entry["action"].get("exit_code")))
+                storage.write_json(state, data_dir / STATE_FILE)
             targets: dict = entry["targets"]
             if all(t.get("delivered_at") or t.get("dropped") for t in targets.values()):
                 continue

@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
+from mc_pipeline.budgets import BudgetRules, BudgetRulesError, budget_alerts, window_alerts
+from mc_pipeline.budgets import rules_from_doc as budget_rules_from_doc
 from mc_pipeline.schemas import ALERTS
 
 DEFAULT_RULES_FILE = Path(__file__).with_name("alert_rules.toml")
@@ -32,6 +34,8 @@ SEVERITY = {
     "failure_rate": "warning",
     "spend_spike": "warning",
     "run_failure": "critical",
+    "budget": "warning (critical at 100%)",
+    "subscription_window": "warning (critical at 100%)",
 }
 
 FAILED_STATUSES = ("error", "aborted")
@@ -50,6 +54,9 @@ class AlertRules:
     spike_min_usd: float = 0.0
     spike_baseline_days: int = 7
     spike_min_active_days: int = 3  # days with spend among the baseline days, else no baseline
+    budgets: BudgetRules = field(default_factory=BudgetRules)  # per agent/cron job/model budgets, windows
+    action: tuple[str, ...] = ()  # a command run once per critical alert (the alert as JSON on stdin)
+    action_timeout_s: float = 30.0
 
 
 class AlertRulesError(ValueError):
@@ -122,7 +129,22 @@ def rules_from_doc(doc: Mapping, where: str = "alert rules") -> AlertRules:
         limit = _number(usd, f"{where}: spend.model_daily_limit_usd.{model}")
         if limit is not None:
             model_limits[str(model)] = limit
+    try:
+        budgets = budget_rules_from_doc(doc, where, include)
+    except BudgetRulesError as exc:
+        raise AlertRulesError(str(exc)) from exc
+    action = (doc.get("action", {}) or {}).get("command", [])
+    if isinstance(action, str):
+        import shlex
+
+        action = shlex.split(action)
+    if not isinstance(action, list) or not all(isinstance(a, str) for a in action):
+        raise AlertRulesError(f"{where}: action.command must be a command line or a list of strings")
+    timeout = _number((doc.get("action", {}) or {}).get("timeout_s", 30), f"{where}: action.timeout_s", allow_off=False)
     return AlertRules(
+        budgets=budgets,
+        action=tuple(action),
+        action_timeout_s=timeout or 30.0,
         daily_limit_usd=_number(spend.get("daily_limit_usd"), f"{where}: spend.daily_limit_usd"),
         weekly_limit_usd=_number(spend.get("weekly_limit_usd"), f"{where}: spend.weekly_limit_usd"),
         monthly_limit_usd=_number(spend.get("monthly_limit_usd"), f"{where}: spend.monthly_limit_usd"),
@@ -169,6 +191,13 @@ def load_alert_rules(path: str | Path | None = None, env: Mapping[str, str] | No
             raise AlertRulesError(f"MC_FAILURE_MIN_CALLS: {env['MC_FAILURE_MIN_CALLS']!r} is not a whole number") from exc
     if "MC_ALERTS_INCLUDE_SUBSCRIPTION" in env:
         changes["include_subscription"] = _bool(env["MC_ALERTS_INCLUDE_SUBSCRIPTION"], "MC_ALERTS_INCLUDE_SUBSCRIPTION")
+        changes["budgets"] = replace(rules.budgets, include_subscription=changes["include_subscription"])
+    if env.get("MC_ALERT_ACTION", "").strip():
+        import shlex
+
+        changes["action"] = tuple(shlex.split(env["MC_ALERT_ACTION"]))
+    if env.get("MC_ALERT_ACTION_TIMEOUT_S", "").strip():
+        changes["action_timeout_s"] = _number(env["MC_ALERT_ACTION_TIMEOUT_S"], "MC_ALERT_ACTION_TIMEOUT_S", allow_off=False)
     return replace(rules, **changes)
 
 
@@ -300,6 +329,10 @@ def evaluate_alerts_daily(usage: pl.DataFrame, recent: pl.DataFrame, rules: Aler
 
     if rules.spike_factor is not None:
         out.extend(_spike(spend, rules, today, now))
+
+    out.extend(budget_alerts(usage, rules.budgets, now, tz)[0])
+    if rules.budgets.windows and "billing" in calls.columns:
+        out.extend(window_alerts(calls, rules.budgets, now)[0])
 
     if not out:
         return pl.DataFrame(schema=ALERTS)

@@ -4,7 +4,8 @@ Every figure comes from the marts (:mod:`mc_pipeline.marts`), so the file and th
 Costs skip unpriced calls (their cost is unknown, not $0); how many there are is in ``costSources``.
 Nothing personal: no message text, no session keys, no paths; session ids are UUIDs or salted hashes.
 
-Windows: ``summary.weekTotal`` = last 7 days including today, ``monthTotal`` = calendar month to date,
+Windows: ``summary.weekTotal`` = last 7 days including today, ``monthTotal`` = last 30 days (the page's
+30-day view divides shares by it), ``monthToDate`` = the calendar month so far,
 ``daily`` = the last 30 calendar days, zero-filled, oldest first, ending today. The lists
 (``providers``, ``models``, ``taskTypes``, ``agents``, ``triggers``, ``cronJobs``, ``sessions``) and
 ``thinking`` cover ``LISTS_WINDOW`` (last 30 days, named in ``listsWindow``); the other ``summary``
@@ -254,12 +255,14 @@ def build_usage_document(
     marts: Marts | None = None,
     alerts: pl.DataFrame | None = None,
     salt: str = DEFAULT_SALT,
+    budgets: dict | None = None,
 ) -> dict:
     """The whole ``usage-data.json`` (REFERENCE §4 plus the richer keys), from the per-day aggregates."""
     daily = _tables(data, salt)
     marts = marts or marts_from_daily(daily, today)
     every = daily.usage_daily
     week = _totals(_window(marts.usage_by_provider, "last_7_days"))
+    rolling = _totals(_window(marts.usage_by_provider, "last_30_days"))  # the page's "month": the last 30 `daily`
     month = _totals(_window(marts.usage_by_provider, "month_to_date"))
     today_t = _totals(_window(marts.usage_by_provider, "today"))
     all_t = _totals(_window(marts.usage_by_provider, "all_time"))
@@ -268,8 +271,11 @@ def build_usage_document(
     sessions_total = _window(marts.usage_by_session, "all_time").height
     return {
         "summary": {
+            # the last 7 and 30 entries of `daily`, as the Costs page sums them and divides provider shares by
+            # monthTotal (a calendar month to date there showed "5141% of total" early in a month)
             "weekTotal": float(week["cost_usd"]),
-            "monthTotal": float(month["cost_usd"]),
+            "monthTotal": float(rolling["cost_usd"]),
+            "monthToDate": float(month["cost_usd"]),
             "totalSessions": int(sessions_total),
             "totalRequests": int(all_t["calls"]),
             "totalTokens": int(all_t["total_tokens"]),
@@ -277,7 +283,8 @@ def build_usage_document(
             "todayCost": float(today_t["cost_usd"]),
             "todayRequests": int(today_t["calls"]),
             "weekRequests": int(week["calls"]),
-            "monthRequests": int(month["calls"]),
+            "monthRequests": int(rolling["calls"]),
+            "monthToDateRequests": int(month["calls"]),
             "failedRequests": int(all_t["failed_calls"]),
             "unpricedRequests": int(all_t["unpriced_calls"]),
             # straight-line projection: month so far / days elapsed (today included) x days in the month
@@ -310,6 +317,8 @@ def build_usage_document(
             "unpriced": {"requests": int(all_t["unpriced_calls"]), "cost": None},
         },
         "alerts": _alerts(alerts),
+        "budgets": (budgets or {}).get("budgets", []),
+        "subscriptionWindows": (budgets or {}).get("subscriptionWindows", []),
         "timezone": timezone_name,
         "today": today.isoformat(),
         "lastUpdated": iso_z(generated_at),

@@ -26,6 +26,8 @@ RULE_OVERRIDES = (
     "MC_FAILURE_MIN_CALLS",
     "MC_SPIKE_FACTOR",
     "MC_ALERTS_INCLUDE_SUBSCRIPTION",
+    "MC_ALERT_ACTION",
+    "MC_ALERT_ACTION_TIMEOUT_S",
 )
 
 
@@ -55,11 +57,18 @@ class AlertSettings(dg.ConfigurableResource):
         return parse_webhooks(self.webhooks)
 
 
+#: Budgets and subscription windows as they stand (for usage-data.json), written by budget_alerts.
+BUDGETS_FILE = "budgets.json"
+
+
 def _deliver(log, settings: McSettings, alert_settings: AlertSettings, deadline_s: float):
+    rules = alert_settings.rules()
     return deliver_pending(
         settings.data,
         alert_settings.webhook_urls(),
         log=log,
+        action=list(rules.action),
+        action_timeout_s=rules.action_timeout_s,
         retries=alert_settings.webhook_retries,
         timeout=alert_settings.webhook_timeout_s,
         deadline_s=deadline_s,
@@ -88,9 +97,19 @@ def budget_alerts(context: dg.AssetExecutionContext, settings: McSettings, alert
     now = datetime.now(timezone.utc)
     tables = Tables(settings.data)
     today = local_today(now, settings.timezone)
-    recent = tables.read_days("llm_calls", [today - timedelta(days=1), today], columns=["timestamp", "status"])
-    alerts = evaluate_alerts_daily(tables.staged("usage_daily"), recent, rules, now, settings.timezone)
+    # the last 8 days of calls: the 24 h failure rate and the weekly subscription windows
+    recent = tables.read_days("llm_calls", [today - timedelta(days=i) for i in range(9)],
+                              columns=["timestamp", "status", "provider", "billing", "total_tokens"])
+    usage = tables.staged("usage_daily")
+    alerts = evaluate_alerts_daily(usage, recent, rules, now, settings.timezone)
     tables.write("budget_alerts", alerts)
+    from mc_pipeline import storage
+    from mc_pipeline.budgets import budget_alerts as budgets_now
+    from mc_pipeline.budgets import window_alerts
+
+    status = {"budgets": [b.as_json() for b in budgets_now(usage, rules.budgets, now, settings.timezone)[1]],
+              "subscriptionWindows": [w.as_json() for w in window_alerts(recent, rules.budgets, now)[1]]}
+    storage.write_json(status, settings.data / "staging" / BUDGETS_FILE)
     new = record_alerts(alerts, settings.data)
     if new:
         context.log.info(f"{len(new)} new alert(s) recorded in alerts.jsonl: " + ", ".join(a["alert_id"] for a in new))

@@ -141,8 +141,16 @@ def usage_data_json(context: dg.AssetExecutionContext, settings: McSettings) -> 
     today = reporting_today(settings)
     salt = session_salt(settings.data)
     now = datetime.now(timezone.utc)
+    import json
+
+    from mc_pipeline.defs.alerts import BUDGETS_FILE
+
+    try:
+        budgets = json.loads((settings.data / "staging" / BUDGETS_FILE).read_text())
+    except (OSError, ValueError):
+        budgets = {}
     usage = build_usage_document(daily, today=today, generated_at=now, timezone_name=settings.timezone, marts=built,
-                                 salt=salt, alerts=tables.read("budget_alerts", ALERTS))  # fmt: skip
+                                 salt=salt, alerts=tables.read("budget_alerts", ALERTS), budgets=budgets)  # fmt: skip
     sessions = build_sessions_document(daily, generated_at=now, timezone_name=settings.timezone, salt=salt)
     written = []
     # encoded once for every target; sessions.json (one entry per session, MBs) without indentation
