@@ -9,7 +9,7 @@ CCUSAGE := .tools/node_modules/.bin/ccusage
 export MC_DATA_DIR ?= ./data
 export DAGSTER_HOME ?= $(abspath $(MC_DATA_DIR))/dagster_home
 
-.PHONY: run test dev bench check clean
+.PHONY: run test dev serve bench check clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "mc_pipeline needs Python 3.11 (set PYTHON=...)"'
@@ -28,10 +28,13 @@ $(CCUSAGE):
 	-@command -v npm >/dev/null && npm install --silent --no-audit --no-fund --prefix .tools ccusage@$(CCUSAGE_VERSION) >/dev/null 2>&1 \
 	  || echo "ccusage not installed (no npm or no registry): its parity test will be skipped"
 
-dev: $(STAMP)  ## the Dagster UI with schedules and sensors running
+dev: $(STAMP)  ## the Dagster UI with schedules and sensors running, and the usage API beside it
 	@mkdir -p $(DAGSTER_HOME)
 	$(PY) -c 'from mc_pipeline.cli import create_instance_storage, ensure_dagster_home; from mc_pipeline.defs.resources import McSettings; create_instance_storage(ensure_dagster_home(McSettings.from_env()))'
-	$(VENV)/bin/dagster dev -w workspace.yaml
+	$(PY) -m mc_pipeline serve & api=$$!; trap 'kill $$api' EXIT INT TERM; $(VENV)/bin/dagster dev -w workspace.yaml
+
+serve: $(STAMP)  ## the read-only usage API (MC_API_PORT, default 8765, on 127.0.0.1)
+	$(PY) -m mc_pipeline serve
 
 bench: $(STAMP)  ## time a full build, an incremental one and a no-op one on a synthetic home
 	$(PY) scripts/bench.py

@@ -248,12 +248,19 @@ def rerun(argv: list[str] | None = None) -> int:
     return 0
 
 
-COMMANDS = {"run": run, "rerun": rerun}
+def serve(argv: list[str] | None = None) -> int:
+    from mc_pipeline.api import serve as serve_api
+
+    return serve_api(argv)
+
+
+COMMANDS = {"run": run, "rerun": rerun, "serve": serve}
 
 
 def main() -> int:
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         print("usage: python -m mc_pipeline run [--quiet] [--force]\n"
-              "       python -m mc_pipeline rerun (--day D | --from D [--to D]) [--quiet]", file=sys.stderr)
+              "       python -m mc_pipeline rerun (--day D | --from D [--to D]) [--quiet]\n"
+              "       python -m mc_pipeline serve", file=sys.stderr)
         return 2
     return COMMANDS[sys.argv[1]](sys.argv[2:])
