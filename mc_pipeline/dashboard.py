@@ -332,8 +332,8 @@ def build_sessions_document(
     """``sessions.json`` for the Costs page heatmap: one entry per session, most recent first.
 
     ``toolCalls[].cost`` shares each model call's cost equally among the tool calls it requested (so the
-    tools of a session add up to the cost of its calls that used tools); ``avgDuration`` is null: tool run
-    times are not in ``llm_calls``.
+    tools of a session add up to the cost of its calls that used tools). ``avgDuration`` is left out rather than
+    sent as null (the page shows a null as "0ms"): tool run times are not derived from the transcripts yet.
     """
     rows = _tables(data, salt).sessions_daily
     if rows.height == 0:
@@ -368,7 +368,7 @@ def build_sessions_document(
     tool_map: dict[tuple, list[dict]] = {}
     for r in tools.iter_rows(named=True):
         tool_map.setdefault((r["agent_id"], r["session_id"]), []).append(
-            {"tool": r["tool"], "count": int(r["count"]), "cost": float(_num(r["cost"])), "avgDuration": None}
+            {"tool": r["tool"], "count": int(r["count"]), "cost": float(_num(r["cost"]))}
         )
     sessions = []
     for r in per.iter_rows(named=True):

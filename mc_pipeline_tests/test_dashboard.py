@@ -227,3 +227,58 @@ def test_planted_secrets_leak_into_no_public_output(tmp_path):
             assert secret not in text, f"{secret!r} leaked into {path.name}"
     ids = {s["id"] for s in json.loads((data / "sessions.json").read_text())["sessions"]}
     assert "44444444-4444-4444-8444-444444444444" in ids and any(i.startswith("s-") for i in ids)
+
+
+def test_the_costs_page_contract_on_a_home_with_history_before_this_month(tmp_path):
+    """What Mission Control's Costs page computes from our files (REFERENCE 4; its code is not ours): today is
+    the last `daily` entry, the week and the month the last 7 and 30, a provider's or model's share its cost
+    over the view's total (monthTotal for the 30-day lists), the day and week views sum daily[].byProvider and
+    byModel. Every share stays at or under 100% in every view, required fields are numbers, figures equal the marts."""
+    from datetime import datetime, timedelta, timezone
+
+    import dagster as dg
+
+    from mc_pipeline.tables import Tables
+
+    now = datetime.now(timezone.utc)
+    today = now.date()
+    before_month = now - timedelta(days=min(today.day + 1, 29))  # last month when there is room in the 30 days
+    home, data = tmp_path / "home", tmp_path / "data"
+    for i, (ts, provider, model, cost) in enumerate([(before_month, "anthropic", "claude-opus-4-6", 40.0),
+                                                     (now - timedelta(days=3), "openai", "gpt-5.1", 2.0),
+                                                     (now - timedelta(minutes=10), "anthropic", "claude-sonnet-4-5", 1.5),
+                                                     (now - timedelta(minutes=5), "google", "gemini-2.5-pro", 0.5)]):
+        sid = f"0b7c6a52-3333-4a3e-9c1e-2f0e5d8a9b0{i}"
+        h.write_session(home, [h.session_line(sid, ts), h.assistant(ts, provider=provider, model=model,
+                                                                    u=h.usage(1000, 100, cost=cost))], session_id=sid)
+    settings = McSettings(openclaw_home=str(home), data_dir=str(data), timezone="UTC")
+    with dg.instance_for_test() as instance:
+        build_defs(settings).resolve_job_def("refresh_all").execute_in_process(instance=instance)
+    doc = json.loads((data / "usage-data.json").read_text())
+    s, daily = doc["summary"], doc["daily"]
+    for key in ("weekTotal", "monthTotal"):
+        assert isinstance(s[key], (int, float)) and not isinstance(s[key], bool)
+    assert all(isinstance(d[k], (int, float)) for d in daily for k in ("cost", "tokens", "requests"))
+    assert all(isinstance(e["name"], str) and all(isinstance(e[k], (int, float)) for k in ("cost", "tokens", "requests"))
+               for e in doc["providers"] + doc["models"])
+    assert doc["lastUpdated"] and daily[-1]["date"] == today.isoformat()
+    # the page's own arithmetic
+    week, month = daily[-7:], daily[-30:]
+    assert sum(d["cost"] for d in week) == pytest.approx(s["weekTotal"])
+    assert sum(d["cost"] for d in month) == pytest.approx(s["monthTotal"])
+    views = {"day": (daily[-1:], daily[-1]["cost"]), "week": (week, s["weekTotal"])}
+    for name, (entries, total) in views.items():
+        for field in ("byProvider", "byModel"):
+            summed: dict[str, float] = {}
+            for d in entries:
+                for k, v in d[field].items():
+                    summed[k] = summed.get(k, 0.0) + v["cost"]
+            assert all(v / total <= 1 + 1e-9 for v in summed.values()), (name, field)
+    for entry in doc["providers"] + doc["models"]:  # the 30-day lists over monthTotal
+        assert entry["cost"] / s["monthTotal"] <= 1 + 1e-9, entry
+    # ... and equal to the marts
+    by_provider = Tables(data).read("usage_by_provider")
+    for window, key in (("last_7_days", "weekTotal"), ("last_30_days", "monthTotal"), ("month_to_date", "monthToDate")):
+        assert s[key] == pytest.approx(by_provider.filter(pl.col("window") == window).get_column("cost_usd").sum())
+    if before_month.month != today.month:  # the month so far leaves out last month's 40 USD; the 30 days do not
+        assert s["monthToDate"] < 40 <= s["monthTotal"]
