@@ -44,6 +44,10 @@ day over a longer history, ending on the same day.
     python scripts/bench.py --small-mb 200 --big-mb 400 --json /tmp/bench.json
     MC_BENCH_SMALL_MB=200 MC_BENCH_BIG_MB=400 make bench
 
+The children run from a copy of ``mc_pipeline/`` (and ``synth_home.py``) made at the start, so that edits
+made to the tree while the bench runs cannot mix code versions (``--no-snapshot`` runs it in place); the
+output names the git HEAD and the uncommitted files measured.
+
 Standard library and the project only (Polars is used in child processes, never in this one: a child's
 peak RSS from wait4 includes what it shared with this process before exec).
 """
@@ -67,8 +71,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SYNTH = ROOT / "scripts" / "synth_home.py"
-CLI = ROOT / "mc_pipeline" / "cli.py"
+#: Where the children run from (cwd and PYTHONPATH): a copy of mc_pipeline/ and scripts/synth_home.py made
+#: at the start (``snapshot_code``), or ROOT itself with ``--no-snapshot``.
+CODE = ROOT
+
+
+def synth_py() -> Path:
+    return CODE / "scripts" / "synth_home.py"
+
+
 HISTORY_DAYS = 120  # synth_home's default history
 T0 = time.perf_counter()
 
@@ -107,8 +118,22 @@ class Timed:
     def ok(self) -> bool:
         return self.returncode == 0
 
+    @property
+    def said(self) -> str:
+        """What an mc_pipeline run said about itself: why it ran (or that it took the fast path), failed checks."""
+        out = []
+        for ln in self.stdout.splitlines():
+            if ln.startswith("mc_pipeline: reading ") and ln.endswith(")"):
+                rest = ln[ln.find(" -> ") + 4 :]
+                out.append("ran: " + rest[rest.find(" (") + 2 : -1])
+            elif ln.startswith("mc_pipeline: nothing changed"):
+                out.append("fast path: nothing changed")
+            elif ln.startswith(("checks failed", "mc_pipeline: rebuilding")):
+                out.append(ln.replace("mc_pipeline: ", "").split(" from ")[0])
+        return "; ".join(out)
+
     def brief(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in ("stdout", "stderr")}
+        return {**{k: v for k, v in asdict(self).items() if k not in ("stdout", "stderr")}, "said": self.said}
 
 
 NOISE = ("BetaWarning", "PreviewWarning", "return fn(*args", "warnings.warn(")
@@ -126,7 +151,7 @@ def timed(label: str, cmd: list[str], env: dict[str, str] | None = None) -> Time
     log(f"{label}: {' '.join(cmd[:6])}{' ...' if len(cmd) > 6 else ''}")
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, cwd=ROOT)
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, cwd=CODE)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -160,6 +185,36 @@ def median_of(runs: list[Timed], label: str) -> Timed | None:
         peak_mib=statistics.median(r.peak_mib for r in runs),
         returncode=0,
     )
+
+
+def snapshot_code(work: Path) -> Path:
+    """A copy of mc_pipeline/ (bytecode caches included) and scripts/synth_home.py as they are now: every
+    measurement of this run uses the same code even when the tree is edited meanwhile."""
+    code = work / "code"
+    shutil.copytree(ROOT / "mc_pipeline", code / "mc_pipeline", symlinks=True)
+    (code / "scripts").mkdir(parents=True)
+    shutil.copy2(ROOT / "scripts" / "synth_home.py", code / "scripts" / "synth_home.py")
+    return code
+
+
+def code_state() -> dict:
+    """The tree the bench measures: git HEAD, uncommitted files of mc_pipeline/ + scripts/synth_home.py, and
+    a digest of their contents (to notice edits made while the bench ran)."""
+    digest = hashlib.sha256()
+    for f in sorted([*(ROOT / "mc_pipeline").rglob("*"), ROOT / "scripts" / "synth_home.py"]):
+        if f.is_file() and "__pycache__" not in f.parts:
+            digest.update(f.relative_to(ROOT).as_posix().encode() + b"\0" + f.read_bytes())
+    state = {"digest": digest.hexdigest()[:16]}
+    try:
+        git = ["git", "-C", str(ROOT)]
+        state["head"] = subprocess.run([*git, "rev-parse", "--short", "HEAD"], check=True, capture_output=True,
+                                       text=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run([*git, "status", "--porcelain", "--", "mc_pipeline", "scripts/synth_home.py"],
+                               check=True, capture_output=True, text=True).stdout.splitlines()  # fmt: skip
+        state["uncommitted"] = [ln[3:] for ln in dirty]
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return state
 
 
 # -- homes --------------------------------------------------------------------------------------------
@@ -201,7 +256,7 @@ def warm(home: Path) -> None:
 
 
 def synth_hash() -> str:
-    return hashlib.sha256(SYNTH.read_bytes()).hexdigest()[:16]
+    return hashlib.sha256(synth_py().read_bytes()).hexdigest()[:16]
 
 
 class CachedHome:
@@ -238,9 +293,9 @@ class CachedHome:
         partial.parent.mkdir(parents=True, exist_ok=True)
         log(f"generating {self.size_mb:g} MB home (seed {self.seed}, {self.days} days) in {partial}")
         t0 = time.perf_counter()
-        cmd = [py, str(SYNTH), "--out", str(partial), "--size-mb", f"{self.size_mb:g}", "--seed", str(self.seed),
+        cmd = [py, str(synth_py()), "--out", str(partial), "--size-mb", f"{self.size_mb:g}", "--seed", str(self.seed),
                "--days", str(self.days)]  # fmt: skip
-        proc = subprocess.run(cmd, cwd=ROOT, check=False, capture_output=True, text=True)
+        proc = subprocess.run(cmd, cwd=CODE, check=False, capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"synth_home.py failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         self.stats = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -289,9 +344,9 @@ class CachedHome:
 
 
 def add_sessions(py: str, home: Path, add_mb: float, add_seed: int) -> dict:
-    cmd = [py, str(SYNTH), "--out", str(home), "--add-mb", f"{add_mb:g}", "--add-seed", str(add_seed)]
+    cmd = [py, str(synth_py()), "--out", str(home), "--add-mb", f"{add_mb:g}", "--add-seed", str(add_seed)]
     log(f"adding {add_mb:g} MB of new sessions (--add-seed {add_seed}) to {home}")
-    proc = subprocess.run(cmd, cwd=ROOT, check=False, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=CODE, check=False, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"synth_home.py --add-mb failed ({proc.returncode}): {proc.stderr[-2000:]}")
     stats = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -395,7 +450,7 @@ def pipeline_env(home: Path, data: Path) -> dict[str, str]:
         "MC_DATA_DIR": str(data),
         "DAGSTER_HOME": str(data / "dagster_home"),
         "MC_TIMEZONE": "UTC",
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(CODE), os.environ.get("PYTHONPATH", "")) if p),
     }
 
 
@@ -485,7 +540,7 @@ class Tools:
 
     def probe(self, data: Path) -> dict:
         cmd = [self.py, "-c", PROBE, str(data)]
-        proc = subprocess.run(cmd, cwd=ROOT, env=clean_env(), check=False, capture_output=True, text=True)
+        proc = subprocess.run(cmd, cwd=CODE, env=clean_env(), check=False, capture_output=True, text=True)
         if proc.returncode != 0:
             log(f"  reading llm_calls of {data} failed: {proc.stderr.strip().splitlines()[-1:]}")
             return {}
@@ -493,12 +548,13 @@ class Tools:
 
     def rerun(self, home: Path, data: Path, day: str) -> tuple[Timed, str]:
         env = pipeline_env(home, data)
-        text = CLI.read_text() if CLI.exists() else ""
+        cli = CODE / "mc_pipeline" / "cli.py"
+        text = cli.read_text() if cli.exists() else ""
         if self.rerun_via != "helper" and re.search(
             r"""["']rerun["']""", text
         ):  # the CLI has it: ask it which options it takes
             ask = [self.py, "-m", "mc_pipeline", "rerun", "--help"]
-            usage = subprocess.run(ask, cwd=ROOT, env=env, check=False, capture_output=True, text=True)
+            usage = subprocess.run(ask, cwd=CODE, env=env, check=False, capture_output=True, text=True)
             if usage.returncode == 0 and "--day" in usage.stdout:
                 cmd = [self.py, "-m", "mc_pipeline", "rerun", "--day", day]
                 cmd += ["--quiet"] if "--quiet" in usage.stdout else []  # as the runs it is compared with
@@ -673,7 +729,9 @@ def build_cases(m: dict[str, Timed | None], info: dict, small: str, big: str) ->
     t, cc = m.get("noop"), m.get("cc_noop")
     c.failed = why_failed(("mc_pipeline", t), ("ccusage", cc))
     if t:
-        c.measured = f"wall {s(t)}" + ("" if "nothing changed" in t.stdout else " (fast path NOT taken)")
+        c.measured = f"wall {s(t)}" + (
+            "" if "nothing changed" in t.stdout else f" (fast path NOT taken: {t.said})"
+        )
     if cc:
         c.reference = f"ccusage: wall {s(cc)}"
     if not c.failed:
@@ -746,6 +804,12 @@ def main(argv: list[str] | None = None) -> int:
         help="auto: `python -m mc_pipeline "
         "rerun --day D` when cli.py has it, else the in-process helper; helper: always the helper",
     )
+    p.add_argument(
+        "--no-snapshot",
+        action="store_true",
+        help="run mc_pipeline/ in place instead of a copy "
+        "made at the start (edits made while the bench runs would then mix versions)",
+    )
     p.add_argument("--python", default=sys.executable, help="the Python of mc_pipeline (default: this one)")
     args = p.parse_args(argv)
 
@@ -764,14 +828,21 @@ def main(argv: list[str] | None = None) -> int:
     ccusage = find_ccusage()
     log(f"ccusage: {ccusage or 'not found (set CCUSAGE or put ccusage on PATH; npm i ccusage@20.0.24)'}")
 
+    global CODE
+    code_start = code_state()
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    if not args.no_snapshot:
+        CODE = snapshot_code(work)
+    log(f"code: {CODE} (HEAD {code_start.get('head', '?')}, {len(code_start.get('uncommitted', []))} uncommitted "
+        f"file(s) of mc_pipeline/ and synth_home.py, digest {code_start['digest']})")  # fmt: skip
+
     small = CachedHome(homes, args.small_mb, args.seed, HISTORY_DAYS)
     big = None if args.skip_big else CachedHome(homes, args.big_mb, args.seed, big_days)
     for h in (small, big):
         if h:
             h.prepare(args.python, args.fresh)
 
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
     tools = Tools(args.python, work, ccusage, args.rerun_via)
     m: dict[str, Timed | None] = {}
     raw: list[Timed] = []
@@ -864,12 +935,20 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     load_end = os.getloadavg()
+    code_end = code_state()
 
     cases = build_cases(m, info, small_label, big_label)
     out = []
     mem = mem_total_gib()
     out.append(f"machine: {os.cpu_count()} cores{f', {mem:.0f} GiB' if mem else ''}; load average (1/5/15 min) "
                f"{'/'.join(f'{x:.2f}' for x in load_start)} at start, {'/'.join(f'{x:.2f}' for x in load_end)} at end")  # fmt: skip
+    uncommitted = code_start.get("uncommitted", [])
+    out.append(f"code: HEAD {code_start.get('head', '?')}" + (f" + uncommitted {', '.join(uncommitted)}" if uncommitted
+               else "") + (f"; run from a copy made at the start ({CODE})" if CODE != ROOT else "; run in place"))  # fmt: skip
+    if code_end["digest"] != code_start["digest"]:
+        out.append(f"note: mc_pipeline/ was edited while the bench ran (HEAD {code_end.get('head', '?')} at the end)"
+                   + ("; the copy kept every measurement on the starting code" if CODE != ROOT
+                      else ": the measurements may mix versions"))  # fmt: skip
     for label, h in ((small_label, small), (big_label, big)):
         if h:
             b, n = home_bytes(h.home)
@@ -911,9 +990,12 @@ def main(argv: list[str] | None = None) -> int:
             line += f"; difference ${ours['recorded_cost'] - theirs['totalCost']:+,.2f}"
         out.append(line)
     out += ["", "All measurements (each a fresh process):", "",
-            "| step | wall s | CPU s | peak RSS MiB | exit |", "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+            "| step | wall s | CPU s | peak RSS MiB | exit | mc_pipeline said |",
+            "| --- | ---: | ---: | ---: | ---: | --- |"]  # fmt: skip
     for t in raw:
-        out.append(f"| {t.label} | {t.wall_s:.2f} | {t.cpu_s:.2f} | {t.peak_mib:,.0f} | {t.returncode} |")
+        out.append(
+            f"| {t.label} | {t.wall_s:.2f} | {t.cpu_s:.2f} | {t.peak_mib:,.0f} | {t.returncode} | {t.said} |"
+        )
     for t in raw:
         if not t.ok:
             out += ["", f"{t.label}: exit {t.returncode}, stderr:", stderr_excerpt(t)]
@@ -924,6 +1006,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": {"cores": os.cpu_count(), "mem_gib": mem, "loadavg_start": load_start, "loadavg_end": load_end},
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()} | {"big_days": big_days},
             "ccusage": ccusage,
+            "code": {"start": code_start, "end": code_end, "snapshot": str(CODE) if CODE != ROOT else None},
             "homes": {lbl: {"path": str(h.home), "days": h.days, "seed": h.seed, "stats": h.stats}
                       for lbl, h in ((small_label, small), (big_label, big)) if h},
             "cases": [c.as_json() for c in cases],
