@@ -254,13 +254,24 @@ def serve(argv: list[str] | None = None) -> int:
     return serve_api(argv)
 
 
-COMMANDS = {"run": run, "rerun": rerun, "serve": serve}
+def report(argv: list[str] | None = None) -> int:
+    """``python -m mc_pipeline report VIEW``: tables from the Parquet files (mc_pipeline.usage_report; no Dagster)."""
+    from mc_pipeline.usage_report import main as report_main
+
+    return report_main(argv)
+
+
+COMMANDS = {"run": run, "rerun": rerun, "serve": serve, "report": report}
 
 
 def main() -> int:
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         print("usage: python -m mc_pipeline run [--quiet] [--force]\n"
               "       python -m mc_pipeline rerun (--day D | --from D [--to D]) [--quiet]\n"
-              "       python -m mc_pipeline serve", file=sys.stderr)
+              "       python -m mc_pipeline serve\n"
+              "       python -m mc_pipeline report VIEW [--since D] [--until D] [--agent A] [--model M] [--by K]"
+              " [--breakdown] [--json | --csv]\n"
+              "         VIEW: daily, weekly, monthly, session, model, provider, task, agent, cron, health"
+              " (report --help: every option)", file=sys.stderr)
         return 2
     return COMMANDS[sys.argv[1]](sys.argv[2:])
