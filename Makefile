@@ -9,7 +9,7 @@ CCUSAGE := .tools/node_modules/.bin/ccusage
 export MC_DATA_DIR ?= ./data
 export DAGSTER_HOME ?= $(abspath $(MC_DATA_DIR))/dagster_home
 
-.PHONY: run test dev serve bench check clean
+.PHONY: run test dev serve report bench check clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "mc_pipeline needs Python 3.11 (set PYTHON=...)"'
@@ -35,6 +35,9 @@ dev: $(STAMP)  ## the Dagster UI with schedules and sensors running, and the usa
 
 serve: $(STAMP)  ## the read-only usage API (MC_API_PORT, default 8765, on 127.0.0.1)
 	$(PY) -m mc_pipeline serve
+
+report: $(STAMP)  ## cost/usage tables from the Parquet files: make report ARGS="daily --since 2026-03-01"
+	$(PY) -m mc_pipeline report $(or $(ARGS),daily)
 
 bench: $(STAMP)  ## time a full build, an incremental one and a no-op one on a synthetic home
 	$(PY) scripts/bench.py
