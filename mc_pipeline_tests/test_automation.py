@@ -189,7 +189,7 @@ def test_schedule_and_sensors_run_by_default(tmp_path):
     for name in ("transcript_changes", "alert_delivery", "run_failure_alerts"):
         sensor = defs.resolve_sensor_def(name)
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING, name
-        assert 30 <= sensor.minimum_interval_seconds <= 60, name
+        assert 15 <= sensor.minimum_interval_seconds <= 60, name  # live (15 s: a call shows within ~20 s), never busy
     assert defs.resolve_sensor_def("transcript_changes").job_name == REFRESH_JOB
     selected = {k.to_user_string() for k in defs.resolve_job_def(REFRESH_JOB).asset_layer.selected_asset_keys}
     assert "budget_alerts" in selected

@@ -55,8 +55,8 @@ def tables_of(data: Path) -> dict[str, pl.DataFrame]:
     for name in AGGREGATES:
         frame = t.staged(name)
         out[name] = frame.sort(frame.columns, nulls_last=True)
-        days = t.read_days(name)
-        out[f"{name} (day files)"] = days.sort(days.columns, nulls_last=True)
+        published = t.read_days(name) if name == "usage_daily" else t.read(name)
+        out[f"{name} (published)"] = published.sort(published.columns, nulls_last=True)
     for name in MARTS:
         out[name] = t.read(name)
     for name in ("usage-data.json", "sessions.json"):

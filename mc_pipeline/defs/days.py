@@ -37,8 +37,8 @@ def day_partitions(tz: str) -> dg.DailyPartitionsDefinition:
 # has no partition, and Dagster cannot attach its check results to a day of the partitioned llm_calls.
 CHECKS = [
     dg.AssetCheckSpec("matches_schema", asset="source_files",
-                      description="The llm_calls days built in this run satisfy the pandera contract (LlmCallsModel); "
-                      "rows that do not are quarantined, never written."),
+                      description="The llm_calls days built in this run went through the pandera contract (LlmCallsModel: "
+                      "rows that fail it are quarantined, never written) and the files written have its columns and types."),
     dg.AssetCheckSpec("unique_call_ids", asset="source_files",
                       description="call_id is unique within each llm_calls day built in this run."),
     dg.AssetCheckSpec("lines_reconcile", asset="source_files",
@@ -164,7 +164,8 @@ def _checks(context, settings: McSettings, run):
 
     if want("source_files", "matches_schema"):
         yield dg.AssetCheckResult(check_name="matches_schema", asset_key="source_files", passed=not run.schema_errors,
-                                  metadata={"days_checked": len(run.days), "error": "\n".join(run.schema_errors)[:2000]})
+                                  metadata={"days_checked": len(run.days), "rows_rejected_to_quarantine": run.rejected_rows,
+                                            "error": "\n".join(run.schema_errors)[:2000]})  # fmt: skip
     if want("source_files", "unique_call_ids"):
         yield dg.AssetCheckResult(check_name="unique_call_ids", asset_key="source_files", passed=run.duplicate_ids == 0,
                                   metadata={"duplicates": run.duplicate_ids, "days_checked": len(run.days)})
