@@ -829,18 +829,26 @@ def render_usage(req: Request, console, rows: list[dict], totals: dict, key_cols
         console.print(line, markup=False, soft_wrap=True)
 
 
+HEALTH_LEGEND = ("429: rate limits (class rate_limit or HTTP 429) · 529: overloaded · 5xx: HTTP 500-599 (529 too) · "
+                 "Aborted: stopped by the user, not a failure")
+
+
 def render_health(req: Request, console, doc: dict, footer: list[str]) -> None:
     subtitle = " · ".join(x for x in (_range_text(req), req.zone, _filters_text(req)) if x)
     health_cols = [Column("requests", "Calls", "int"), Column("successRate", "OK", "pct"),
-                   Column("failedRequests", "Failed", "int"), Column("rateLimits", "429 rate limits", "int"),
-                   Column("overloaded", "529 overloaded", "int"), Column("serverErrors", "5xx", "int"),
+                   Column("failedRequests", "Failed", "int"), Column("rateLimits", "429", "int"),
+                   Column("overloaded", "529", "int"), Column("serverErrors", "5xx", "int"),
                    Column("timeouts", "Timeouts", "int"), Column("abortedRequests", "Aborted", "int"),
                    Column("avgDurationMs", "Avg ms", "int")]  # fmt: skip
 
     def ms(rows):
         return [{**r, "avgDurationMs": None if r["avgDurationMs"] is None else round(r["avgDurationMs"])} for r in rows]
 
-    console.print(_grid(f"{TITLES['health']} — {subtitle}", [Column("provider", "Provider"), *health_cols],
+    def cols(rows: list[dict], first: Column, drop: tuple[str, ...] = ()) -> list[Column]:
+        timed = any(r["avgDurationMs"] is not None for r in rows)  # transcripts record no durations
+        return [first, *[c for c in health_cols if c.field not in drop and (timed or c.field != "avgDurationMs")]]
+
+    console.print(_grid(f"{TITLES['health']} — {subtitle}", cols(doc["rows"], Column("provider", "Provider")),
                         ms(doc["rows"]), ms([doc["totals"]])[0], req.zone).render(console))  # fmt: skip
     if doc["classes"]:
         cls_cols = [Column("class", "Error class"), Column("errors", "Errors", "int"),
@@ -851,11 +859,11 @@ def render_health(req: Request, console, doc: dict, footer: list[str]) -> None:
         console.print("services (api_calls): not shown, they have no agent, provider, model or task", markup=False,
                       soft_wrap=True)
     elif doc["services"]:
-        svc_cols = [Column("service", "Service"), *[c for c in health_cols if c.field != "abortedRequests"],
+        svc_cols = [*cols(doc["services"], Column("service", "Service"), ("abortedRequests",)),
                     Column("unknownStatusRequests", "No status", "int")]  # fmt: skip
         console.print(_grid("Services (interactions.db api_calls)", svc_cols, ms(doc["services"]),
                             ms([doc["serviceTotals"]])[0], req.zone).render(console))  # fmt: skip
-    for line in footer:
+    for line in [HEALTH_LEGEND, *footer]:
         console.print(line, markup=False, soft_wrap=True)
 
 
