@@ -507,7 +507,7 @@ NUMERIC = ("int", "money", "pct")
 class Column:
     field: str
     label: str
-    kind: str = "text"  # text | time | int | money
+    kind: str = "text"  # text | time | int | money | pct
 
 
 def usage_rows(req: Request, frames: Frames, limit: int = 0) -> tuple[list[dict], dict, list[Column], list[str], int]:
