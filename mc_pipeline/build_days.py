@@ -34,7 +34,7 @@ from mc_pipeline.schemas import CALL_RECORDS, LLM_CALLS, QUARANTINE, conform
 from mc_pipeline.task_types import DEFAULT_RULES_PATH, TaskRules
 
 #: Records built together (the days of a chunk and their neighbours' margins are in memory at once).
-CHUNK_ROWS = 250_000
+CHUNK_ROWS = 120_000
 BUILT_FILE = "_built.parquet"
 BUILT: dict[str, pl.DataType] = {"day": pl.Date(), "key": pl.String(), "calls": pl.Int64(), "cost_usd": pl.Float64()}
 #: Per day and unit: what became of its call records (for the line reconciliation).

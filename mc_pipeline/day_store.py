@@ -37,7 +37,7 @@ DAY_FILE = "records.parquet"
 INDEX = "_days.parquet"
 SESSIONS = "_day_sessions.parquet"
 #: Added rows held in memory before they are spilled to per-day part files.
-SPILL_BYTES = 96 * 1024 * 1024
+SPILL_BYTES = 48 * 1024 * 1024
 
 DAY_INDEX: dict[str, pl.DataType] = {
     "day": pl.Date(),

@@ -43,7 +43,7 @@ from mc_pipeline.schemas import CALL_RECORDS, FILE_COUNTS, QUARANTINE
 Progress = Callable[[str], None]
 
 #: Bytes of transcript parsed per Polars pass (and the most a single read holds in memory).
-UNIT_BYTES = 16 * 1024 * 1024
+UNIT_BYTES = 8 * 1024 * 1024
 #: The most a `.zst` archive may expand to (a hostile stream must not exhaust memory).
 MAX_ZST_BYTES = 8 * 1024**3
 #: Threads reading and parsing units (the machine's cores, at most 4).
@@ -83,6 +83,7 @@ class _UnitResult:
     quarantine: list[pl.DataFrame] = field(default_factory=list)
     files: list[_FileResult] = field(default_factory=list)
     bytes_read: int = 0
+    days: dict[str, set] = field(default_factory=dict)  # source_file -> days of its records (worker-side)
 
 
 def _header_session_id(first_line: bytes) -> str | None:
@@ -111,9 +112,10 @@ def _add(into: PieceStats, st: PieceStats) -> None:
 class _UnitReader:
     """Reads and parses the files of one unit (runs in a worker thread)."""
 
-    def __init__(self, now: datetime, unit_bytes: int):
+    def __init__(self, now: datetime, unit_bytes: int, tz: str | None = None):
         self.now = now
         self.unit_bytes = unit_bytes
+        self.tz = tz
         self.out = _UnitResult()
         self.pending: list[tuple[Piece, PieceStats]] = []
         self.pending_bytes = 0
@@ -128,6 +130,9 @@ class _UnitReader:
         if not self.pending:
             return
         calls, quarantine, stats = parse_pieces([p for p, _ in self.pending], self.now)
+        if self.tz is not None and calls.height:
+            for rel, days in unit_days(calls, self.tz).items():
+                self.out.days.setdefault(rel, set()).update(days)
         self.out.calls.append(calls)
         self.out.quarantine.append(quarantine)
         for (_, into), st in zip(self.pending, stats):
@@ -273,13 +278,12 @@ def _read_jobs(
     if not units:
         return out
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(units)))) as pool:
-        for res in pool.map(lambda u: _UnitReader(now, unit_bytes).run(u), units):
+        for res in pool.map(lambda u: _UnitReader(now, unit_bytes, tz).run(u), units):
             for calls in res.calls:
                 if calls.height:
-                    if tz is not None:
-                        for rel, days in unit_days(calls, tz).items():
-                            out.days.setdefault(rel, set()).update(days)
                     sink(calls)
+            for rel, days in res.days.items():
+                out.days.setdefault(rel, set()).update(days)
             out.quarantine.extend(res.quarantine)
             out.files.extend(res.files)
             out.bytes_read += res.bytes_read
