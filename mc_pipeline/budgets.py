@@ -2,7 +2,7 @@
 warning thresholds, a forecast, and rolling subscription windows (pure; rules in ``alert_rules.toml``).
 
 A budget (``[[budgets.budget]]``: ``scope`` = ``global`` | ``agent`` | ``cron_job`` | ``model`` |
-``provider``, ``name``, ``period`` = ``daily`` | ``monthly``, ``limit_usd``) is evaluated on the current
+``provider`` | ``home`` (a fleet's home, MC_OPENCLAW_HOMES), ``name``, ``period`` = ``daily`` | ``monthly``, ``limit_usd``) is evaluated on the current
 period of the per-day aggregate ``usage_daily`` (spend = ``cost_usd``; subscription calls left out unless
 ``include_subscription``; a cron job matches its id or its name). Each threshold (``thresholds_percent``,
 default 50, 80, 100) that the spend reaches raises one alert per period (``alert_id``
@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-SCOPES = ("global", "agent", "cron_job", "model", "provider")
+SCOPES = ("global", "agent", "cron_job", "model", "provider", "home")
 PERIODS = ("daily", "monthly")
 WINDOWS = {"5h": timedelta(hours=5), "weekly": timedelta(days=7)}
 DEFAULT_THRESHOLDS = (50.0, 80.0, 100.0)
@@ -123,6 +123,8 @@ def _scoped(usage: pl.DataFrame, b: Budget, include_subscription: bool) -> pl.Da
         return usage.filter(pl.col("model") == b.name)
     if b.scope == "provider":
         return usage.filter(pl.col("provider") == b.name)
+    if b.scope == "home":  # a fleet's agents are <home>/<agent>
+        return usage.filter(pl.col("agent_id").str.starts_with(f"{b.name}/"))
     return usage
 
 

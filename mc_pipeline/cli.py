@@ -46,7 +46,8 @@ def summary_lines(settings: McSettings) -> list[str]:
     usage = io.staged("usage_daily")
     lines = []
     if usage.height == 0:
-        lines.append(f"No model calls found under {settings.home} (is OPENCLAW_HOME right?).")
+        where = ", ".join(str(p) for _, p in settings.fleet()) or settings.home
+        lines.append(f"No model calls found under {where} (is OPENCLAW_HOME / MC_OPENCLAW_HOMES right?).")
     else:
         t = usage.select(pl.col("calls", "failed_calls", "unpriced_calls", "cost_usd").sum()).row(0, named=True)
         days = usage.get_column("day")
@@ -89,10 +90,35 @@ def summary_lines(settings: McSettings) -> list[str]:
             lines.append(f"alert:        [{row['severity']}] {row['message']}")
         if current.height:
             lines.append(f"              (all raised alerts: {io.root / 'alerts.jsonl'})")
+    lines += fleet_lines(settings)
     lines.append(f"outputs:      {io.parquet}")
     usage = io.root / "usage-data.json"
     if usage.exists():
-        lines.append(f"dashboard:    {usage}")
+        lines.append(f"dashboard:    {usage}" + (" (the fleet; each home's in homes/<name>/)" if settings.fleet() else ""))
+    return lines
+
+
+def fleet_lines(settings: McSettings) -> list[str]:
+    """A fleet's homes: each one's calls and cost, or why it could not be read (what it had stays published)."""
+    import polars as pl
+
+    from mc_pipeline.ingest import read_home_problem
+    from mc_pipeline.tables import Tables
+
+    lines = []
+    for name, path in settings.fleet():
+        config = settings.paths(name)
+        usage = Tables(config.data).staged("usage_daily")
+        calls, cost = (usage.select(pl.col("calls").sum(), pl.col("cost_usd").sum()).row(0) if usage.height
+                       else (0, 0.0))  # fmt: skip
+        problem = read_home_problem(config.staging)
+        text = f"{calls or 0:,} calls, ${cost or 0.0:,.2f}"
+        if problem:
+            text = f"NOT READ this run: {problem} (still published from earlier runs: {text})"
+        lines.append(f"home {name + ':':<8} {text}")
+        for problems in sorted(config.staging.glob("*/problems.json")):
+            for p in json.loads(problems.read_text()):
+                lines.append(f"problem:      [{name}/{problems.parent.name}] {p}")
     return lines
 
 
@@ -111,11 +137,13 @@ def run(argv: list[str] | None = None, clock: Callable[[], datetime] | None = No
 
     started = (clock or (lambda: datetime.now(timezone.utc)))()
     force = args.force or os.environ.get("MC_FULL_REBUILD", "").strip().lower() in YES
-    try:
-        inputs = run_fingerprint.current_inputs(os.environ, started)
+    fleet = bool(os.environ.get("MC_OPENCLAW_HOMES") or os.environ.get("MC_OPENCLAW_HOMES_FILE"))
+    try:  # a fleet is not fingerprinted: each home's readers find what changed (a no-op run reads nothing)
+        inputs = None if fleet else run_fingerprint.current_inputs(os.environ, started)
     except Exception:  # noqa: BLE001 - a bad setting: the checks below name it; never skip then
         inputs = None
-    why = "forced (--force or MC_FULL_REBUILD)" if force else "settings could not be fingerprinted"
+    why = ("forced (--force or MC_FULL_REBUILD)" if force else "a fleet of homes" if fleet
+           else "settings could not be fingerprinted")  # fmt: skip
     if inputs is not None and not force:
         decision = run_fingerprint.decide(inputs, started)
         if decision.skip:
@@ -128,6 +156,7 @@ def run(argv: list[str] | None = None, clock: Callable[[], datetime] | None = No
         from mc_pipeline.defs.resources import McSettings
 
         settings = McSettings.from_env()
+        homes = settings.fleet()  # a bad MC_OPENCLAW_HOMES is named before any work starts
         from mc_pipeline.defs.alerts import AlertSettings
 
         AlertSettings.from_env().rules()  # alert limits are checked before any work starts
@@ -147,29 +176,39 @@ def run(argv: list[str] | None = None, clock: Callable[[], datetime] | None = No
 
     logging.basicConfig(format="%(message)s")  # Dagster's console logger already formats its lines
 
-    print(f"mc_pipeline: reading {settings.home} -> {settings.data} ({why})", flush=True)
-    if not settings.home.exists():
-        print(f"mc_pipeline: no OpenClaw data at {settings.home}; writing empty outputs.", flush=True)
+    if homes:
+        names = ", ".join(f"{n} ({p})" for n, p in homes)
+        print(f"mc_pipeline: reading {len(homes)} homes: {names} -> {settings.data} ({why})", flush=True)
+    else:
+        print(f"mc_pipeline: reading {settings.home} -> {settings.data} ({why})", flush=True)
+        if not settings.home.exists():
+            print(f"mc_pipeline: no OpenClaw data at {settings.home}; writing empty outputs.", flush=True)
     create_instance_storage(Path(os.environ["DAGSTER_HOME"]))
-    defs = build_defs(settings)
-    job = defs.resolve_job_def("refresh_all")
     level = "WARNING" if args.quiet else "INFO"
-    result = job.execute_in_process(
-        instance=dg.DagsterInstance.get(),  # storages made by create_instance_storage
-        run_config={"loggers": {"console": {"config": {"log_level": level}}}},
-        tags={"mc_pipeline/refresh": "cli"},
-        raise_on_error=False,
-    )
+    run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
+    tags = {"mc_pipeline/refresh": "cli"}
+    instance = dg.DagsterInstance.get()  # storages made by create_instance_storage
+    if homes:  # the multiprocess executor: each step a process, homes in parallel (definitions.py)
+        from mc_pipeline.definitions import refresh_job
+
+        with dg.execute_job(dg.reconstructable(refresh_job), instance=instance, run_config=run_config, tags=tags,
+                            raise_on_error=False) as result:  # fmt: skip
+            success, events = result.success, result.all_events
+    else:
+        result = build_defs(settings).resolve_job_def("refresh_all").execute_in_process(
+            instance=instance, run_config=run_config, tags=tags, raise_on_error=False
+        )
+        success, events = result.success, result.all_events
     lines = summary_lines(settings)
     _print_summary(lines)
     failed_checks = [
         e.asset_check_evaluation_data.check_name
-        for e in result.all_events
+        for e in events
         if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
     ]
     if failed_checks:
         print("checks failed: " + ", ".join(sorted(set(failed_checks))))
-    if not result.success:
+    if not success:
         print("mc_pipeline: the run failed; see the log above.", file=sys.stderr)
         return 1
     if inputs is not None and not failed_checks:
@@ -230,8 +269,8 @@ def rerun(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(format="%(message)s")
     defs = build_defs(settings)
-    keep = [k for k in defs.resolve_asset_graph().get_all_asset_keys()
-            if k.to_user_string() not in READERS and defs.resolve_asset_graph().get(k).is_materializable]  # fmt: skip
+    graph = defs.resolve_asset_graph()
+    keep = [k for k in graph.get_all_asset_keys() if k.path[-1] not in READERS and graph.get(k).is_materializable]
     print(f"mc_pipeline: rebuilding {first} .. {last} ({settings.timezone}) from {settings.home}", flush=True)
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
         instance=dg.DagsterInstance.get(),

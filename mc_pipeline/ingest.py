@@ -128,6 +128,44 @@ def stage_sources(
     return out
 
 
+def home_problem(home: Path) -> str | None:
+    """Why a fleet's home cannot be read at all (unmounted, no permission), or None when it can be listed."""
+    import os
+
+    if not home.exists():
+        return f"{home.name}: not there (unmounted or removed?)"
+    try:
+        os.listdir(home)
+        if (home / "agents").is_dir():
+            os.listdir(home / "agents")
+    except OSError as exc:
+        return f"cannot be listed ({exc.strerror or exc})"
+    return None
+
+
+HOME_PROBLEM_FILE = "home_problem.json"
+
+
+def record_home_problem(staging: Path, problem: str | None) -> None:
+    """Remember why a fleet's home could not be read in the last run (for the summary), or forget it."""
+    from mc_pipeline import storage
+
+    path = staging / HOME_PROBLEM_FILE
+    if problem:
+        storage.write_json({"problem": problem}, path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def read_home_problem(staging: Path) -> str | None:
+    import json
+
+    try:
+        return json.loads((staging / HOME_PROBLEM_FILE).read_text()).get("problem")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def units_holding(config: Config, days: set[date]) -> dict[str, set[str]]:
     """Per reader, the units (files, database sessions) whose records are on any of ``days``: what a rerun
     of those days reads again from the raw sources (never the whole home)."""

@@ -61,6 +61,19 @@ def states_digest(states: dict[str, list[int]]) -> str:
     return _digest(states)
 
 
+def fleet_file_states(homes: list[tuple[str, Path]]) -> dict[str, list[int]]:
+    """:func:`file_states` of every home of a fleet, keyed ``<home>:<relative path>`` (an unreachable home
+    has none: it vanishing is a change, as is it coming back)."""
+    out: dict[str, list[int]] = {}
+    for name, path in homes:
+        try:
+            states = file_states(path)
+        except OSError:
+            states = {}
+        out.update({f"{name}:{rel}": st for rel, st in states.items()})
+    return out
+
+
 WATCHED_FILE = "watched.json"
 
 
@@ -69,6 +82,21 @@ def record_watched(staging: Path, states: dict[str, list[int]]) -> None:
     from mc_pipeline import storage
 
     storage.write_json({"digest": states_digest(states), "files": states}, staging / WATCHED_FILE, indent=None)
+
+
+def last_read_digest(stagings: dict[str, Path] | Path) -> str | None:
+    """The digest of what the last refresh run read (its states as the sensor takes them): one staging
+    folder for the one home, or each home's (``{name: staging}``) combined as :func:`fleet_file_states`."""
+    if isinstance(stagings, Path):
+        last = read_watched(stagings)
+        return last.get("digest") if last else None
+    combined: dict[str, list[int]] = {}
+    for name, staging in stagings.items():
+        last = read_watched(staging)
+        if last is None or not isinstance(last.get("files"), dict):
+            return None
+        combined.update({f"{name}:{rel}": st for rel, st in last["files"].items()})
+    return states_digest(combined)
 
 
 def read_watched(staging: Path) -> dict | None:

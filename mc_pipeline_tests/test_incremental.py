@@ -233,8 +233,10 @@ def test_plan_of_an_unchanged_home_reads_nothing(home, tmp_path):
 
 
 def test_the_asset_is_incremental_across_dagster_runs_and_can_be_forced_to_rebuild(home, tmp_path, monkeypatch):
-    from mc_pipeline.defs.ingest import source_records
+    from mc_pipeline.defs.ingest import build_reader_assets
     from mc_pipeline.defs.resources import McSettings
+
+    source_records = build_reader_assets()[-1]
 
     data = tmp_path / "data"
     resources = {"settings": McSettings(openclaw_home=str(home), data_dir=str(data), timezone="UTC")}

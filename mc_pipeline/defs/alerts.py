@@ -75,19 +75,30 @@ def _deliver(log, settings: McSettings, alert_settings: AlertSettings, deadline_
     )
 
 
-@dg.asset(
-    group_name=ALERTS_GROUP,
-    kinds={"parquet"},
-    # usage_daily and llm_calls are built by day_tables in a refresh run; health_daily (written by the same
-    # step) puts this step after it
-    deps=["usage_daily", "llm_calls", "health_daily"],
-    description=(
-        "Alerts that hold now: daily/weekly/monthly and per-model spend limits, failure rate over the last "
-        "24 h, spend spike (rules: alert_rules.toml + MC_* overrides). Newly raised ones are appended once "
-        "to alerts.jsonl and delivered. Reads the per-day aggregates and the last two days of calls only."
-    ),
-)
-def budget_alerts(context: dg.AssetExecutionContext, settings: McSettings, alert_settings: AlertSettings) -> dg.MaterializeResult:
+def build_alert_asset(fleet: bool = False) -> dg.AssetsDefinition:
+    """``budget_alerts`` of ``$MC_DATA_DIR`` (a fleet's: every home combined; budgets can be scoped to a home)."""
+
+    @dg.asset(
+        name="budget_alerts",
+        group_name=ALERTS_GROUP,
+        kinds={"parquet"},
+        # usage_daily and llm_calls are built by day_tables in a refresh run; health_daily (written by the same
+        # step) puts this step after it; a fleet's combined tables come from fleet_tables
+        deps=["fleet_tables"] if fleet else ["usage_daily", "llm_calls", "health_daily"],
+        description=(
+            "Alerts that hold now: spend limits, budgets per agent, cron job, model, provider or home with thresholds "
+            "and a forecast, subscription windows, the failure rate over the last 24 h, spend spikes (rules: "
+            "alert_rules.toml + MC_* overrides). Newly raised ones are appended once to alerts.jsonl and delivered. "
+            "Reads the per-day aggregates and the last 8 days of calls only."
+        ),
+    )
+    def budget_alerts(context: dg.AssetExecutionContext, settings: McSettings, alert_settings: AlertSettings):
+        return evaluate(context, settings, alert_settings, fleet)
+
+    return budget_alerts
+
+
+def evaluate(context, settings: McSettings, alert_settings: AlertSettings, fleet: bool) -> dg.MaterializeResult:
     from datetime import timedelta
 
     from mc_pipeline.alerts import evaluate_alerts_daily, local_today
@@ -98,8 +109,13 @@ def budget_alerts(context: dg.AssetExecutionContext, settings: McSettings, alert
     tables = Tables(settings.data)
     today = local_today(now, settings.timezone)
     # the last 8 days of calls: the 24 h failure rate and the weekly subscription windows
-    recent = tables.read_days("llm_calls", [today - timedelta(days=i) for i in range(9)],
-                              columns=["timestamp", "status", "provider", "billing", "total_tokens"])
+    columns = ["timestamp", "status", "provider", "billing", "total_tokens"]
+    if fleet:
+        from mc_pipeline.fleet import recent_calls
+
+        recent = recent_calls(settings.data, [n for n, _ in settings.fleet()], today, 9, columns)
+    else:
+        recent = tables.read_days("llm_calls", [today - timedelta(days=i) for i in range(9)], columns=columns)
     usage = tables.staged("usage_daily")
     alerts = evaluate_alerts_daily(usage, recent, rules, now, settings.timezone)
     tables.write("budget_alerts", alerts)
@@ -160,4 +176,4 @@ def run_failure_alerts(context: dg.RunFailureSensorContext, settings: McSettings
         context.log.warning(f"alert delivery failed: {problem}")
 
 
-defs = dg.Definitions(assets=[budget_alerts], sensors=[alert_delivery, run_failure_alerts])
+defs = dg.Definitions(sensors=[alert_delivery, run_failure_alerts])

@@ -14,7 +14,7 @@ import dagster as dg
 
 from mc_pipeline import storage
 from mc_pipeline.defs.resources import McSettings
-from mc_pipeline.source_state import file_states, read_watched, states_digest
+from mc_pipeline.source_state import file_states, fleet_file_states, last_read_digest, states_digest
 
 REFRESH_JOB = "refresh_all"
 REFRESH_TAG = "mc_pipeline/refresh"
@@ -88,18 +88,19 @@ SENSOR_INTERVAL_S = 15
 )
 def transcript_changes(context: dg.SensorEvaluationContext, settings: McSettings):
     staging = settings.paths().staging
-    current = file_states(settings.home)
+    homes = settings.fleet()  # a fleet: every home's files, keyed <home>:<path>
+    current = fleet_file_states(homes) if homes else file_states(settings.home)
     digest = states_digest(current)
     baseline = context.cursor
     if baseline is None:  # first tick (e.g. after `make dev`): compare with what the last refresh run read
-        last_run = read_watched(staging)
-        baseline = last_run.get("digest") if last_run else None
+        baseline = last_read_digest({n: settings.paths(n).staging for n, _ in homes} if homes else staging)
     if baseline == digest:
         context.update_cursor(digest)
         return dg.SkipReason(f"nothing changed ({len(current)} file(s) watched)")
     if not current and baseline is None:
         context.update_cursor(digest)
-        return dg.SkipReason(f"no transcripts or databases under {settings.home} yet")
+        where = ", ".join(str(p) for _, p in homes) if homes else settings.home
+        return dg.SkipReason(f"no transcripts or databases under {where} yet")
     try:
         previous = json.loads((staging / SENSOR_FILES).read_text())
     except (OSError, ValueError):

@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta, timezone
 import dagster as dg
 import polars as pl
 
-from mc_pipeline.defs.ingest import READERS
+from mc_pipeline.defs.ingest import READERS, key
 from mc_pipeline.defs.resources import McSettings
 from mc_pipeline.report import markdown_table
 
@@ -51,7 +51,7 @@ CHECKS = [
 ]  # fmt: skip
 
 
-def _day_event(asset: str, r, extra: dict | None = None) -> dg.AssetMaterialization:
+def _day_event(asset: dg.AssetKey, r, extra: dict | None = None) -> dg.AssetMaterialization:
     meta = {"dagster/row_count": dg.MetadataValue.int(r.calls), "cost_usd": dg.MetadataValue.float(r.cost_usd)}
     if r.removed:
         meta["removed"] = dg.MetadataValue.text("no call is on this day any more: its files were removed")
@@ -62,125 +62,132 @@ def _day_event(asset: str, r, extra: dict | None = None) -> dg.AssetMaterializat
 PARTITIONED = ("llm_calls", "usage_daily")
 
 
-def build_daily_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetsDefinition]:
-    """(the day-partitioned ``daily`` assets, the unpartitioned ``day_tables`` step of refresh runs)."""
-    readers = list(READERS)
+def build_daily_assets(partitions: dg.DailyPartitionsDefinition, home: str | None = None) -> list[dg.AssetsDefinition]:
+    """(the day-partitioned ``daily`` assets, the unpartitioned ``day_tables`` step of refresh runs) of one home."""
+    readers = [key(r, home) for r in READERS]
+
+    def k(name: str) -> dg.AssetKey:
+        return key(name, home)
+
     daily_specs = [
-        dg.AssetSpec("llm_calls", group_name=INGEST_GROUP, partitions_def=partitions, skippable=True, kinds={"parquet"},
-                     deps=[*readers, "openclaw_session_index", "openclaw_auth_profiles", "openclaw_state_db"],
+        dg.AssetSpec(k("llm_calls"), group_name=INGEST_GROUP, partitions_def=partitions, skippable=True, kinds={"parquet"},
+                     deps=[*readers, k("openclaw_session_index"), k("openclaw_auth_profiles"), k("openclaw_state_db")],
                      metadata={"partition_by": "day"},
                      description="One row per model call: priced, classified, de-duplicated, validated (schemas.LLM_CALLS); "
                      "parquet/llm_calls/day=YYYY-MM-DD/. Refresh runs (day_tables) build the days that changed; "
                      "materialising days here reads them again from the raw sources."),
-        dg.AssetSpec("usage_daily", group_name=MARTS_GROUP, partitions_def=partitions, skippable=True,
-                     kinds={"parquet", "csv"}, deps=["llm_calls"],
+        dg.AssetSpec(k("usage_daily"), group_name=MARTS_GROUP, partitions_def=partitions, skippable=True,
+                     kinds={"parquet", "csv"}, deps=[k("llm_calls")],
                      description="Per day: agent x provider x model x task type x billing x trigger x cron job; every "
                      "summable measure. The windowed marts, the dashboard and the alerts read this, never all calls."),
     ]  # fmt: skip
 
-    @dg.multi_asset(specs=daily_specs, can_subset=True, backfill_policy=dg.BackfillPolicy.single_run(), name="daily")
+    @dg.multi_asset(specs=daily_specs, can_subset=True, backfill_policy=dg.BackfillPolicy.single_run(),
+                    name=f"{home}__daily" if home else "daily")  # fmt: skip
     def daily(context: dg.AssetExecutionContext, settings: McSettings):
         """A rerun of days (one partition or a range, one run): from the raw sources for llm_calls, from
         llm_calls as written for usage_daily alone."""
         from mc_pipeline.build_days import build_and_write
         from mc_pipeline.ingest import stage_sources, units_holding
 
-        config = settings.paths()
-        selected = {k.to_user_string() for k in context.selected_asset_keys}
-        days = [date.fromisoformat(k) for k in context.partition_keys]
+        config = settings.paths(home)
+        selected = {a.path[-1] for a in context.selected_asset_keys}
+        days = [date.fromisoformat(p) for p in context.partition_keys]
         if "llm_calls" in selected:  # exactly the files and database sessions that hold these days
             units = units_holding(config, set(days))
             context.log.info("reading again: " + (", ".join(f"{len(u)} unit(s) of {r}" for r, u in units.items()) or "nothing"))
             stage_sources(config, set(units), reread=units, progress=context.log.info)
         run = build_and_write(config, days=days, aggregates_only="llm_calls" not in selected, progress=context.log.info)
-        _log_days(context, run, selected)
+        _log_days(context, run, selected, home)
         if run.schema_errors or run.duplicate_ids:
             raise dg.Failure(f"llm_calls contract: {'; '.join(run.schema_errors)[:1000]} duplicates={run.duplicate_ids}")
         return
         yield  # a generator that yields nothing: the days are recorded as materialisations above
 
     tables_specs = [
-        dg.AssetSpec("sessions_daily", group_name=MARTS_GROUP, kinds={"parquet"}, deps=readers,
+        dg.AssetSpec(k("sessions_daily"), group_name=MARTS_GROUP, kinds={"parquet"}, deps=readers,
                      description="Per day, session (UUID or salted hash) and model: calls, tokens, cost, tools (all days)."),
-        dg.AssetSpec("health_daily", group_name=MARTS_GROUP, kinds={"parquet"}, deps=readers,
+        dg.AssetSpec(k("health_daily"), group_name=MARTS_GROUP, kinds={"parquet"}, deps=readers,
                      description="Per day and provider: ok, errors by class, rate limits, 5xx, durations (all days)."),
-        dg.AssetSpec("quarantine", group_name=INGEST_GROUP, kinds={"parquet"}, deps=readers,
+        dg.AssetSpec(k("quarantine"), group_name=INGEST_GROUP, kinds={"parquet"}, deps=readers,
                      description="Every line or row that could not be used, with its file, line and reason."),
-        dg.AssetSpec("source_files", group_name=INGEST_GROUP, kinds={"parquet"}, deps=readers,
+        dg.AssetSpec(k("source_files"), group_name=INGEST_GROUP, kinds={"parquet"}, deps=readers,
                      description="Per input file: how its lines were accounted for (the reconciliation), and the checks "
                      "of the calls built."),
     ]  # fmt: skip
 
-    @dg.multi_asset(specs=tables_specs, check_specs=CHECKS, name="day_tables")
+    checks = [dg.AssetCheckSpec(c.name, asset=k(c.asset_key.path[-1]), description=c.description) for c in CHECKS]
+
+    @dg.multi_asset(specs=tables_specs, check_specs=checks, name=f"{home}__day_tables" if home else "day_tables")
     def day_tables(context: dg.AssetExecutionContext, settings: McSettings):
         """A refresh: build the days whose inputs changed (llm_calls and usage_daily materialisations recorded
         for exactly those days), then the all-days tables, quarantine and reconciliation."""
         from mc_pipeline.build_days import build_and_write
         from mc_pipeline.tables import Tables
 
-        config = settings.paths()
+        config = settings.paths(home)
         run = build_and_write(config, progress=context.log.info)
         for problem in run.problems:
             context.log.warning(problem)
-        _log_days(context, run, set(PARTITIONED))
+        _log_days(context, run, set(PARTITIONED), home)
         tables = Tables(config.data)
         from mc_pipeline import storage
 
         storage.write_csv(tables.staged("usage_daily"), config.data / "csv" / "usage_daily.csv")
         for name in ("sessions_daily", "health_daily"):
             frame = tables.staged(name)
-            yield dg.MaterializeResult(asset_key=name, metadata={
+            yield dg.MaterializeResult(asset_key=k(name), metadata={
                 "dagster/row_count": dg.MetadataValue.int(frame.height),
                 "days_rebuilt": dg.MetadataValue.int(len(run.days))})  # fmt: skip
         q = run.quarantine
-        yield dg.MaterializeResult(asset_key="quarantine", metadata={
+        yield dg.MaterializeResult(asset_key=k("quarantine"), metadata={
             "dagster/row_count": dg.MetadataValue.int(q.height),
             "reasons": dg.MetadataValue.md(markdown_table(q.group_by("reason").agg(lines=pl.len()).sort("lines", descending=True))),
         })  # fmt: skip
         files = run.source_files
         dropped = files.group_by("source").agg(pl.col("duplicates").sum()).sort("source")
-        yield dg.MaterializeResult(asset_key="source_files", metadata={
+        yield dg.MaterializeResult(asset_key=k("source_files"), metadata={
             "dagster/row_count": dg.MetadataValue.int(files.height),
             "duplicates_dropped": dg.MetadataValue.int(int(files.get_column("duplicates").sum() or 0)),
             **{f"duplicates_dropped_{s}": dg.MetadataValue.int(int(n)) for s, n in dropped.iter_rows()},
         })  # fmt: skip
-        yield from _checks(context, settings, run)
+        yield from _checks(context, settings, run, home)
 
     return [daily, day_tables]
 
 
-def _log_days(context, run, selected: set[str]) -> None:
+def _log_days(context, run, selected: set[str], home: str | None = None) -> None:
     built = [r for r in run.days if not r.removed]
     context.log.info(f"{len(built)} day(s) built, {len(run.days) - len(built)} removed, of {run.total_days}")
     for r in run.days:
         for asset in PARTITIONED:
             if asset in selected:
-                context.log_event(_day_event(asset, r))
+                context.log_event(_day_event(key(asset, home), r))
 
 
-def _checks(context, settings: McSettings, run):
+def _checks(context, settings: McSettings, run, home: str | None = None):
     def want(asset: str, name: str) -> bool:
         return True
 
     if want("source_files", "matches_schema"):
-        yield dg.AssetCheckResult(check_name="matches_schema", asset_key="source_files", passed=not run.schema_errors,
+        yield dg.AssetCheckResult(check_name="matches_schema", asset_key=key("source_files", home), passed=not run.schema_errors,
                                   metadata={"days_checked": len(run.days), "rows_rejected_to_quarantine": run.rejected_rows,
                                             "error": "\n".join(run.schema_errors)[:2000]})  # fmt: skip
     if want("source_files", "unique_call_ids"):
-        yield dg.AssetCheckResult(check_name="unique_call_ids", asset_key="source_files", passed=run.duplicate_ids == 0,
+        yield dg.AssetCheckResult(check_name="unique_call_ids", asset_key=key("source_files", home), passed=run.duplicate_ids == 0,
                                   metadata={"duplicates": run.duplicate_ids, "days_checked": len(run.days)})
     if run.source_files is not None and want("source_files", "lines_reconcile"):
         files = run.source_files
         unbalanced = files.filter(~pl.col("balanced"))
-        yield dg.AssetCheckResult(check_name="lines_reconcile", asset_key="source_files", passed=unbalanced.height == 0,
+        yield dg.AssetCheckResult(check_name="lines_reconcile", asset_key=key("source_files", home), passed=unbalanced.height == 0,
                                   metadata={"files": files.height, "lines_read": int(files.get_column("lines_read").sum() or 0),
                                             "unbalanced_files": unbalanced.height,
                                             "unbalanced": dg.MetadataValue.md(markdown_table(unbalanced)) if unbalanced.height else ""})  # fmt: skip
     if run.source_files is not None and (want("source_files", "sources_not_silent") or want("quarantine", "quarantine_share_stable")):
-        yield from source_health_checks(context, settings, run.source_files, want)
+        yield from source_health_checks(context, settings, run.source_files, want, home)
 
 
-def source_health_checks(context, settings: McSettings, source_files: pl.DataFrame, want):
+def source_health_checks(context, settings: McSettings, source_files: pl.DataFrame, want, home: str | None = None):
     """The two WARN checks of ``mc_pipeline.source_health``; findings also go to the log and to
     ``staging/source_health.json`` (the next run's comparison, and the ``make run`` summary's warnings)."""
     from mc_pipeline import source_health as sh
@@ -189,7 +196,7 @@ def source_health_checks(context, settings: McSettings, source_files: pl.DataFra
     from mc_pipeline.readers.home import last_writes
     from mc_pipeline.readers.state_db import read_state_db
 
-    config = settings.paths()
+    config = settings.paths(home)
     now = datetime.now(timezone.utc)
     history = sh.read_history(config.staging)
     writes = last_writes(config.home, config.interactions_db_path, config.model_usage_log_path,
@@ -209,6 +216,6 @@ def source_health_checks(context, settings: McSettings, source_files: pl.DataFra
     meta = {"sources": dg.MetadataValue.md(markdown_table(table))} if stats else {}
     for asset, name, found in (("source_files", "sources_not_silent", silent), ("quarantine", "quarantine_share_stable", jumps)):
         if want(asset, name):
-            yield dg.AssetCheckResult(check_name=name, asset_key=asset, passed=not found,
+            yield dg.AssetCheckResult(check_name=name, asset_key=key(asset, home), passed=not found,
                                       severity=dg.AssetCheckSeverity.WARN,
                                       description=("; ".join(found) or "ok")[:1000], metadata=meta)  # fmt: skip

@@ -78,75 +78,106 @@ def _mart_metadata(name: str, frame: pl.DataFrame, chart: str | None, today: dat
     return meta
 
 
-def _daily(settings: McSettings):
+def _daily(data: Path):
     from mc_pipeline.daily import DailyTables
     from mc_pipeline.tables import Tables
 
-    t = Tables(settings.data)
+    t = Tables(data)
     return DailyTables(t.staged("usage_daily"), t.staged("sessions_daily"), t.staged("health_daily")), t
 
 
-@dg.multi_asset(
-    specs=[dg.AssetSpec(name, group_name=MARTS_GROUP, kinds={"parquet", "csv"}, deps=MART_DEPS[name], description=desc,
-                        skippable=True) for name, desc in DESCRIPTIONS.items()],  # fmt: skip
-    can_subset=True,
-)
-def marts(context: dg.AssetExecutionContext, settings: McSettings):
-    from mc_pipeline import marts as m
+def build_mart_assets(fleet: bool = False) -> list:
+    """The window marts and the dashboard files of ``$MC_DATA_DIR`` (a fleet's: every home combined by
+    ``fleet_tables``)."""
 
-    today = reporting_today(settings)
-    daily, tables = _daily(settings)
-    selected = {k.to_user_string() for k in context.selected_asset_keys}
-    built = {
-        "usage_by_provider": lambda: m.usage_by_provider(daily, today),
-        "usage_by_model": lambda: m.usage_by_model(daily, today),
-        "usage_by_task_type": lambda: m.usage_by_task_type(daily, today),
-        "usage_by_agent": lambda: m.usage_by_agent(daily, today),
-        "usage_by_session": lambda: m.usage_by_session(daily, today),
-        "usage_by_trigger": lambda: m.usage_by_trigger(daily, today),
-        "thinking_stats": lambda: m.thinking_stats(daily, today),
-        "api_health": lambda: m.api_health(daily, tables.read("api_calls")),
-    }
-    chart = markdown_image(daily_cost_svg(daily.usage_daily, today), "daily cost by provider")
-    context.log.info(f"marts for {today} ({settings.timezone}) from {daily.usage_daily.height:,} per-day rows")
-    for name, make in built.items():
-        if name not in selected:
-            continue
-        frame = make()
-        tables.write(name, frame, csv=True)
-        with_chart = chart if name == "usage_by_provider" else None
-        yield dg.MaterializeResult(asset_key=name, metadata=_mart_metadata(name, frame, with_chart, today, settings.timezone))
+    def deps(name: str) -> list[str]:
+        return ["fleet_tables"] if fleet else MART_DEPS[name]
+
+    @dg.multi_asset(
+        specs=[dg.AssetSpec(name, group_name=MARTS_GROUP, kinds={"parquet", "csv"}, deps=deps(name), description=desc,
+                            skippable=True) for name, desc in DESCRIPTIONS.items()],  # fmt: skip
+        can_subset=True,
+    )
+    def marts(context: dg.AssetExecutionContext, settings: McSettings):
+        from mc_pipeline import marts as m
+
+        today = reporting_today(settings)
+        daily, tables = _daily(settings.data)
+        selected = {k.to_user_string() for k in context.selected_asset_keys}
+        built = {
+            "usage_by_provider": lambda: m.usage_by_provider(daily, today),
+            "usage_by_model": lambda: m.usage_by_model(daily, today),
+            "usage_by_task_type": lambda: m.usage_by_task_type(daily, today),
+            "usage_by_agent": lambda: m.usage_by_agent(daily, today),
+            "usage_by_session": lambda: m.usage_by_session(daily, today),
+            "usage_by_trigger": lambda: m.usage_by_trigger(daily, today),
+            "thinking_stats": lambda: m.thinking_stats(daily, today),
+            "api_health": lambda: m.api_health(daily, tables.read("api_calls")),
+        }
+        chart = markdown_image(daily_cost_svg(daily.usage_daily, today), "daily cost by provider")
+        context.log.info(f"marts for {today} ({settings.timezone}) from {daily.usage_daily.height:,} per-day rows")
+        for name, make in built.items():
+            if name not in selected:
+                continue
+            frame = make()
+            tables.write(name, frame, csv=True)
+            with_chart = chart if name == "usage_by_provider" else None
+            yield dg.MaterializeResult(asset_key=name, metadata=_mart_metadata(name, frame, with_chart, today, settings.timezone))
+
+    dashboard_deps = [*DESCRIPTIONS, *(["fleet_tables"] if fleet else ["usage_daily", "sessions_daily"]), "budget_alerts"]
+
+    @dg.asset(
+        group_name=DASHBOARD_GROUP,
+        kinds={"json"},
+        deps=dashboard_deps,
+        description="usage-data.json and sessions.json for Mission Control, in $MC_DATA_DIR and each MC_USAGE_JSON_PATHS "
+        "entry, from the marts as written and the per-day aggregates" + (" (every home of the fleet)." if fleet else "."),
+    )
+    def usage_data_json(context: dg.AssetExecutionContext, settings: McSettings) -> dg.MaterializeResult:
+        return dashboard_files(settings, settings.data, settings.usage_json_paths, read_marts=True)
+
+    return [marts, usage_data_json]
 
 
-@dg.asset(
-    group_name=DASHBOARD_GROUP,
-    kinds={"json"},
-    deps=[*DESCRIPTIONS, "usage_daily", "sessions_daily", "budget_alerts"],
-    description="usage-data.json and sessions.json for Mission Control, in $MC_DATA_DIR and each MC_USAGE_JSON_PATHS "
-    "entry, from the marts as written and the per-day aggregates.",
-)
-def usage_data_json(context: dg.AssetExecutionContext, settings: McSettings) -> dg.MaterializeResult:
+def build_home_dashboard(home: str) -> dg.AssetsDefinition:
+    """One home's own usage-data.json and sessions.json in a fleet (``$MC_DATA_DIR/homes/<name>/``)."""
+    from mc_pipeline.defs.ingest import key
+
+    @dg.asset(key=key("usage_data_json", home), group_name=DASHBOARD_GROUP, kinds={"json"},
+              deps=[key("sessions_daily", home), key("health_daily", home)],
+              description=f"usage-data.json and sessions.json of the home {home} alone, in $MC_DATA_DIR/homes/{home}.")
+    def home_dashboard(context: dg.AssetExecutionContext, settings: McSettings) -> dg.MaterializeResult:
+        return dashboard_files(settings, settings.paths(home).data, "", read_marts=False)
+
+    return home_dashboard
+
+
+def dashboard_files(settings: McSettings, data: Path, extra_targets: str, read_marts: bool) -> dg.MaterializeResult:
+    """Write usage-data.json and sessions.json of the tables under ``data``; the marts as written there
+    (``read_marts``), or computed from its per-day aggregates (a fleet home's own files)."""
+    import json
+
     from mc_pipeline.build_days import session_salt
     from mc_pipeline.dashboard import build_sessions_document, build_usage_document
-    from mc_pipeline.marts import Marts
+    from mc_pipeline.defs.alerts import BUDGETS_FILE
+    from mc_pipeline.marts import Marts, marts_from_daily
     from mc_pipeline.schemas import ALERTS, API_HEALTH, THINKING_STATS, USAGE_BY_AGENT, USAGE_BY_MODEL, \
         USAGE_BY_PROVIDER, USAGE_BY_SESSION, USAGE_BY_TASK_TYPE, USAGE_BY_TRIGGER  # fmt: skip
 
-    daily, tables = _daily(settings)
-    schemas = {"usage_by_provider": USAGE_BY_PROVIDER, "usage_by_model": USAGE_BY_MODEL,
-               "usage_by_task_type": USAGE_BY_TASK_TYPE, "usage_by_agent": USAGE_BY_AGENT,
-               "usage_by_session": USAGE_BY_SESSION, "usage_by_trigger": USAGE_BY_TRIGGER,
-               "thinking_stats": THINKING_STATS, "api_health": API_HEALTH}  # fmt: skip
-    built = Marts(usage_daily=daily.usage_daily, **{n: tables.read(n, s) for n, s in schemas.items()})
+    daily, tables = _daily(data)
     today = reporting_today(settings)
+    if read_marts:
+        schemas = {"usage_by_provider": USAGE_BY_PROVIDER, "usage_by_model": USAGE_BY_MODEL,
+                   "usage_by_task_type": USAGE_BY_TASK_TYPE, "usage_by_agent": USAGE_BY_AGENT,
+                   "usage_by_session": USAGE_BY_SESSION, "usage_by_trigger": USAGE_BY_TRIGGER,
+                   "thinking_stats": THINKING_STATS, "api_health": API_HEALTH}  # fmt: skip
+        built = Marts(usage_daily=daily.usage_daily, **{n: tables.read(n, s) for n, s in schemas.items()})
+    else:
+        built = marts_from_daily(daily, today, tables.read("api_calls"))
     salt = session_salt(settings.data)
     now = datetime.now(timezone.utc)
-    import json
-
-    from mc_pipeline.defs.alerts import BUDGETS_FILE
-
     try:
-        budgets = json.loads((settings.data / "staging" / BUDGETS_FILE).read_text())
+        budgets = json.loads((data / "staging" / BUDGETS_FILE).read_text())
     except (OSError, ValueError):
         budgets = {}
     usage = build_usage_document(daily, today=today, generated_at=now, timezone_name=settings.timezone, marts=built,
@@ -155,7 +186,7 @@ def usage_data_json(context: dg.AssetExecutionContext, settings: McSettings) -> 
     written = []
     # encoded once for every target; sessions.json (one entry per session, MBs) without indentation
     usage_text, sessions_text = storage.json_text(usage), storage.json_text(sessions, indent=None)
-    for usage_path, sessions_path in usage_json_targets(settings.usage_json_paths, settings.data):
+    for usage_path, sessions_path in usage_json_targets(extra_targets, data):
         storage.write_text(sessions_text, sessions_path)  # sessions first: the page needs both, usage is the signal
         storage.write_text(usage_text, usage_path)
         written.append(str(usage_path))
@@ -179,6 +210,3 @@ def usage_data_json(context: dg.AssetExecutionContext, settings: McSettings) -> 
             ),
         }
     )
-
-
-defs = dg.Definitions(assets=[marts, usage_data_json])

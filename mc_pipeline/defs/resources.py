@@ -26,6 +26,9 @@ class McSettings(dg.ConfigurableResource):
     interactions_db_path: str = ""  # empty: $OPENCLAW_HOME/data/interactions.db
     model_usage_log_path: str = ""  # empty: $OPENCLAW_HOME/logs/model-usage.jsonl
     usage_json_paths: str = ""  # extra places for usage-data.json + sessions.json (":" or "," separated)
+    openclaw_homes: str = ""  # several named homes: name=path,name=path (MC_OPENCLAW_HOMES)
+    homes_file: str = ""  # ... or a TOML file with a [homes] table (MC_OPENCLAW_HOMES_FILE)
+    max_concurrent: int = 0  # a fleet's steps in parallel processes (MC_MAX_CONCURRENT; 0: the machine's cores)
 
     @field_validator("cost_mode")
     @classmethod
@@ -57,7 +60,16 @@ class McSettings(dg.ConfigurableResource):
             interactions_db_path=env.get("MC_INTERACTIONS_DB", ""),
             model_usage_log_path=env.get("MC_MODEL_USAGE_LOG", ""),
             usage_json_paths=env.get("MC_USAGE_JSON_PATHS", ""),
+            openclaw_homes=env.get("MC_OPENCLAW_HOMES", ""),
+            homes_file=env.get("MC_OPENCLAW_HOMES_FILE", ""),
+            max_concurrent=int(env.get("MC_MAX_CONCURRENT") or 0),
         )
+
+    def fleet(self) -> list[tuple[str, Path]]:
+        """The named homes (MC_OPENCLAW_HOMES / MC_OPENCLAW_HOMES_FILE); empty: the one home OPENCLAW_HOME."""
+        from mc_pipeline.config import parse_homes
+
+        return parse_homes(self.openclaw_homes, self.homes_file)
 
     @property
     def home(self) -> Path:
@@ -67,16 +79,22 @@ class McSettings(dg.ConfigurableResource):
     def data(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()
 
-    def paths(self):
-        """The same settings as a plain :class:`mc_pipeline.config.Config` for the Dagster-free domain code."""
+    def paths(self, home: str | None = None):
+        """The settings as a plain :class:`mc_pipeline.config.Config` for the Dagster-free domain code; ``home``:
+        one home of the fleet (its outputs under ``$MC_DATA_DIR/homes/<name>``)."""
         from mc_pipeline.config import Config
 
-        return Config(
-            home=self.home, data=self.data, tz=self.timezone, cost_mode=self.cost_mode,
-            task_rules_path=self.task_rules_path, billing_overrides_path=self.billing_overrides_path,
-            interactions_db=self.interactions_db, model_usage_log=self.model_usage_log,
-            usage_json_paths=self.usage_json_paths,
-        )  # fmt: skip
+        if home is None:
+            return Config(
+                home=self.home, data=self.data, tz=self.timezone, cost_mode=self.cost_mode,
+                task_rules_path=self.task_rules_path, billing_overrides_path=self.billing_overrides_path,
+                interactions_db=self.interactions_db, model_usage_log=self.model_usage_log,
+                usage_json_paths=self.usage_json_paths,
+            )  # fmt: skip
+        path = dict(self.fleet())[home]
+        return Config(home=path, data=self.data / "homes" / home, tz=self.timezone, cost_mode=self.cost_mode,
+                      task_rules_path=self.task_rules_path, billing_overrides_path=self.billing_overrides_path,
+                      name=home)  # fmt: skip
 
     @property
     def interactions_db(self) -> Path:
