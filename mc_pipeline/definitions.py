@@ -55,7 +55,8 @@ def build_defs(settings: McSettings | None = None) -> dg.Definitions:
         # these definitions imported already (spawning a fresh Python per step costs ~2 s of imports)
         executor = dg.multiprocess_executor.configured({
             "max_concurrent": concurrent,
-            "start_method": {"forkserver": {"preload_modules": PRELOAD}},
+            "start_method": {"forkserver": {"preload_modules": PRELOAD + (
+                ["mc_pipeline.postgres_storage"] if os.environ.get("MC_DAGSTER_POSTGRES_URL") else [])}},
         })
     # the day-partitioned assets run when days are rerun (the UI's partition picker, a backfill, `rerun`)
     refresh_all = dg.define_asset_job("refresh_all", selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*partitioned),

@@ -27,7 +27,11 @@ from sqlalchemy.pool import StaticPool
 #: Run shards kept open besides the index (a long-lived webserver or daemon sees many runs).
 OPEN_SHARDS = 8
 
-DAGSTER_YAML = """# written by mc_pipeline on first run (v2); edit freely, mc_pipeline will not overwrite an edited file
+#: The variable that selects Postgres for every storage (run, event log, schedule): its value is a URL such as
+#: ``postgresql://user:password@host:5432/dagster``; dagster.yaml refers to the variable, never holds the URL.
+POSTGRES_URL_ENV = "MC_DAGSTER_POSTGRES_URL"
+
+_HEAD = """# written by mc_pipeline on first run (v2); edit freely, mc_pipeline will not overwrite an edited file
 telemetry:
   enabled: false
 run_queue:
@@ -35,18 +39,39 @@ run_queue:
   tag_concurrency_limits:
     - key: mc_pipeline/refresh
       limit: 1
-# the stock SQLite event log storage, keeping its connections open (mc_pipeline/instance.py)
+"""
+DAGSTER_YAML = _HEAD + """# the stock SQLite event log storage, keeping its connections open (mc_pipeline/instance.py)
 event_log_storage:
   module: mc_pipeline.instance
   class: CachedSqliteEventLogStorage
   config:
     base_dir: {runs}
 """
+POSTGRES_YAML = _HEAD + """# runs, event logs and schedules in Postgres: dagster-postgres's storages (mc_pipeline/postgres_storage.py);
+# the URL is read from the environment
+storage:
+  custom:
+    module: mc_pipeline.postgres_storage
+    class: Storage
+    config:
+      postgres_url:
+        env: """ + POSTGRES_URL_ENV + "\n"
 
 
-def dagster_yaml(home: Path) -> str:
-    """The ``dagster.yaml`` mc_pipeline writes for the instance in ``home`` (event logs where Dagster keeps them)."""
+def postgres_url(env: dict | None = None) -> str:
+    """The Postgres URL the instance uses, or "" for the SQLite files under $DAGSTER_HOME."""
+    return ((os.environ if env is None else env).get(POSTGRES_URL_ENV) or "").strip()
+
+
+def dagster_yaml(home: Path, postgres: bool = False) -> str:
+    """The ``dagster.yaml`` mc_pipeline writes for the instance in ``home``: SQLite files (event logs where
+    Dagster keeps them, through :class:`CachedSqliteEventLogStorage`) or, with ``postgres``, every storage in
+    the database named by $MC_DAGSTER_POSTGRES_URL (an ``env:`` reference: no URL or password in the file)."""
+    if postgres:
+        return POSTGRES_YAML
     return DAGSTER_YAML.format(runs=(Path(home).resolve() / "history" / "runs").as_posix() + "/")
+
+
 _OURS = "# written by mc_pipeline on first run"
 
 
@@ -124,8 +149,9 @@ def _no_fsync_per_commit(dbapi_connection, _record) -> None:
 
 
 def ensure_dagster_home(data_dir: Path) -> Path:
-    """``$DAGSTER_HOME`` (default ``$MC_DATA_DIR/dagster_home``) with mc_pipeline's ``dagster.yaml``; an
-    unedited one from an older version is brought up to date, an edited one left alone."""
+    """``$DAGSTER_HOME`` (default ``$MC_DATA_DIR/dagster_home``) with mc_pipeline's ``dagster.yaml`` for the
+    storage chosen now (SQLite files, or Postgres when $MC_DAGSTER_POSTGRES_URL is set). A file mc_pipeline
+    wrote and nobody edited (any of its versions) is brought up to date; an edited one is left alone."""
     home = Path(os.environ.get("DAGSTER_HOME") or data_dir / "dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     cfg = home / "dagster.yaml"
@@ -133,12 +159,21 @@ def ensure_dagster_home(data_dir: Path) -> Path:
         text = cfg.read_text()
     except OSError:
         text = None
-    if text is None or (text.startswith(_OURS) and "event_log_storage" not in text and _unedited_v1(text)) or (
-        text.startswith(_OURS) and "CachedSqliteEventLogStorage" in text and "base_dir" not in text
-    ):
-        cfg.write_text(dagster_yaml(home))
+    wanted = dagster_yaml(home, postgres=bool(postgres_url()))
+    ours = text is not None and text.startswith(_OURS) and (
+        _unedited_v1(text) or text in (dagster_yaml(home), dagster_yaml(home, postgres=True))
+        or ("CachedSqliteEventLogStorage" in text and "base_dir" not in text)
+    )  # fmt: skip
+    if text != wanted and (text is None or ours):
+        storage_write_text(cfg, wanted)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+def storage_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _unedited_v1(text: str) -> bool:
@@ -154,25 +189,45 @@ run_queue:
     return text == v1
 
 
+def storage_identity() -> str:
+    """Which storage the instance uses, without secrets: ``sqlite``, or ``postgres://host:port/db``."""
+    url = postgres_url()
+    if not url:
+        return "sqlite"
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"postgres://{parts.hostname or ''}:{parts.port or ''}{parts.path}"
+
+
 def create_instance_storage(home: Path) -> None:
-    """Create the instance's SQLite storages once, under a lock.
+    """Create the instance's storages once per storage (SQLite files, or a Postgres database), under a lock.
 
     Two processes creating a fresh instance's storages at the same instant race on the schema migration
     ("alembic_version has more than one head"); whoever holds the lock creates them, the other finds them.
+    The marker holds which storage was made (host, port and database for Postgres; never the user or password).
     """
     import fcntl
 
     import dagster as dg
 
     marker = home / ".storage-ready"
-    if marker.exists():
+    identity = storage_identity()
+
+    def ready() -> bool:
+        try:
+            return (marker.read_text().strip() or "sqlite") == identity  # an empty marker: an older SQLite one
+        except OSError:
+            return False
+
+    if ready():
         return
     with open(home / ".storage.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.exists():
+        if ready():
             return
         with dg.DagsterInstance.from_config(str(home)) as instance:
             instance.get_runs(limit=1)  # run storage
             instance.all_instigator_state()  # schedule storage
             instance.get_latest_materialization_events([dg.AssetKey("llm_calls")])  # event storage
-        marker.write_text("")
+        marker.write_text(identity + "\n")

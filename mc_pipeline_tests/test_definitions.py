@@ -221,3 +221,32 @@ def test_refresh_runs_are_limited_to_one_at_a_time(tmp_path):
             os.environ.pop("DAGSTER_HOME", None)
         else:
             os.environ["DAGSTER_HOME"] = old
+
+
+def test_the_instance_storage_follows_the_postgres_setting_and_an_edited_yaml_is_kept(tmp_path, monkeypatch):
+    """MC_DAGSTER_POSTGRES_URL set: dagster.yaml selects Postgres for every storage, by a reference to the
+    variable (never the URL or its password); unset again: back to the SQLite files. An edited file stays."""
+    from mc_pipeline.instance import ensure_dagster_home, storage_identity
+    from mc_pipeline.postgres_storage import psycopg2_url
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.setenv("MC_DAGSTER_POSTGRES_URL", "postgresql://mc:s3cret-pw@db.internal:5433/dagster")
+    home = ensure_dagster_home(tmp_path / "data")
+    text = (home / "dagster.yaml").read_text()
+    assert "class: Storage" in text and "env: MC_DAGSTER_POSTGRES_URL" in text and "s3cret" not in text
+    assert storage_identity() == "postgres://db.internal:5433/dagster"  # the storage marker: no user, no password
+    assert psycopg2_url("postgresql://mc:pw@h/db") == "postgresql+psycopg2://mc:pw@h/db"
+    assert psycopg2_url("postgres://h/db") == "postgresql+psycopg2://h/db"
+    assert psycopg2_url("postgresql+psycopg2://h/db") == "postgresql+psycopg2://h/db"
+    monkeypatch.delenv("MC_DAGSTER_POSTGRES_URL")
+    monkeypatch.delenv("DAGSTER_HOME")
+    ensure_dagster_home(tmp_path / "data")
+    text = (home / "dagster.yaml").read_text()
+    assert "CachedSqliteEventLogStorage" in text and "postgres" not in text
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance.event_log_storage).__name__ == "CachedSqliteEventLogStorage"
+    (home / "dagster.yaml").write_text(text + "# my own change\n")
+    monkeypatch.setenv("MC_DAGSTER_POSTGRES_URL", "postgresql://h/db")
+    monkeypatch.delenv("DAGSTER_HOME")
+    ensure_dagster_home(tmp_path / "data")
+    assert (home / "dagster.yaml").read_text().endswith("# my own change\n")  # edited: never overwritten
