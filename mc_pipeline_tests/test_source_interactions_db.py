@@ -447,3 +447,15 @@ def test_a_database_outside_the_home_is_named_by_its_file_name(tmp_path):
     path = make_db(tmp_path / "elsewhere" / "my-calls.db", PLAN, [row(prompt_tokens=1, completion_tokens=1)])
     got = read_interactions_db(path, tmp_path / "home")
     assert got.batch.records.get_column("source_file").to_list() == ["my-calls.db"]
+
+
+def test_a_row_gets_the_agent_its_caller_names_else_none(tmp_path):
+    """``caller`` = ``agent:<id>[:...]`` or the name of one of the home's agents -> that agent; anything else
+    (a script, a person, the planted secret text) -> no agent (shown as "unknown")."""
+    (tmp_path / "agents" / "coder" / "sessions").mkdir(parents=True)
+    make_db(tmp_path / "data" / "interactions.db", PLAN, [
+        row(caller="agent:ops:cron:nightly", prompt_tokens=1), row(caller="coder", prompt_tokens=2),
+        row(caller="backup-script", prompt_tokens=3), row(prompt_tokens=4), row(caller="agent:", prompt_tokens=5),
+    ])  # fmt: skip
+    got = read(tmp_path).batch.records.sort("input_tokens")
+    assert got.get_column("agent_id").to_list() == ["ops", "coder", None, None, None]

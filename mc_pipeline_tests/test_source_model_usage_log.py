@@ -117,3 +117,11 @@ def test_an_unreadable_log_is_a_problem(tmp_path):
     assert batch.records.height == 0
     assert len(batch.problems) == 1 and batch.problems[0].startswith("logs/model-usage.jsonl: cannot read")
     assert pl.DataFrame(batch.file_counts).height == 0
+
+
+def test_a_line_gets_the_agent_its_caller_or_agent_field_names(tmp_path):
+    (tmp_path / "agents" / "coder" / "sessions").mkdir(parents=True)
+    path = write_log(tmp_path, [{**entry(tin=1), "caller": "agent:ops:main"}, {**entry(tin=2), "agent": "coder"},
+                                {**entry(tin=3), "caller": "nightly.sh"}, entry(tin=4)])  # fmt: skip
+    got = read_model_usage_log(path, tmp_path).records.sort("input_tokens")
+    assert got.get_column("agent_id").to_list() == ["ops", "coder", None, None]

@@ -150,6 +150,32 @@ class AgentDatabase:
         return self.path.parent.parent / "sessions"
 
 
+#: ``caller`` values naming an agent: ``agent:<id>`` (OpenClaw's session keys start so) ...
+_AGENT_CALLER = r"^agent:([A-Za-z0-9_.-]+)"
+
+
+def known_agents(home: Path) -> list[str]:
+    """The agent folders of a home (``agents/<id>``), sorted; none when it cannot be listed."""
+    try:
+        return sorted(p.name for p in (home / "agents").iterdir() if p.is_dir())
+    except OSError:
+        return []
+
+
+def agent_of_caller(caller, agents: list[str]):
+    """A Polars expression: the agent a user-built row names in its ``caller`` (or ``agent``) field,
+    ``agent:<id>[:...]`` or the exact name of one of ``agents``; null when it names none (reported as
+    ``unknown``). A caller such as ``cron``, ``script`` or a person's name is never taken for an agent."""
+    import polars as pl
+
+    text = caller.str.strip_chars()
+    return (
+        pl.when(text.str.contains(_AGENT_CALLER)).then(text.str.extract(_AGENT_CALLER, 1))
+        .when(text.is_in(agents)).then(text)
+        .otherwise(pl.lit(None, pl.String))
+    )  # fmt: skip
+
+
 def discover_agent_dbs(home: Path, registry: list[tuple[str, Path]] | None = None) -> list[AgentDatabase]:
     """Every agent database: ``agents/*/agent/openclaw-agent.sqlite`` and those the state database lists."""
     found: dict[Path, AgentDatabase] = {}

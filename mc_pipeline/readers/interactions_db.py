@@ -36,6 +36,7 @@ import polars as pl
 
 from mc_pipeline.error_classes import classify_status
 from mc_pipeline.readers.batch import SourceBatch
+from mc_pipeline.readers.home import agent_of_caller, known_agents
 from mc_pipeline.readers.transcripts import MAX_TOKENS
 from mc_pipeline.readers.sqlite_access import (  # noqa: F401 - re-exported: the reader's own API
     BUSY_TIMEOUT_S,
@@ -60,6 +61,7 @@ LLM_FIELDS: dict[str, tuple[str, ...]] = {
     "provider": ("provider",),
     "model": ("model", "model_id"),
     "session_id": ("session_id",),
+    "caller": ("caller", "agent", "agent_id"),
     "task_type": ("task_type",),
     "input_tokens": ("prompt_tokens", "input_tokens"),
     "output_tokens": ("completion_tokens", "output_tokens"),
@@ -229,9 +231,11 @@ def _excerpt(prefix: str) -> pl.Expr:
 
 
 def parse_llm_calls(
-    names: list[str], rows: list[tuple], *, rel: str, naive_tz: str = "UTC", now: datetime | None = None
+    names: list[str], rows: list[tuple], *, rel: str, naive_tz: str = "UTC", now: datetime | None = None,
+    agents: list[str] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(CALL_RECORDS, QUARANTINE) from raw ``llm_calls`` rows (every value text, ``row_no`` = rowid)."""
+    """(CALL_RECORDS, QUARANTINE) from raw ``llm_calls`` rows (every value text, ``row_no`` = rowid).
+    ``agent_id`` is the agent the row's ``caller`` names (``agent:<id>`` or one of ``agents``), else null."""
     now = now or datetime.now(timezone.utc)
     raw = _frame(names, rows, LLM_FIELDS)
     status = pl.col("status").str.strip_chars().str.to_lowercase()
@@ -310,7 +314,7 @@ def parse_llm_calls(
         source=pl.lit(SOURCE),
         source_file=pl.lit(rel),
         line_no="row_no",
-        agent_id=pl.lit(None, pl.String),
+        agent_id=agent_of_caller(pl.col("caller"), agents or []),
         session_id=pl.when(pl.col("session_id").str.strip_chars() != "").then(pl.col("session_id").str.strip_chars()),
         entry_id=pl.format("db:{}", pl.col("row_no")),
         timestamp="_ts",
@@ -405,7 +409,7 @@ def read_interactions_db(
     except DbUnavailable as exc:
         return InteractionsDb(SourceBatch.empty([f"{rel}: {exc}"]), pl.DataFrame(schema=API_CALLS))
     names, rows = tables["llm_calls"]
-    records, quarantine = parse_llm_calls(names, rows, rel=rel, naive_tz=tz, now=now)
+    records, quarantine = parse_llm_calls(names, rows, rel=rel, naive_tz=tz, now=now, agents=known_agents(home))
     counts = [
         {
             "source": SOURCE,

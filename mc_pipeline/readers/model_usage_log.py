@@ -29,6 +29,7 @@ from pathlib import Path
 import polars as pl
 
 from mc_pipeline.readers.batch import SourceBatch
+from mc_pipeline.readers.home import agent_of_caller, known_agents
 from mc_pipeline.readers.interactions_db import parse_timestamp, plausible, relative_name
 from mc_pipeline.readers.transcripts import MAX_TOKENS
 from mc_pipeline.schemas import CALL_RECORDS, EXCERPT_CHARS, FILE_COUNTS, QUARANTINE, conform
@@ -42,6 +43,7 @@ LOG_SCHEMA: dict[str, pl.DataType] = {
     "tokens_in": pl.Int64(),
     "tokens_out": pl.Int64(),
     "task_type": pl.String(),
+    "caller": pl.String(),  # "caller" or "agent" when the line has one: which agent made the call
 }
 _DESCRIPTION = re.compile(rb'("description"\s*:\s*)"(?:[^"\\]|\\.)*"?')
 
@@ -79,7 +81,8 @@ def _check(line: bytes) -> tuple[dict | None, str | None]:
         if v is not None and v < 0:
             return None, "negative token count"
         out[name] = v
-    for name in ("timestamp", "model", "task_type"):
+    obj.setdefault("caller", obj.get("agent"))
+    for name in ("timestamp", "model", "task_type", "caller"):
         v = obj.get(name)
         if isinstance(v, (int, float)) and not isinstance(v, bool) and name == "timestamp":
             v = str(v)
@@ -89,7 +92,10 @@ def _check(line: bytes) -> tuple[dict | None, str | None]:
     return out, None
 
 
-def parse_log(data: bytes, *, rel: str, naive_tz: str = "UTC", now: datetime | None = None) -> SourceBatch:
+def parse_log(data: bytes, *, rel: str, naive_tz: str = "UTC", now: datetime | None = None,
+              agents: list[str] | None = None) -> SourceBatch:
+    """The log's calls; ``agent_id`` is the agent a line's ``caller``/``agent`` names (``agent:<id>`` or one
+    of ``agents``), else null."""
     now = now or datetime.now(timezone.utc)
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
@@ -137,6 +143,7 @@ def parse_log(data: bytes, *, rel: str, naive_tz: str = "UTC", now: datetime | N
         source_file=pl.lit(rel),
         line_no="line_no",
         entry_id=pl.format("log:{}", pl.col("line_no")),
+        agent_id=agent_of_caller(pl.col("caller"), agents or []),
         timestamp="_ts",
         provider="_provider",
         model="_model",
@@ -172,4 +179,4 @@ def read_model_usage_log(path: Path, home: Path, *, tz: str = "UTC", now: dateti
             data = fh.read()
     except OSError as exc:
         return SourceBatch.empty([f"{rel}: cannot read ({exc.strerror or exc})"])
-    return parse_log(data, rel=rel, naive_tz=tz, now=now)
+    return parse_log(data, rel=rel, naive_tz=tz, now=now, agents=known_agents(home))
