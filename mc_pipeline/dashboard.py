@@ -1,4 +1,6 @@
-"""The Mission Control dashboard's files: ``usage-data.json`` and ``sessions.json`` (REFERENCE §4). Pure.
+"""The Mission Control dashboard's files: ``usage-data.json`` and ``sessions.json``. Pure.
+
+The contract: docs/dashboard-contract.md#usage-data-file, docs/dashboard-contract.md#sessions-file.
 
 Every figure comes from the marts (:mod:`mc_pipeline.marts`), so the file and the Parquet tables agree.
 Costs skip unpriced calls (their cost is unknown, not $0); how many there are is in ``costSources``.
@@ -257,7 +259,8 @@ def build_usage_document(
     salt: str = DEFAULT_SALT,
     budgets: dict | None = None,
 ) -> dict:
-    """The whole ``usage-data.json`` (REFERENCE §4 plus the richer keys), from the per-day aggregates."""
+    """The whole ``usage-data.json`` (docs/dashboard-contract.md#usage-data-file plus the richer keys),
+    from the per-day aggregates."""
     daily = _tables(data, salt)
     marts = marts or marts_from_daily(daily, today)
     every = daily.usage_daily

@@ -13,7 +13,8 @@ transcript_archive > transcript_cold > transcript > interactions_db > model_usag
    entry read twice, e.g. from a leftover ``.jsonl`` file and the agent database, an archive row and its
    published ``.zst`` copy, a cold archive and the hot rows it was restored to. First (preferred) wins.
 2. ``fork_copy``: a forked session copies its parent's entries under a new session id, keeping their
-   entry ids, times and usage (REFERENCE §1.6). Transcript rows equal in entry id, time, model and all
+   entry ids, times and usage (docs/openclaw-formats.md#duplicates-across-eras). Transcript rows equal
+   in entry id, time, model and all
    four token counts are one call (the key tokscale uses, plus model and cache tokens); the row of a
    session that is not a fork is kept, then the preferred source.
 3. ``prompt_error_covered``: an ``openclaw:prompt-error`` entry is a failed call only when no assistant

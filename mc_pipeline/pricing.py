@@ -1,4 +1,8 @@
-"""Cost of each LLM call: genai-prices rates applied as Polars column expressions (REFERENCE §1.3, §1.5, §5).
+"""Cost of each LLM call: genai-prices rates applied as Polars column expressions.
+
+Sources: docs/dashboard-contract.md#prices-and-cost-modes (genai-prices, cost modes),
+docs/openclaw-formats.md#assistant-usage (token kinds, recorded cost) and
+docs/openclaw-formats.md#providers-and-billing (provider ids).
 
 genai-prices is asked once per distinct (provider, model, UTC day), never per row. From the ``ModelPrice`` it
 returns we read per-token rates for the four token kinds we have, following the library's own rules:

@@ -13,7 +13,8 @@ import polars as pl
 UTC_TS = pl.Datetime("us", "UTC")
 
 #: Where a call was read from. Order is the preference when the same call is seen twice: the agent
-#: database wins over a leftover or published file of the same session (REFERENCE §1.6), the hot table over
+#: database wins over a leftover or published file of the same session
+#: (docs/openclaw-formats.md#duplicates-across-eras), the hot table over
 #: a cold archive restored to it, a transcript over a user's own copy of its calls.
 SOURCES = (
     "transcript_store",  # agents/<id>/agent/openclaw-agent.sqlite transcript_events (2026.8+)
@@ -35,7 +36,7 @@ SOURCE_LABELS = {
     "model_usage_log": "model-usage.jsonl",
 }
 #: What a row of llm_calls was written from: an assistant message, or an ``openclaw:prompt-error`` entry
-#: that no assistant error/aborted message of the same run covers (REFERENCE §1.6).
+#: that no assistant error/aborted message of the same run covers (docs/openclaw-formats.md#prompt-errors).
 ENTRY_KINDS = ("assistant", "prompt_error")
 STATUSES = ("ok", "error", "aborted")
 BILLINGS = ("api", "subscription", "unknown")

@@ -1,4 +1,4 @@
-"""Builders of OpenClaw homes in the real on-disk format (REFERENCE §1), for tests.
+"""Builders of OpenClaw homes in the real on-disk format (docs/openclaw-formats.md#home-layout), for tests.
 
 Lines are written the way OpenClaw 2026 (session version 3) writes them; ``v1=True`` drops ids and
 ``totalTokens`` like the old pi files in ``shared/real``.

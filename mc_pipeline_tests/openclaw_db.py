@@ -1,4 +1,5 @@
-"""Builders of OpenClaw 2026.8+ databases in the real schema (REFERENCE §1.6), for tests.
+"""Builders of OpenClaw 2026.8+ databases in the real schema
+(docs/openclaw-formats.md#agent-databases), for tests.
 
 ``AgentDb`` writes ``agents/<id>/agent/openclaw-agent.sqlite`` the way OpenClaw does: one
 ``transcript_events`` row per transcript line, compressed with zstd (``event_zstd`` + ``event_utf8_bytes``,

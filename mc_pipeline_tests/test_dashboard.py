@@ -230,7 +230,8 @@ def test_planted_secrets_leak_into_no_public_output(tmp_path):
 
 
 def test_the_costs_page_contract_on_a_home_with_history_before_this_month(tmp_path):
-    """What Mission Control's Costs page computes from our files (REFERENCE 4; its code is not ours): today is
+    """What Mission Control's Costs page computes from our files (its code is not ours;
+    docs/dashboard-contract.md#what-the-costs-page-computes): today is
     the last `daily` entry, the week and the month the last 7 and 30, a provider's or model's share its cost
     over the view's total (monthTotal for the 30-day lists), the day and week views sum daily[].byProvider and
     byModel. Every share stays at or under 100% in every view, required fields are numbers, figures equal the marts."""

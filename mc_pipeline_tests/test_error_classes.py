@@ -1,4 +1,5 @@
-"""Tests of mc_pipeline.error_classes.classify_status (messages shaped like REFERENCE 1.4)."""
+"""Tests of mc_pipeline.error_classes.classify_status (messages shaped like
+docs/openclaw-formats.md#stop-reasons-and-failures)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Public outputs leak nothing personal or secret (REFERENCE §4).
+"""Public outputs leak nothing personal or secret (docs/dashboard-contract.md#privacy).
 
 A home is planted with prompt, response and thinking text, ``sk-ant-api03-…`` keys in messages, error
 messages, tool arguments and auth profiles, phone-number and chat-handle session keys, display names, and

@@ -1,4 +1,5 @@
-"""The 2026.8+ agent database (REFERENCE §1.6): compressed events, archives, cold archives, read incrementally."""
+"""The 2026.8+ agent database (docs/openclaw-formats.md#agent-databases): compressed events, archives, cold
+archives, read incrementally."""
 
 from __future__ import annotations
 

@@ -18,7 +18,8 @@ from mc_pipeline.schemas import API_CALLS, CALL_RECORDS
 
 SECRET = "MY SECRET PROMPT about +4915112345678"
 
-#: REFERENCE §2: the plan's table, the widespread cost-split variant, the ok/error variant.
+#: docs/openclaw-formats.md#interactions-db: the plan's table, the widespread cost-split variant, the
+#: ok/error variant.
 PLAN = (
     "id INTEGER PRIMARY KEY, timestamp TEXT, provider TEXT, model TEXT, caller TEXT, session_id TEXT, task_type TEXT,"
     " prompt_tokens INTEGER, completion_tokens INTEGER, thinking_tokens INTEGER, total_tokens INTEGER,"

@@ -1,4 +1,5 @@
-"""A home upgraded to OpenClaw 2026.8+ (both eras, every case of REFERENCE §1.6): every call counted once.
+"""A home upgraded to OpenClaw 2026.8+ (both eras, every case of
+docs/openclaw-formats.md#agent-databases): every call counted once.
 
 The expected figures are the ledger ``upgraded_home.build`` kept while writing the home, not anything the
 pipeline computes."""

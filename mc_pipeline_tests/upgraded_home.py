@@ -1,4 +1,5 @@
-"""An OpenClaw home upgraded to 2026.8+: both eras, every case REFERENCE §1.6 names, and a ledger of the
+"""An OpenClaw home upgraded to 2026.8+: both eras, every case the format doc names
+(docs/openclaw-formats.md#agent-databases), and a ledger of the
 calls it holds, kept while writing (the independent count the pipeline's figures are compared with).
 
 Old era (``agents/main/sessions``): a live transcript, a ``.reset`` archive, a ``.bak`` copy (never

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Generate a clearly SYNTHETIC OpenClaw home of a given size, in the real on-disk format (REFERENCE §1).
+"""Generate a clearly SYNTHETIC OpenClaw home of a given size, in the real on-disk format
+(docs/openclaw-formats.md#home-layout).
 
 For benchmarks only: never point ``make run`` at it, never write it under ``data/``. Every session's
 ``cwd`` is ``/synthetic/mc-bench``, every text is drawn from a made-up word list, and the home root
@@ -12,7 +13,8 @@ failed calls with real error-message shapes, prompt-error custom entries), ``-to
 ``.reset.<ts>`` and ``.deleted.<ts>`` archives, a few ``.bak`` copies (never counted), ``sessions.json``
 and ``auth-profiles.json``.
 
-``--layout upgraded``: a home upgraded to OpenClaw 2026.8+ (REFERENCE §1.6), from the same session
+``--layout upgraded``: a home upgraded to OpenClaw 2026.8+ (docs/openclaw-formats.md#agent-databases),
+from the same session
 generator. Sessions that start before the upgrade (2026-08-01; when the date range does not straddle it,
 the time 30% into the range) stay JSONL files as above; later ones go into
 ``agents/<id>/agent/openclaw-agent.sqlite`` (written by ``mc_pipeline_tests.openclaw_db.AgentDb``: lines

@@ -1,4 +1,5 @@
-"""The per-agent databases of OpenClaw 2026.8+: ``agents/<id>/agent/openclaw-agent.sqlite`` (REFERENCE §1.6).
+"""The per-agent databases of OpenClaw 2026.8+: ``agents/<id>/agent/openclaw-agent.sqlite``
+(docs/openclaw-formats.md#agent-databases).
 
 Since 2026.8 new sessions are written only here. Three tables hold transcript lines, each read as the
 JSONL lines it stores and parsed by the one line parser (:func:`mc_pipeline.readers.transcripts.parse_pieces`),

@@ -1,4 +1,5 @@
-"""Finding the files of an OpenClaw home (REFERENCE §1): which transcripts count, which never do.
+"""Finding the files of an OpenClaw home: which transcripts count, which never do
+(docs/openclaw-formats.md#home-layout).
 
 Counted: ``<sid>.jsonl``, ``<sid>-topic-<id>.jsonl``, their ``.reset.<ts>``/``.deleted.<ts>`` archives, and
 since OpenClaw 2026.8 the published archive copies ``<sid>.jsonl.<reason>.<ts>.<generation>[.zst]`` (a

@@ -1,4 +1,5 @@
-"""Reading the user's own ``interactions.db`` (REFERENCE §2): ``llm_calls`` rows and ``api_calls``.
+"""Reading the user's own ``interactions.db``: ``llm_calls`` rows and ``api_calls``
+(docs/openclaw-formats.md#interactions-db).
 
 The file belongs to the user and may be written while we read it, so it is opened read-only through a
 SQLite URI (``file:...?mode=ro``) with a short busy timeout, both tables are read inside one read
@@ -8,7 +9,8 @@ one holding an exclusive lock for longer than the busy timeout makes this run re
 Nothing is ever added beside the file: a WAL-mode file without a ``-wal`` is read with ``immutable=1``
 (``mode=ro`` alone would create ``-wal``/``-shm`` there), see :func:`open_mode` and :func:`read_snapshot`.
 
-``llm_calls`` schemas vary (REFERENCE §2): columns are mapped by name (:data:`LLM_FIELDS`, first name
+``llm_calls`` schemas vary (docs/openclaw-formats.md#interactions-db): columns are mapped by name
+(:data:`LLM_FIELDS`, first name
 present wins), unknown columns are ignored and missing ones are null. Prompt, response and preview
 columns are never selected, neither are ``api_calls`` request/response bodies. Every value is read as
 text (SQLite columns may hold any type) and parsed by Polars; a row that cannot be used is quarantined

@@ -1,4 +1,5 @@
-"""The user's backup log ``logs/model-usage.jsonl`` (REFERENCE §3), one JSON object per line:
+"""The user's backup log ``logs/model-usage.jsonl`` (docs/openclaw-formats.md#model-usage-log),
+one JSON object per line:
 ``{"timestamp", "model": "provider/model", "tokens_in", "tokens_out", "task_type", "description",
 "estimated_cost"}``.
 

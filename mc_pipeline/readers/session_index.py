@@ -1,4 +1,6 @@
-"""What started each session (REFERENCE §1.6, §1.7): session keys, triggers, channels, cron jobs, forks.
+"""What started each session: session keys, triggers, channels, cron jobs, forks
+(docs/openclaw-formats.md#session-index, docs/openclaw-formats.md#session-windows-and-nodes,
+docs/openclaw-formats.md#state-database).
 
 Two eras: ``agents/<id>/sessions/sessions.json`` (session key -> entry) and, since OpenClaw 2026.8, the
 agent database's ``session_windows``/``session_nodes`` (:func:`mc_pipeline.readers.agent_db.read_agent_facts`,

@@ -1,4 +1,4 @@
-"""OpenClaw's global database, ``state/openclaw.sqlite`` (2026.8+, REFERENCE §1.6).
+"""OpenClaw's global database, ``state/openclaw.sqlite`` (2026.8+, docs/openclaw-formats.md#state-database).
 
 What is read from it, read-only (:func:`mc_pipeline.readers.sqlite_access.read_snapshot`):
 

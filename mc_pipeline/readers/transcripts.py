@@ -1,4 +1,7 @@
-"""Reading OpenClaw/pi session transcripts (JSONL, one entry per line; REFERENCE §1.1-§1.4).
+"""Reading OpenClaw/pi session transcripts (JSONL, one entry per line).
+
+Format: docs/openclaw-formats.md#transcript-lines, docs/openclaw-formats.md#message-entries,
+docs/openclaw-formats.md#assistant-usage and docs/openclaw-formats.md#stop-reasons-and-failures.
 
 Fast path: the whole chunk is parsed by Polars with an explicit, narrow schema. When that fails (a
 malformed line, a wrong type, a blank line) the chunk is checked line by line in Python: each bad line
@@ -64,7 +67,8 @@ LINE_SCHEMA: dict[str, pl.DataType] = {
 }
 #: Keys of LINE_SCHEMA read as serialised text whatever JSON value they hold (never a wrong type).
 ANY_JSON = frozenset({"message.content", "data", "parentSession", "message.__openclaw"})
-#: The custom entry OpenClaw appends when a prompt throws, times out or is rolled back (REFERENCE §1.6).
+#: The custom entry OpenClaw appends when a prompt throws, times out or is rolled back
+#: (docs/openclaw-formats.md#prompt-errors).
 PROMPT_ERROR = "openclaw:prompt-error"
 _BLOCKS = pl.List(_S({"type": pl.String(), "name": pl.String(), "thinking": pl.String(), "redacted": pl.Boolean()}))
 

@@ -1,4 +1,5 @@
-"""Decompressing OpenClaw's zstd payloads with a bound on what they may expand to (REFERENCE §1.6, §7).
+"""Decompressing OpenClaw's zstd payloads with a bound on what they may expand to
+(docs/openclaw-formats.md#zstd-payloads).
 
 OpenClaw (2026.8+) writes plain single zstd frames, no dictionary: compressed transcript lines
 (``transcript_events.event_zstd``), archived sessions (``session_transcript_archives.archive_blob`` with
