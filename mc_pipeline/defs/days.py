@@ -37,8 +37,8 @@ def day_partitions(tz: str) -> dg.DailyPartitionsDefinition:
 # has no partition, and Dagster cannot attach its check results to a day of the partitioned llm_calls.
 CHECKS = [
     dg.AssetCheckSpec("matches_schema", asset="source_files",
-                      description="The llm_calls days built in this run went through the pandera contract (LlmCallsModel: "
-                      "rows that fail it are quarantined, never written) and the files written have its columns and types."),
+                      description="Every call of the days built in this run satisfies the llm_calls contract (columns, types, "
+                      "allowed values, non-negative tokens and costs); a call that fails it is quarantined, never written."),
     dg.AssetCheckSpec("unique_call_ids", asset="source_files",
                       description="call_id is unique within each llm_calls day built in this run."),
     dg.AssetCheckSpec("lines_reconcile", asset="source_files",
@@ -52,7 +52,7 @@ CHECKS = [
 
 
 def _day_event(asset: dg.AssetKey, r, extra: dict | None = None) -> dg.AssetMaterialization:
-    meta = {"dagster/row_count": dg.MetadataValue.int(r.calls), "cost_usd": dg.MetadataValue.float(r.cost_usd)}
+    meta = {"dagster/row_count": dg.MetadataValue.int(r.calls), "cost_usd": dg.MetadataValue.float(round(r.cost_usd, 2))}
     if r.removed:
         meta["removed"] = dg.MetadataValue.text("no call is on this day any more: its files were removed")
     return dg.AssetMaterialization(asset_key=asset, partition=r.day.isoformat(), metadata={**meta, **(extra or {})},
@@ -73,9 +73,10 @@ def build_daily_assets(partitions: dg.DailyPartitionsDefinition, home: str | Non
         dg.AssetSpec(k("llm_calls"), group_name=INGEST_GROUP, partitions_def=partitions, skippable=True, kinds={"parquet"},
                      deps=[*readers, k("openclaw_session_index"), k("openclaw_auth_profiles"), k("openclaw_state_db")],
                      metadata={"partition_by": "day"},
-                     description="One row per model call: priced, classified, de-duplicated, validated (schemas.LLM_CALLS); "
-                     "parquet/llm_calls/day=YYYY-MM-DD/. Refresh runs (day_tables) build the days that changed; "
-                     "materialising days here reads them again from the raw sources."),
+                     description="One row per model call of every source, each call once: when, which agent, session, "
+                     "provider and model, tokens, cost (recorded or from the price table, or unpriced), status and error "
+                     "class, task type, billing, trigger. A folder per day (parquet/llm_calls/day=YYYY-MM-DD/). Refresh "
+                     "runs build the days that changed; materialising days here reads them again from the raw sources."),
         dg.AssetSpec(k("usage_daily"), group_name=MARTS_GROUP, partitions_def=partitions, skippable=True,
                      kinds={"parquet", "csv"}, deps=[k("llm_calls")],
                      description="Per day: agent x provider x model x task type x billing x trigger x cron job; every "
@@ -172,7 +173,7 @@ def _checks(context, settings: McSettings, run, home: str | None = None):
     if want("source_files", "matches_schema"):
         yield dg.AssetCheckResult(check_name="matches_schema", asset_key=key("source_files", home), passed=not run.schema_errors,
                                   metadata={"days_checked": len(run.days), "rows_rejected_to_quarantine": run.rejected_rows,
-                                            "error": "\n".join(run.schema_errors)[:2000]})  # fmt: skip
+                                            **({"error": "\n".join(run.schema_errors)[:2000]} if run.schema_errors else {})})  # fmt: skip
     if want("source_files", "unique_call_ids"):
         yield dg.AssetCheckResult(check_name="unique_call_ids", asset_key=key("source_files", home), passed=run.duplicate_ids == 0,
                                   metadata={"duplicates": run.duplicate_ids, "days_checked": len(run.days)})
@@ -182,7 +183,7 @@ def _checks(context, settings: McSettings, run, home: str | None = None):
         yield dg.AssetCheckResult(check_name="lines_reconcile", asset_key=key("source_files", home), passed=unbalanced.height == 0,
                                   metadata={"files": files.height, "lines_read": int(files.get_column("lines_read").sum() or 0),
                                             "unbalanced_files": unbalanced.height,
-                                            "unbalanced": dg.MetadataValue.md(markdown_table(unbalanced)) if unbalanced.height else ""})  # fmt: skip
+                                            **({"unbalanced": dg.MetadataValue.md(markdown_table(unbalanced))} if unbalanced.height else {})})  # fmt: skip
     if run.source_files is not None and (want("source_files", "sources_not_silent") or want("quarantine", "quarantine_share_stable")):
         yield from source_health_checks(context, settings, run.source_files, want, home)
 

@@ -18,7 +18,7 @@ import polars as pl
 from mc_pipeline import storage
 from mc_pipeline.charts import daily_cost_svg, markdown_image
 from mc_pipeline.defs.resources import McSettings
-from mc_pipeline.report import markdown_table
+from mc_pipeline.report import markdown_table, reader_order
 
 MARTS_GROUP = "marts"
 DASHBOARD_GROUP = "dashboard"
@@ -71,7 +71,7 @@ def _mart_metadata(name: str, frame: pl.DataFrame, chart: str | None, today: dat
     meta: dict = {
         "dagster/row_count": dg.MetadataValue.int(frame.height),  # the whole table, every window
         "today": dg.MetadataValue.text(f"{today.isoformat()} ({zone})"),  # the windows end on this day
-        "preview": dg.MetadataValue.md(markdown_table(shown, columns=[c for c in (cols or shown.columns[:10])])),
+        "preview": dg.MetadataValue.md(markdown_table(shown, columns=cols or reader_order(shown)[:10])),
     }
     if chart:
         meta["daily_cost_by_provider"] = dg.MetadataValue.md(chart)
@@ -195,9 +195,9 @@ def dashboard_files(settings: McSettings, data: Path, extra_targets: str, read_m
     return dg.MaterializeResult(
         metadata={
             "today": dg.MetadataValue.text(today.isoformat()),
-            "week_total_usd": dg.MetadataValue.float(s["weekTotal"]),
-            "month_total_usd": dg.MetadataValue.float(s["monthTotal"]),
-            "month_projected_usd": dg.MetadataValue.float(s["monthProjected"]),
+            "week_total_usd": dg.MetadataValue.float(round(s["weekTotal"], 2)),
+            "month_total_usd": dg.MetadataValue.float(round(s["monthTotal"], 2)),
+            "month_projected_usd": dg.MetadataValue.float(round(s["monthProjected"], 2)),
             "total_requests": dg.MetadataValue.int(s["totalRequests"]),
             "unpriced_requests": dg.MetadataValue.int(s["unpricedRequests"]),
             "sessions": dg.MetadataValue.int(len(sessions["sessions"])),
