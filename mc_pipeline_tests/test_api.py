@@ -10,13 +10,11 @@ import urllib.error
 import urllib.request
 from datetime import datetime, timedelta, timezone
 
-import dagster as dg
 import polars as pl
 import pytest
 import uvicorn
 
 from mc_pipeline.api import ApiSettings, build_app
-from mc_pipeline.definitions import build_defs
 from mc_pipeline.defs.resources import McSettings
 from mc_pipeline.tables import Tables
 from mc_pipeline_tests import homes as h
@@ -57,7 +55,7 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def refreshed(tmp_path_factory):
+def refreshed(tmp_path_factory, refresh):
     """A home with calls minutes ago (two providers, one failure) and one yesterday, refreshed once."""
     tmp = tmp_path_factory.mktemp("api")
     now = datetime.now(timezone.utc)
@@ -71,8 +69,7 @@ def refreshed(tmp_path_factory):
     h.write_session(home, lines, session_id=sid)
     h.write_sessions_index(home, "main", {"agent:main:whatsapp:direct:+4915112345678": sid})
     settings = McSettings(openclaw_home=str(home), data_dir=str(data), timezone="UTC")
-    with dg.instance_for_test() as instance:
-        build_defs(settings).resolve_job_def("refresh_all").execute_in_process(instance=instance)
+    refresh(home, data)
     return ApiSettings(data=data.resolve(), tz="UTC", port=free_port()), settings
 
 

@@ -8,16 +8,13 @@ import json
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-import dagster as dg
 import jsonschema
 import polars as pl
 import pytest
 
 from mc_pipeline import __version__
 from mc_pipeline.dashboard import build_sessions_document, build_usage_document
-from mc_pipeline.definitions import build_defs
 from mc_pipeline.defs.marts import usage_json_targets
-from mc_pipeline.defs.resources import McSettings
 from mc_pipeline.marts import build_marts
 from mc_pipeline_tests import homes as h
 from mc_pipeline_tests.test_marts import calls_from_home, mixed_home
@@ -193,12 +190,9 @@ def secret_home(home: Path) -> Path:
     return home
 
 
-def test_planted_secrets_leak_into_no_public_output(tmp_path):
+def test_planted_secrets_leak_into_no_public_output(tmp_path, refresh):
     home, data, pub = secret_home(tmp_path / "home"), tmp_path / "data", tmp_path / "public"
-    settings = McSettings(openclaw_home=str(home), data_dir=str(data), timezone="UTC", usage_json_paths=str(pub))
-    defs = build_defs(settings)
-    with dg.instance_for_test() as instance:
-        result = defs.resolve_job_def("refresh_all").execute_in_process(instance=instance, raise_on_error=False)
+    result = refresh(home, data, raise_on_error=False, usage_json_paths=str(pub))
     for step in ("marts", "usage_data_json"):
         assert result.is_node_success(step), step
     public = [data / "usage-data.json", data / "sessions.json", pub / "usage-data.json", pub / "sessions.json",
@@ -229,15 +223,13 @@ def test_planted_secrets_leak_into_no_public_output(tmp_path):
     assert "44444444-4444-4444-8444-444444444444" in ids and any(i.startswith("s-") for i in ids)
 
 
-def test_the_costs_page_contract_on_a_home_with_history_before_this_month(tmp_path):
+def test_the_costs_page_contract_on_a_home_with_history_before_this_month(tmp_path, refresh):
     """What Mission Control's Costs page computes from our files (its code is not ours;
     docs/dashboard-contract.md#what-the-costs-page-computes): today is
     the last `daily` entry, the week and the month the last 7 and 30, a provider's or model's share its cost
     over the view's total (monthTotal for the 30-day lists), the day and week views sum daily[].byProvider and
     byModel. Every share stays at or under 100% in every view, required fields are numbers, figures equal the marts."""
     from datetime import datetime, timedelta, timezone
-
-    import dagster as dg
 
     from mc_pipeline.tables import Tables
 
@@ -252,9 +244,7 @@ def test_the_costs_page_contract_on_a_home_with_history_before_this_month(tmp_pa
         sid = f"0b7c6a52-3333-4a3e-9c1e-2f0e5d8a9b0{i}"
         h.write_session(home, [h.session_line(sid, ts), h.assistant(ts, provider=provider, model=model,
                                                                     u=h.usage(1000, 100, cost=cost))], session_id=sid)
-    settings = McSettings(openclaw_home=str(home), data_dir=str(data), timezone="UTC")
-    with dg.instance_for_test() as instance:
-        build_defs(settings).resolve_job_def("refresh_all").execute_in_process(instance=instance)
+    refresh(home, data)
     doc = json.loads((data / "usage-data.json").read_text())
     s, daily = doc["summary"], doc["daily"]
     for key in ("weekTotal", "monthTotal"):

@@ -7,15 +7,12 @@ from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import dagster as dg
 import polars as pl
 import pytest
 
 from mc_pipeline.calls import with_identity
 from mc_pipeline.dedupe import dedupe_calls
 from mc_pipeline.tables import Tables
-from mc_pipeline.defs.resources import McSettings
-from mc_pipeline.definitions import build_defs
 from mc_pipeline.schemas import CALL_RECORDS, conform
 from mc_pipeline_tests import homes as h
 from mc_pipeline_tests.test_source_interactions_db import PLAN, make_db
@@ -180,13 +177,10 @@ def build_migrated_home(home: Path) -> dict[str, int]:
 
 
 @pytest.mark.skipif(not h.REAL_DIR.exists(), reason="shared/real not present")
-def test_every_call_exactly_once_and_daily_tokens_equal_the_sum_over_distinct_calls(tmp_path):
+def test_every_call_exactly_once_and_daily_tokens_equal_the_sum_over_distinct_calls(tmp_path, refresh):
     home, data = tmp_path / "home", tmp_path / "data"
     want = build_migrated_home(home)
-    settings = McSettings(openclaw_home=str(home), data_dir=str(data), timezone="UTC")
-    defs = build_defs(settings)
-    with dg.instance_for_test() as instance:
-        result = defs.resolve_job_def("refresh_all").execute_in_process(instance=instance, raise_on_error=False)
+    result = refresh(home, data, raise_on_error=False)
     for step in ("source_records", "day_tables"):
         assert result.is_node_success(step), step
     io = Tables(data)
@@ -216,16 +210,12 @@ def test_every_call_exactly_once_and_daily_tokens_equal_the_sum_over_distinct_ca
 
 
 @pytest.mark.skipif(not h.REAL_DIR.exists(), reason="shared/real not present")
-def test_a_broken_database_fails_its_check_and_the_run_goes_on(tmp_path):
+def test_a_broken_database_fails_its_check_and_the_run_goes_on(tmp_path, refresh):
     home, data = tmp_path / "home", tmp_path / "data"
     h.copy_real_home(home)
     (home / "data").mkdir()
     (home / "data" / "interactions.db").write_bytes(b"SQLite format 3\x00" + b"\x13" * 4000)
-    settings = McSettings(openclaw_home=str(home), data_dir=str(data), timezone="UTC")
-    with dg.instance_for_test() as instance:
-        result = build_defs(settings).resolve_job_def("refresh_all").execute_in_process(
-            instance=instance, raise_on_error=False
-        )
+    result = refresh(home, data, raise_on_error=False)
     assert result.is_node_success("source_records") and result.is_node_success("day_tables")
     checks = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     readable = {c.asset_key.path[-1]: c for c in checks if c.check_name == "source_readable"}

@@ -16,20 +16,10 @@ import polars as pl
 import pytest
 
 from mc_pipeline.tables import Tables
-from mc_pipeline.defs.resources import McSettings
-from mc_pipeline.definitions import build_defs
 from mc_pipeline_tests import homes as h
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_real = pytest.mark.skipif(not h.REAL_DIR.exists(), reason="shared/real not present")
-
-
-def run_job(home: Path, data: Path, **env) -> dg.ExecuteInProcessResult:
-    settings = McSettings(openclaw_home=str(home), data_dir=str(data), timezone=env.get("tz", "UTC"),
-                          cost_mode=env.get("mode", "auto"))
-    defs = build_defs(settings)
-    with dg.instance_for_test() as instance:
-        return defs.resolve_job_def("refresh_all").execute_in_process(instance=instance, raise_on_error=True)
 
 
 def independent_daily(files: list[Path]) -> dict[str, dict[str, float]]:
@@ -54,12 +44,12 @@ def independent_daily(files: list[Path]) -> dict[str, dict[str, float]]:
 
 
 @needs_real
-def test_real_home_end_to_end(tmp_path):
+def test_real_home_end_to_end(tmp_path, refresh):
     home = h.copy_real_home(tmp_path / "home")
     sessions = home / "agents" / "main" / "sessions"
     # an archived copy of one session under another agent counts; a .bak copy never does
     shutil.copy(h.REAL_DIR / "large-session.jsonl", sessions / "large-session.jsonl.bak.2025-12-01T00-00-00.000Z")
-    result = run_job(home, tmp_path / "data")
+    result = refresh(home, tmp_path / "data")
     assert result.success
     checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
               for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
@@ -89,19 +79,19 @@ def test_real_home_end_to_end(tmp_path):
     assert not any(str(tmp_path) in v for v in files.get_column("source_file").to_list())
 
 
-def test_no_home_gives_valid_empty_outputs(tmp_path):
-    result = run_job(tmp_path / "missing", tmp_path / "data")
+def test_no_home_gives_valid_empty_outputs(tmp_path, refresh):
+    result = refresh(tmp_path / "missing", tmp_path / "data")
     assert result.success
     io = Tables(tmp_path / "data")
     assert io.load("llm_calls").height == 0
     assert pl.read_parquet(io.table_dir("quarantine") / "quarantine.parquet").height == 0
 
 
-def test_quarantined_lines_reach_the_quarantine_table(tmp_path):
+def test_quarantined_lines_reach_the_quarantine_table(tmp_path, refresh):
     t = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
     h.write_lines(h.sessions_dir(tmp_path / "home") / "s1.jsonl",
                   [h.session_line("s1", t), h.assistant(t), "not json at all", h.assistant(t.replace(minute=5))])
-    run_job(tmp_path / "home", tmp_path / "data")
+    refresh(tmp_path / "home", tmp_path / "data")
     io = Tables(tmp_path / "data")
     q = pl.read_parquet(io.table_dir("quarantine") / "quarantine.parquet")
     assert q.select("source_file", "line_no").rows() == [("agents/main/sessions/s1.jsonl", 3)]
@@ -119,14 +109,14 @@ def _ccusage() -> str | None:
 
 @needs_real
 @pytest.mark.skipif(_ccusage() is None, reason="ccusage not installed (make test installs it when npm is available)")
-def test_daily_tokens_and_recorded_cost_equal_ccusage(tmp_path):
+def test_daily_tokens_and_recorded_cost_equal_ccusage(tmp_path, refresh):
     home = h.copy_real_home(tmp_path / "home")
     out = subprocess.run(
         [_ccusage(), "openclaw", "daily", "--json", "--offline", "-z", "UTC", "--open-claw-path", str(home)],
         capture_output=True, text=True, check=True,
     )
     theirs = {d["date"]: d for d in json.loads(out.stdout)["daily"]}
-    run_job(home, tmp_path / "data", tz="UTC")
+    refresh(home, tmp_path / "data", timezone="UTC")
     calls = Tables(tmp_path / "data").load("llm_calls")
     ours = {
         r["day"].isoformat(): r

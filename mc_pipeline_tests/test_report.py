@@ -94,21 +94,14 @@ def build_home(home: Path, today: date, now: datetime) -> None:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    import dagster as dg
-
-    from mc_pipeline.definitions import build_defs
-    from mc_pipeline.defs.resources import McSettings
-
+def data(tmp_path_factory, refresh):
     now = datetime.now(timezone.utc)
     today = now.astimezone(TZ).date()
     root = tmp_path_factory.mktemp("report")
     home, out = root / "home", root / "data"
     build_home(home, today, now)
-    settings = McSettings(openclaw_home=str(home), data_dir=str(out), timezone=ZONE)
-    with dg.instance_for_test() as instance:
-        result = build_defs(settings).resolve_job_def("refresh_all").execute_in_process(instance=instance)
-        assert result.success
+    result = refresh(home, out, timezone=ZONE)
+    assert result.success
     if datetime.now(TZ).date() != today:
         pytest.skip("the day changed during the refresh")
     return {"home": home, "root": out, "today": today}

@@ -12,13 +12,7 @@ import pytest
 
 from mc_pipeline.tables import Tables
 from mc_pipeline.defs.resources import McSettings
-from mc_pipeline.definitions import build_defs
 from mc_pipeline_tests import upgraded_home
-
-
-def run(home, data, instance) -> dg.ExecuteInProcessResult:
-    settings = McSettings(openclaw_home=str(home), data_dir=str(data), timezone="UTC")
-    return build_defs(settings).resolve_job_def("refresh_all").execute_in_process(instance=instance, raise_on_error=True)
 
 
 def daily(data) -> dict[str, dict]:
@@ -63,30 +57,29 @@ def checks(result) -> dict[str, bool]:
 
 
 @pytest.mark.parametrize("eras", ["both", "new_only", "old_only"])
-def test_every_call_of_an_upgraded_home_is_counted_once(tmp_path, eras):
+def test_every_call_of_an_upgraded_home_is_counted_once(tmp_path, eras, refresh):
     uh = upgraded_home.build(tmp_path / "home", old_era=eras != "new_only", new_era=eras != "old_only")
     data = tmp_path / "data"
     expected = uh.ledger.daily()
     with dg.instance_for_test() as instance:
-        first = run(uh.home, data, instance)
+        first = refresh(uh.home, data, instance)
         assert_equal(daily(data), expected)
         assert matches(uh.quarantined, quarantined(data)), quarantined(data)
         assert checks(first)["source_files:lines_reconcile"] and checks(first)["source_files:unique_call_ids"]
 
-        run(uh.home, data, instance)  # nothing new: the same figures
+        refresh(uh.home, data, instance)  # nothing new: the same figures
         assert_equal(daily(data), expected)
         if uh.late_archive:  # the identity archive's published copy appears an hour after its row
             uh.publish_late()
-            run(uh.home, data, instance)
+            refresh(uh.home, data, instance)
             assert_equal(daily(data), expected)
             assert matches(uh.quarantined, quarantined(data))
 
 
-def test_session_keys_cron_jobs_forks_and_billing_come_from_the_databases(tmp_path):
+def test_session_keys_cron_jobs_forks_and_billing_come_from_the_databases(tmp_path, refresh):
     uh = upgraded_home.build(tmp_path / "home")
     data = tmp_path / "data"
-    with dg.instance_for_test() as instance:
-        run(uh.home, data, instance)
+    refresh(uh.home, data)
     calls = Tables(data).load("llm_calls")
     ops = calls.filter(pl.col("agent_id") == "ops")
     # a cron session named by its key, and one a cron run (state database) attributes; both named
