@@ -21,6 +21,7 @@ import polars as pl
 
 from mc_pipeline.budgets import BudgetRules, BudgetRulesError, budget_alerts, window_alerts
 from mc_pipeline.budgets import rules_from_doc as budget_rules_from_doc
+from mc_pipeline.config import parse_bool
 from mc_pipeline.schemas import ALERTS
 
 DEFAULT_RULES_FILE = Path(__file__).with_name("alert_rules.toml")
@@ -85,12 +86,10 @@ def _number(value: object, what: str, *, allow_off: bool = True) -> float | None
 
 
 def _bool(value: str, what: str) -> bool:
-    text = value.strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise AlertRulesError(f"{what}: {value!r} is not true/false")
+    flag = parse_bool(value)
+    if flag is None and value.strip():
+        raise AlertRulesError(f"{what}: {value!r} is not true/false")
+    return bool(flag)  # empty: off
 
 
 def _model_limits(text: str, what: str) -> dict[str, float]:

@@ -18,10 +18,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from mc_pipeline.config import parse_bool
+
 if TYPE_CHECKING:  # Dagster and Polars are imported only when a run really starts
     from mc_pipeline.defs.resources import McSettings
 
-YES = ("1", "true", "yes")
 
 def ensure_dagster_home(settings: McSettings) -> Path:
     from mc_pipeline.instance import ensure_dagster_home as ensure
@@ -136,7 +137,7 @@ def run(argv: list[str] | None = None, clock: Callable[[], datetime] | None = No
     from mc_pipeline import run_fingerprint
 
     started = (clock or (lambda: datetime.now(timezone.utc)))()
-    force = args.force or os.environ.get("MC_FULL_REBUILD", "").strip().lower() in YES
+    force = args.force or parse_bool(os.environ.get("MC_FULL_REBUILD")) is True
     fleet = bool(os.environ.get("MC_OPENCLAW_HOMES") or os.environ.get("MC_OPENCLAW_HOMES_FILE"))
     try:  # a fleet is not fingerprinted: each home's readers find what changed (a no-op run reads nothing)
         inputs = None if fleet else run_fingerprint.current_inputs(os.environ, started)
@@ -173,6 +174,7 @@ def run(argv: list[str] | None = None, clock: Callable[[], datetime] | None = No
     import dagster as dg
 
     from mc_pipeline.definitions import build_defs
+    from mc_pipeline.defs.automation import REFRESH_TAG
 
     logging.basicConfig(format="%(message)s")  # Dagster's console logger already formats its lines
 
@@ -186,7 +188,7 @@ def run(argv: list[str] | None = None, clock: Callable[[], datetime] | None = No
     create_instance_storage(Path(os.environ["DAGSTER_HOME"]))
     level = "WARNING" if args.quiet else "INFO"
     run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
-    tags = {"mc_pipeline/refresh": "cli"}
+    tags = {REFRESH_TAG: "cli"}
     instance = dg.DagsterInstance.get()  # storages made by create_instance_storage
     if homes:  # the multiprocess executor: each step a process, homes in parallel (definitions.py)
         from mc_pipeline.definitions import refresh_job
@@ -265,6 +267,7 @@ def rerun(argv: list[str] | None = None) -> int:
     import dagster as dg
 
     from mc_pipeline.definitions import build_defs
+    from mc_pipeline.defs.automation import RERUN_TAG
     from mc_pipeline.defs.ingest import READERS
 
     logging.basicConfig(format="%(message)s")
@@ -276,7 +279,7 @@ def rerun(argv: list[str] | None = None) -> int:
         instance=dg.DagsterInstance.get(),
         asset_selection=keep,
         tags={"dagster/asset_partition_range_start": first.isoformat(),
-              "dagster/asset_partition_range_end": last.isoformat(), "mc_pipeline/rerun": "cli"},
+              "dagster/asset_partition_range_end": last.isoformat(), RERUN_TAG: "cli"},
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING" if args.quiet else "INFO"}}}},
         raise_on_error=False,
     )  # fmt: skip

@@ -73,3 +73,18 @@ def parse_homes(value: str = "", file: str = "") -> list[tuple[str, Path]]:
         out.append((name, Path(path).expanduser()))
     return out
 
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def parse_bool(text: str | None) -> bool | None:
+    """A yes/no setting or run tag: ``1``/``true``/``yes``/``on`` -> True, ``0``/``false``/``no``/``off`` -> False
+    (any case, surrounding spaces ignored); None for anything else, empty or missing included, so the caller
+    decides between a default and an error."""
+    word = (text or "").strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    return None

@@ -292,6 +292,12 @@ def test_environment_overrides_and_switches_off():
     assert rules.include_subscription is True and rules.spike_factor is None
 
 
+@pytest.mark.parametrize("text,want", [("true", True), (" ON ", True), ("1", True), ("no", False), ("off", False),
+                                       ("", False)])  # fmt: skip
+def test_include_subscription_is_a_yes_no_word_and_empty_is_off(text, want):
+    assert load_alert_rules(env={"MC_ALERTS_INCLUDE_SUBSCRIPTION": text}).include_subscription is want
+
+
 def test_user_rules_file(tmp_path):
     f = tmp_path / "rules.toml"
     f.write_text(
@@ -310,6 +316,7 @@ def test_user_rules_file(tmp_path):
         ({"MC_DAILY_LIMIT_USD": "fifty"}, None),
         ({"MC_DAILY_LIMIT_USD": "-3"}, None),
         ({"MC_MODEL_DAILY_LIMITS_USD": "opus"}, None),
+        ({"MC_ALERTS_INCLUDE_SUBSCRIPTION": "maybe"}, None),
         ({}, "[spend]\ndaily_limit_usd = 'a lot'\n"),
         ({}, "[spend\n"),
     ],

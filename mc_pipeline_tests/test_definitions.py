@@ -14,10 +14,10 @@ import dagster as dg
 import pytest
 
 import mc_pipeline.defs as defs_pkg
+from mc_pipeline.config import parse_bool
 from mc_pipeline.definitions import build_defs
+from mc_pipeline.defs.automation import REFRESH_TAG
 from mc_pipeline.defs.resources import McSettings
-
-REFRESH_TAG = "mc_pipeline/refresh"
 
 #: Groups of assets that must not move (the UI, docs and sensors refer to them by group).
 KNOWN_GROUPS = {
@@ -250,3 +250,29 @@ def test_the_instance_storage_follows_the_postgres_setting_and_an_edited_yaml_is
     monkeypatch.delenv("DAGSTER_HOME")
     ensure_dagster_home(tmp_path / "data")
     assert (home / "dagster.yaml").read_text().endswith("# my own change\n")  # edited: never overwritten
+
+
+def test_the_dagster_yaml_templates_limit_the_refresh_tag_the_runs_carry():
+    """instance.py spells the tag literally in the dagster.yaml it writes (SQLite and Postgres): it must be
+    the REFRESH_TAG the schedule, the sensor and the CLI put on their runs."""
+    import yaml
+
+    from mc_pipeline import instance
+
+    for text in (instance.DAGSTER_YAML.format(runs="/tmp/runs/"), instance.POSTGRES_YAML):
+        assert yaml.safe_load(text)["run_queue"]["tag_concurrency_limits"] == [{"key": REFRESH_TAG, "limit": 1}]
+
+
+@pytest.mark.parametrize("text,want", [
+    ("1", True), ("true", True), ("Yes", True), (" ON ", True), ("TRUE\n", True),
+    ("0", False), ("false", False), ("NO", False), (" off", False),
+    ("", None), (None, None), ("  ", None), ("maybe", None), ("2", None), ("y", None), ("truthy", None),
+])  # fmt: skip
+def test_parse_bool(text, want):
+    assert parse_bool(text) is want
+
+
+@pytest.mark.parametrize("text,want", [("1", True), ("true", True), ("on", True), ("0", False), ("off", False),
+                                       ("", False), ("maybe", False)])  # fmt: skip
+def test_the_full_rebuild_setting_is_a_yes_no_word(text, want):
+    assert McSettings.from_env({"MC_FULL_REBUILD": text}).full_rebuild is want

@@ -233,6 +233,7 @@ def test_plan_of_an_unchanged_home_reads_nothing(home, tmp_path):
 
 
 def test_the_asset_is_incremental_across_dagster_runs_and_can_be_forced_to_rebuild(home, tmp_path, monkeypatch):
+    from mc_pipeline.defs.automation import FULL_REBUILD_TAG
     from mc_pipeline.defs.ingest import build_reader_assets
     from mc_pipeline.defs.resources import McSettings
 
@@ -254,7 +255,7 @@ def test_the_asset_is_incremental_across_dagster_runs_and_can_be_forced_to_rebui
     append(h.sessions_dir(home) / "s-live.jsonl", b"".join(line(x) for x in turn(T0 + timedelta(hours=4))))
     meta = run()
     assert meta["files_read"] == 1 and meta["read_mode"] == "incremental" and meta["days_touched"] == 1
-    assert run(tags={"mc_pipeline/full_rebuild": "true"})["files_read"] == n_files
+    assert run(tags={FULL_REBUILD_TAG: "true"})["files_read"] == n_files
     resources["settings"] = McSettings.from_env({"OPENCLAW_HOME": str(home), "MC_DATA_DIR": str(data),
                                                  "MC_TIMEZONE": "UTC", "MC_FULL_REBUILD": "1"})
     assert run()["files_read"] == n_files

@@ -24,6 +24,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from mc_pipeline.defs.automation import REFRESH_TAG
 from mc_pipeline.instance import dagster_yaml
 from mc_pipeline.tables import Tables
 from mc_pipeline_tests import homes as h
@@ -31,7 +32,6 @@ from mc_pipeline_tests import homes as h
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 LOCATION = "mc_pipeline"
-REFRESH_TAG = "mc_pipeline/refresh"
 START_TIMEOUT_S = 60
 RUN_TIMEOUT_S = 150
 

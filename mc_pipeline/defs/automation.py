@@ -17,7 +17,10 @@ from mc_pipeline.defs.resources import McSettings
 from mc_pipeline.source_state import file_states, fleet_file_states, last_read_digest, states_digest
 
 REFRESH_JOB = "refresh_all"
-REFRESH_TAG = "mc_pipeline/refresh"
+#: Run tags (instance.py's dagster.yaml spells REFRESH_TAG literally; test_definitions checks they agree).
+REFRESH_TAG = "mc_pipeline/refresh"  # refresh runs (schedule, sensor, CLI): queued one at a time
+FULL_REBUILD_TAG = "mc_pipeline/full_rebuild"  # "true" on a run: re-read every source file (as MC_FULL_REBUILD)
+RERUN_TAG = "mc_pipeline/rerun"  # a rerun of days (`python -m mc_pipeline rerun`)
 #: Runs that have not started yet: one of these already covers whatever changed.
 WAITING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING]
 

@@ -12,6 +12,8 @@ import warnings
 import dagster as dg
 
 from mc_pipeline import source_state
+from mc_pipeline.config import parse_bool
+from mc_pipeline.defs.automation import FULL_REBUILD_TAG
 from mc_pipeline.defs.resources import McSettings
 from mc_pipeline.readers.staged import ReadReport
 
@@ -121,7 +123,7 @@ def build_reader_assets(home: str | None = None) -> list:
                         yield dg.AssetCheckResult(check_name="source_readable", asset_key=key(name, home), passed=False,
                                                   severity=dg.AssetCheckSeverity.WARN, description=unreachable)
             return
-        tag = context.run.tags.get("mc_pipeline/full_rebuild", "").lower() in ("1", "true", "yes")
+        tag = parse_bool(context.run.tags.get(FULL_REBUILD_TAG)) is True
         source_state.record_watched(config.staging, source_state.file_states(config.home))
         for name, digest in source_state.digests(config).items():
             context.log_event(dg.AssetObservation(asset_key=key(name, home), tags={"dagster/data_version": digest}))

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import dagster as dg
 from pydantic import field_validator
 
+from mc_pipeline.config import parse_bool
 from mc_pipeline.defaults import LEGACY_HOMES, default_home, local_timezone  # noqa: F401 - Dagster-free home
 from mc_pipeline.schemas import COST_MODES
 
@@ -56,7 +57,7 @@ class McSettings(dg.ConfigurableResource):
             cost_mode=env.get("MC_COST_MODE") or "auto",
             task_rules_path=env.get("MC_TASK_RULES", ""),
             billing_overrides_path=env.get("MC_BILLING_OVERRIDES", ""),
-            full_rebuild=env.get("MC_FULL_REBUILD", "").strip().lower() in ("1", "true", "yes"),
+            full_rebuild=parse_bool(env.get("MC_FULL_REBUILD")) is True,
             interactions_db_path=env.get("MC_INTERACTIONS_DB", ""),
             model_usage_log_path=env.get("MC_MODEL_USAGE_LOG", ""),
             usage_json_paths=env.get("MC_USAGE_JSON_PATHS", ""),
