@@ -30,7 +30,7 @@ $(CCUSAGE):
 
 dev: $(STAMP)  ## the Dagster UI with schedules and sensors running, and the usage API beside it
 	@mkdir -p $(DAGSTER_HOME)
-	$(PY) -c 'from mc_pipeline.cli import create_instance_storage, ensure_dagster_home; from mc_pipeline.defs.resources import McSettings; create_instance_storage(ensure_dagster_home(McSettings.from_env()))'
+	$(PY) -c 'from mc_pipeline.runtime.cli import create_instance_storage, ensure_dagster_home; from mc_pipeline.defs.resources import McSettings; create_instance_storage(ensure_dagster_home(McSettings.from_env()))'
 	$(PY) -m mc_pipeline serve & api=$$!; trap 'kill $$api' EXIT INT TERM; $(VENV)/bin/dagster dev -w workspace.yaml
 
 serve: $(STAMP)  ## the read-only usage API (MC_API_PORT, default 8765, on 127.0.0.1)

@@ -1,5 +1,5 @@
 import sys
 
-from mc_pipeline.cli import main
+from mc_pipeline.runtime.cli import main
 
 sys.exit(main())

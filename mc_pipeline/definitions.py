@@ -12,11 +12,12 @@ import os
 
 import dagster as dg
 
-from mc_pipeline.defs import alerts, automation
-from mc_pipeline.defs.alerts import AlertSettings, build_alert_asset
-from mc_pipeline.defs.days import PARTITIONED, build_daily_assets, day_partitions
-from mc_pipeline.defs.ingest import build_reader_assets, key
-from mc_pipeline.defs.marts import build_home_dashboard, build_mart_assets
+from mc_pipeline.defs import alert_assets
+from mc_pipeline.defs import automation
+from mc_pipeline.defs.alert_assets import AlertSettings, build_alert_asset
+from mc_pipeline.defs.day_assets import PARTITIONED, build_daily_assets, day_partitions
+from mc_pipeline.defs.source_assets import build_reader_assets, key
+from mc_pipeline.defs.mart_assets import build_home_dashboard, build_mart_assets
 from mc_pipeline.defs.resources import McSettings
 
 REFRESH_DESCRIPTION = ("Read what changed in every source, build the days it touched (day_tables records the llm_calls "
@@ -27,9 +28,9 @@ REFRESH_DESCRIPTION = ("Read what changed in every source, build the days it tou
 #: Imported once by the forkserver of a fleet's run, so that no step process imports them again (measured: a
 #: step process took ~1 s from queued to started importing the instance's storages, then each its own modules).
 PRELOAD = [
-    "mc_pipeline.definitions", "mc_pipeline.instance", "dagster._core.storage.runs.sqlite.sqlite_run_storage",
-    "dagster._core.storage.schedules.sqlite.sqlite_schedule_storage", "mc_pipeline.ingest", "mc_pipeline.build_days",
-    "mc_pipeline.marts", "mc_pipeline.dashboard", "mc_pipeline.fleet", "mc_pipeline.alerts", "mc_pipeline.contracts",
+    "mc_pipeline.definitions", "mc_pipeline.runtime.instance", "dagster._core.storage.runs.sqlite.sqlite_run_storage",
+    "dagster._core.storage.schedules.sqlite.sqlite_schedule_storage", "mc_pipeline.ingest.staging", "mc_pipeline.calls.build_days",
+    "mc_pipeline.reporting.marts", "mc_pipeline.reporting.dashboard", "mc_pipeline.reporting.fleet", "mc_pipeline.alerting.rules", "mc_pipeline.tables.contracts",
 ]  # fmt: skip
 
 
@@ -44,7 +45,7 @@ def build_defs(settings: McSettings | None = None) -> dg.Definitions:
         # staged files; a fresh Python per step (the multiprocess default) costs ~2 s each.
         executor = dg.in_process_executor
     else:
-        from mc_pipeline.defs.fleet import build_fleet_asset
+        from mc_pipeline.defs.fleet_assets import build_fleet_asset
 
         assets = [a for h in homes for a in (*build_reader_assets(h), *build_daily_assets(partitions, h),
                                              build_home_dashboard(h))]  # fmt: skip
@@ -56,13 +57,13 @@ def build_defs(settings: McSettings | None = None) -> dg.Definitions:
         executor = dg.multiprocess_executor.configured({
             "max_concurrent": concurrent,
             "start_method": {"forkserver": {"preload_modules": PRELOAD + (
-                ["mc_pipeline.postgres_storage"] if os.environ.get("MC_DAGSTER_POSTGRES_URL") else [])}},
+                ["mc_pipeline.runtime.postgres_storage"] if os.environ.get("MC_DAGSTER_POSTGRES_URL") else [])}},
         })
     # the day-partitioned assets run when days are rerun (the UI's partition picker, a backfill, `rerun`)
     refresh_all = dg.define_asset_job("refresh_all", selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*partitioned),
                                       description=REFRESH_DESCRIPTION)  # fmt: skip
     return dg.Definitions.merge(
-        alerts.defs,
+        alert_assets.defs,
         automation.defs,
         dg.Definitions(
             assets=assets,
@@ -78,5 +79,5 @@ defs = build_defs()
 
 def refresh_job() -> dg.JobDefinition:
     """``refresh_all`` of the definitions built from the environment: reconstructable, so that each step of a
-    fleet's run (a process of the multiprocess executor) builds the same job again (``mc_pipeline.cli``)."""
+    fleet's run (a process of the multiprocess executor) builds the same job again (``mc_pipeline.runtime.cli``)."""
     return defs.resolve_job_def("refresh_all")

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Self
 
-from mc_pipeline.instance import dagster_yaml
+from mc_pipeline.runtime.instance import dagster_yaml
 from mc_pipeline_tests import homes as h
 from mc_pipeline_tests.test_webserver import (
     BIN,

@@ -1,4 +1,4 @@
-"""Raised once, delivered once (mc_pipeline/alert_delivery.py): alerts.jsonl, the state file and webhooks
+"""Raised once, delivered once (mc_pipeline/alerting/delivery.py): alerts.jsonl, the state file and webhooks
 posted to a real HTTP receiver on 127.0.0.1."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import polars as pl
 import pytest
 
-from mc_pipeline import alert_delivery as ad
-from mc_pipeline.alerts import AlertRules, evaluate_alerts
-from mc_pipeline.schemas import ALERTS, LLM_CALLS, conform
+from mc_pipeline.alerting import delivery as ad
+from mc_pipeline.alerting.rules import AlertRules, evaluate_alerts
+from mc_pipeline.tables.schemas import ALERTS, LLM_CALLS, conform
 
 NOW = datetime(2026, 3, 4, 12, 0, tzinfo=timezone.utc)
 

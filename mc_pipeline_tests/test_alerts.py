@@ -1,4 +1,4 @@
-"""Alert rules on llm_calls frames (mc_pipeline/alerts.py): each rule, its boundaries and its period."""
+"""Alert rules on llm_calls frames (mc_pipeline/alerting/rules.py): each rule, its boundaries and its period."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import pytest
 
-from mc_pipeline.alerts import (
+from mc_pipeline.alerting.rules import (
     DEFAULT_RULES_FILE,
     AlertRules,
     AlertRulesError,
@@ -18,7 +18,7 @@ from mc_pipeline.alerts import (
     load_alert_rules,
     run_failure_alert,
 )
-from mc_pipeline.schemas import ALERTS, LLM_CALLS, conform
+from mc_pipeline.tables.schemas import ALERTS, LLM_CALLS, conform
 from mc_pipeline_tests.homes import REAL_DIR
 
 UTC = timezone.utc

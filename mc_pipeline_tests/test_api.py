@@ -14,9 +14,9 @@ import polars as pl
 import pytest
 import uvicorn
 
-from mc_pipeline.api import ApiSettings, build_app
+from mc_pipeline.reporting.api import ApiSettings, build_app
 from mc_pipeline.defs.resources import McSettings
-from mc_pipeline.tables import Tables
+from mc_pipeline.tables.store import Tables
 from mc_pipeline_tests import homes as h
 
 

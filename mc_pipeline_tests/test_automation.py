@@ -16,9 +16,9 @@ import polars as pl
 import pytest
 from dagster._core.utils import make_new_run_id
 
-from mc_pipeline import alert_delivery as ad
+from mc_pipeline.alerting import delivery as ad
 from mc_pipeline.definitions import build_defs
-from mc_pipeline.defs.alerts import AlertSettings, alert_delivery, run_failure_alerts
+from mc_pipeline.defs.alert_assets import AlertSettings, alert_delivery, run_failure_alerts
 from mc_pipeline.defs.automation import (
     REFRESH_JOB,
     REFRESH_TAG,

@@ -1,4 +1,4 @@
-"""Tests of mc_pipeline.billing with fixture OpenClaw homes in tmp_path."""
+"""Tests of mc_pipeline.costing.billing with fixture OpenClaw homes in tmp_path."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from mc_pipeline.billing import (
+from mc_pipeline.costing.billing import (
     AuthProfiles,
     BillingOverridesError,
     assign_billing,

@@ -35,7 +35,7 @@ if not CHROMIUM.exists():
                 allow_module_level=True)  # fmt: skip
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
 
-from mc_pipeline.tables import Tables
+from mc_pipeline.tables.store import Tables
 from mc_pipeline_tests.live_stack import LiveStack, local_today, plant_home, reporting_zone
 from mc_pipeline_tests.test_webserver import ASSETS_QUERY, LOCATION, REPO_QUERY, graphql, launch
 

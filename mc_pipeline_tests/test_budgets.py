@@ -9,10 +9,10 @@ from datetime import date, datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from mc_pipeline import alert_delivery as ad
-from mc_pipeline.alerts import evaluate_alerts_daily, load_alert_rules
-from mc_pipeline.budgets import Budget, BudgetRules, SubscriptionWindow, budget_alerts, budget_status, window_status
-from mc_pipeline.schemas import USAGE_DAILY, conform
+from mc_pipeline.alerting import delivery as ad
+from mc_pipeline.alerting.rules import evaluate_alerts_daily, load_alert_rules
+from mc_pipeline.alerting.budgets import Budget, BudgetRules, SubscriptionWindow, budget_alerts, budget_status, window_status
+from mc_pipeline.tables.schemas import USAGE_DAILY, conform
 
 TZ = "Europe/Berlin"
 
@@ -97,7 +97,7 @@ def test_a_5_hour_window_across_midnight_and_its_reset_time():
 def _rules(budgets: BudgetRules):
     from dataclasses import replace
 
-    from mc_pipeline.alerts import AlertRules
+    from mc_pipeline.alerting.rules import AlertRules
 
     return replace(AlertRules(), budgets=budgets)
 

@@ -8,13 +8,13 @@ from datetime import datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from mc_pipeline.billing import read_auth_profiles
-from mc_pipeline.calls import build_llm_calls, with_thinking
-from mc_pipeline.readers.session_index import parse_session_key, read_session_index
-from mc_pipeline.readers.transcript_files import read_transcripts
-from mc_pipeline.readers.transcripts import parse_transcript
-from mc_pipeline.schemas import LLM_CALLS
-from mc_pipeline.task_types import load_task_rules
+from mc_pipeline.costing.billing import read_auth_profiles
+from mc_pipeline.calls.llm_calls import build_llm_calls, with_thinking
+from mc_pipeline.ingest.readers.session_index import parse_session_key, read_session_index
+from mc_pipeline.ingest.readers.transcript_files import read_transcripts
+from mc_pipeline.ingest.readers.transcripts import parse_transcript
+from mc_pipeline.tables.schemas import LLM_CALLS
+from mc_pipeline.costing.task_types import load_task_rules
 from mc_pipeline_tests import homes as h
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)

@@ -1,6 +1,6 @@
 """Two runs at once cannot corrupt anything, and a reader never sees half a file.
 
-- ``mc_pipeline.storage`` writes to a temporary name and ``os.replace``s it: reader threads hammer a
+- ``mc_pipeline.tables.storage`` writes to a temporary name and ``os.replace``s it: reader threads hammer a
   JSON, a Parquet and a CSV file while writer threads rewrite them with versions of very different
   sizes; every read must be one whole version (each version carries its own checksum).
 - Two ``python -m mc_pipeline run`` processes on the same home, data folder and Dagster instance (a
@@ -24,8 +24,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from mc_pipeline import storage
-from mc_pipeline.tables import Tables
+from mc_pipeline.tables import storage
+from mc_pipeline.tables.store import Tables
 from mc_pipeline_tests import homes as h
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,7 +197,7 @@ def existing_instance(dagster_home: Path) -> Path:
     """
     import dagster as dg
 
-    from mc_pipeline.instance import dagster_yaml
+    from mc_pipeline.runtime.instance import dagster_yaml
 
     dagster_home.mkdir(parents=True)
     (dagster_home / "dagster.yaml").write_text(dagster_yaml(dagster_home))

@@ -13,13 +13,13 @@ import polars as pl
 import pytest
 
 from mc_pipeline import __version__
-from mc_pipeline.dashboard import build_sessions_document, build_usage_document
-from mc_pipeline.defs.marts import usage_json_targets
-from mc_pipeline.marts import build_marts
+from mc_pipeline.reporting.dashboard import build_sessions_document, build_usage_document
+from mc_pipeline.defs.mart_assets import usage_json_targets
+from mc_pipeline.reporting.marts import build_marts
 from mc_pipeline_tests import homes as h
 from mc_pipeline_tests.test_marts import calls_from_home, mixed_home
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "mc_pipeline" / "usage_data.schema.json").read_text())
+SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "mc_pipeline" / "reporting" / "usage_data.schema.json").read_text())
 NOW = datetime(2026, 3, 7, 18, 0, tzinfo=timezone.utc)
 
 
@@ -231,7 +231,7 @@ def test_the_costs_page_contract_on_a_home_with_history_before_this_month(tmp_pa
     byModel. Every share stays at or under 100% in every view, required fields are numbers, figures equal the marts."""
     from datetime import datetime, timedelta, timezone
 
-    from mc_pipeline.tables import Tables
+    from mc_pipeline.tables.store import Tables
 
     now = datetime.now(timezone.utc)
     today = now.date()

@@ -10,10 +10,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from mc_pipeline.calls import with_identity
-from mc_pipeline.dedupe import dedupe_calls
-from mc_pipeline.tables import Tables
-from mc_pipeline.schemas import CALL_RECORDS, conform
+from mc_pipeline.calls.llm_calls import with_identity
+from mc_pipeline.calls.dedupe import dedupe_calls
+from mc_pipeline.tables.store import Tables
+from mc_pipeline.tables.schemas import CALL_RECORDS, conform
 from mc_pipeline_tests import homes as h
 from mc_pipeline_tests.test_source_interactions_db import PLAN, make_db
 

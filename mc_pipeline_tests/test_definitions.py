@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 
 import mc_pipeline.defs as defs_pkg
-from mc_pipeline.config import parse_bool
+from mc_pipeline.runtime.config import parse_bool
 from mc_pipeline.definitions import build_defs
 from mc_pipeline.defs.automation import REFRESH_TAG
 from mc_pipeline.defs.resources import McSettings
@@ -201,7 +201,7 @@ def test_hourly_schedule_when_present(defs):
 
 def test_refresh_runs_are_limited_to_one_at_a_time(tmp_path):
     """The instance mc_pipeline writes queues runs tagged ``mc_pipeline/refresh`` one at a time."""
-    from mc_pipeline.cli import ensure_dagster_home
+    from mc_pipeline.runtime.cli import ensure_dagster_home
 
     import os
 
@@ -226,8 +226,8 @@ def test_refresh_runs_are_limited_to_one_at_a_time(tmp_path):
 def test_the_instance_storage_follows_the_postgres_setting_and_an_edited_yaml_is_kept(tmp_path, monkeypatch):
     """MC_DAGSTER_POSTGRES_URL set: dagster.yaml selects Postgres for every storage, by a reference to the
     variable (never the URL or its password); unset again: back to the SQLite files. An edited file stays."""
-    from mc_pipeline.instance import ensure_dagster_home, storage_identity
-    from mc_pipeline.postgres_storage import psycopg2_url
+    from mc_pipeline.runtime.instance import ensure_dagster_home, storage_identity
+    from mc_pipeline.runtime.postgres_storage import psycopg2_url
 
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     monkeypatch.setenv("MC_DAGSTER_POSTGRES_URL", "postgresql://mc:s3cret-pw@db.internal:5433/dagster")
@@ -257,7 +257,7 @@ def test_the_dagster_yaml_templates_limit_the_refresh_tag_the_runs_carry():
     the REFRESH_TAG the schedule, the sensor and the CLI put on their runs."""
     import yaml
 
-    from mc_pipeline import instance
+    from mc_pipeline.runtime import instance
 
     for text in (instance.DAGSTER_YAML.format(runs="/tmp/runs/"), instance.POSTGRES_YAML):
         assert yaml.safe_load(text)["run_queue"]["tag_concurrency_limits"] == [{"key": REFRESH_TAG, "limit": 1}]

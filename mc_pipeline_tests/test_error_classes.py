@@ -1,4 +1,4 @@
-"""Tests of mc_pipeline.error_classes.classify_status (messages shaped like
+"""Tests of mc_pipeline.costing.error_classes.classify_status (messages shaped like
 docs/openclaw-formats.md#stop-reasons-and-failures)."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from mc_pipeline.error_classes import classify_status
-from mc_pipeline.schemas import ERROR_CLASSES
+from mc_pipeline.costing.error_classes import classify_status
+from mc_pipeline.tables.schemas import ERROR_CLASSES
 
 
 def _one(stop_reason: str | None, error_message: str | None) -> dict:

@@ -20,11 +20,11 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from mc_pipeline.config import HomesError, parse_homes
+from mc_pipeline.runtime.config import HomesError, parse_homes
 from mc_pipeline.definitions import build_defs
 from mc_pipeline.defs.automation import transcript_changes
 from mc_pipeline.defs.resources import McSettings
-from mc_pipeline.tables import Tables
+from mc_pipeline.tables.store import Tables
 from mc_pipeline_tests import homes as h
 from mc_pipeline_tests import upgraded_home
 from mc_pipeline_tests.test_automation import zone_far_from_midnight
@@ -132,7 +132,7 @@ def test_each_home_of_a_fleet_equals_the_home_run_alone_and_the_fleet_is_their_s
 
 
 def test_a_home_that_cannot_be_read_fails_only_its_own_check_and_is_named(tmp_path, two_homes):
-    from mc_pipeline.cli import summary_lines
+    from mc_pipeline.runtime.cli import summary_lines
 
     up, recent = two_homes
     data = tmp_path / "fleet"

@@ -20,8 +20,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mc_pipeline.instance import POSTGRES_URL_ENV
-from mc_pipeline.tables import Tables
+from mc_pipeline.runtime.instance import POSTGRES_URL_ENV
+from mc_pipeline.tables.store import Tables
 from mc_pipeline_tests import upgraded_home
 from mc_pipeline_tests.postgres_server import MISSING, PostgresServer, binaries
 from mc_pipeline_tests.test_fleet import FIGURES, figures, fleet_settings, recent_home, refresh
@@ -93,7 +93,7 @@ def test_postgres_fleet_through_the_daemon_equals_an_in_process_sqlite_run(tmp_p
                 "OPENCLAW_HOME": str(tmp_path / "none"), "MC_MAX_CONCURRENT": "2"})  # fmt: skip
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    from mc_pipeline.instance import create_instance_storage, ensure_dagster_home
+    from mc_pipeline.runtime.instance import create_instance_storage, ensure_dagster_home
 
     create_instance_storage(ensure_dagster_home(data))  # what `make dev` does first
     yaml = (data / "dagster_home" / "dagster.yaml").read_text()

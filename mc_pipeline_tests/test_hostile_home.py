@@ -28,7 +28,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from mc_pipeline.tables import Tables
+from mc_pipeline.tables.store import Tables
 from mc_pipeline_tests import homes as h
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -285,7 +285,7 @@ def test_run_succeeds_and_every_planted_good_call_is_in_llm_calls(hostile):
 
 @pytest.mark.skipif(not h.REAL_DIR.exists(), reason="shared/real not present")
 def test_real_calls_survive_beside_the_hostile_files(hostile):
-    from mc_pipeline.readers.transcripts import parse_transcript
+    from mc_pipeline.ingest.readers.transcripts import parse_transcript
 
     expected = sum(
         parse_transcript(f.read_bytes(), rel=f.name, agent_id="real", session_id=f.stem).n_calls
@@ -514,7 +514,7 @@ def _db_row(tokens) -> tuple:
 
 
 def test_interactions_db_bad_values_are_quarantined_rows(tmp_path):
-    from mc_pipeline.readers.interactions_db import read_interactions_db
+    from mc_pipeline.ingest.readers.interactions_db import read_interactions_db
 
     rows = [_db_row(100), _db_row("12345678901234567890123"), _db_row(1e308), _db_row(-5), _db_row("many"),
             (0, "anthropic", "claude-opus-4-6", "db-s", 1, 1, None, 1, 0.0, "success"), (None,) * 10, _db_row(200)]
@@ -525,7 +525,7 @@ def test_interactions_db_bad_values_are_quarantined_rows(tmp_path):
 
 
 def test_interactions_db_one_binary_cell_costs_only_its_row(tmp_path):
-    from mc_pipeline.readers.interactions_db import read_interactions_db
+    from mc_pipeline.ingest.readers.interactions_db import read_interactions_db
 
     rows = [_db_row(100), _db_row(b"\x00\xff\xfe"), _db_row(200)]
     read = read_interactions_db(_interactions_db(tmp_path, rows), tmp_path, now=datetime(2026, 3, 10, tzinfo=timezone.utc))
@@ -533,7 +533,7 @@ def test_interactions_db_one_binary_cell_costs_only_its_row(tmp_path):
 
 
 def test_interactions_db_implausible_token_count_is_quarantined(tmp_path):
-    from mc_pipeline.readers.interactions_db import read_interactions_db
+    from mc_pipeline.ingest.readers.interactions_db import read_interactions_db
 
     rows = [_db_row(100), _db_row(9 * 10**18)]
     read = read_interactions_db(_interactions_db(tmp_path, rows), tmp_path, now=datetime(2026, 3, 10, tzinfo=timezone.utc))
@@ -554,7 +554,7 @@ def test_interactions_db_missing_table_or_columns(tmp_path, ddl, row, problem, r
     """A missing table is a problem naming the file; missing columns quarantine the rows that need them."""
     import sqlite3
 
-    from mc_pipeline.readers.interactions_db import read_interactions_db
+    from mc_pipeline.ingest.readers.interactions_db import read_interactions_db
 
     path = tmp_path / "data" / "interactions.db"
     path.parent.mkdir()

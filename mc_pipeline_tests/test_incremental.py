@@ -18,10 +18,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from mc_pipeline.readers.home import discover_transcripts
-from mc_pipeline.readers.manifest import MANIFEST, plan_reads
-from mc_pipeline.readers.staged import SourceState
-from mc_pipeline.readers.transcript_files import stage_transcript_files
+from mc_pipeline.ingest.readers.home import discover_transcripts
+from mc_pipeline.ingest.readers.manifest import MANIFEST, plan_reads
+from mc_pipeline.ingest.readers.staged import SourceState
+from mc_pipeline.ingest.readers.transcript_files import stage_transcript_files
 from mc_pipeline_tests import homes as h
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
@@ -203,10 +203,10 @@ def test_a_rename_that_changes_the_session_of_a_headerless_file_is_read_again(tm
 
 def test_days_not_touched_are_not_rewritten(home, tmp_path):
     """An append on one day rebuilds only that day's llm_calls (and the aggregates of that day)."""
-    from mc_pipeline.build_days import build_and_write
-    from mc_pipeline.config import Config
-    from mc_pipeline.ingest import stage_sources
-    from mc_pipeline.tables import Tables
+    from mc_pipeline.calls.build_days import build_and_write
+    from mc_pipeline.runtime.config import Config
+    from mc_pipeline.ingest.staging import stage_sources
+    from mc_pipeline.tables.store import Tables
 
     config = Config(home=home, data=tmp_path / "data", tz="UTC")
     stage_sources(config)
@@ -234,7 +234,7 @@ def test_plan_of_an_unchanged_home_reads_nothing(home, tmp_path):
 
 def test_the_asset_is_incremental_across_dagster_runs_and_can_be_forced_to_rebuild(home, tmp_path, monkeypatch):
     from mc_pipeline.defs.automation import FULL_REBUILD_TAG
-    from mc_pipeline.defs.ingest import build_reader_assets
+    from mc_pipeline.defs.source_assets import build_reader_assets
     from mc_pipeline.defs.resources import McSettings
 
     source_records = build_reader_assets()[-1]
@@ -266,7 +266,7 @@ def test_the_asset_is_incremental_across_dagster_runs_and_can_be_forced_to_rebui
 
 def test_a_file_that_grows_while_it_is_read_is_appended_next_run_not_read_again(tmp_path, monkeypatch):
     """Bytes written between the listing and the read are read now; next run only checks the offset."""
-    from mc_pipeline.readers import transcript_files
+    from mc_pipeline.ingest.readers import transcript_files
 
     home = tmp_path / "home"
     live = h.write_session(home, [h.session_line("s", T0), *turn(T0)], session_id="s")

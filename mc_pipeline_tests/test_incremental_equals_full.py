@@ -21,7 +21,7 @@ from polars.testing import assert_frame_equal
 
 from mc_pipeline.definitions import build_defs
 from mc_pipeline.defs.resources import McSettings
-from mc_pipeline.tables import AGGREGATES, Tables
+from mc_pipeline.tables.store import AGGREGATES, Tables
 from mc_pipeline_tests import homes as h
 from mc_pipeline_tests.openclaw_db import AgentDb
 
@@ -158,7 +158,7 @@ def test_incremental_equals_a_full_rebuild_after_every_kind_of_change(tmp_path):
 
 @pytest.mark.slow
 def test_cli_rerun_of_one_day_rewrites_that_day_only_with_the_same_figures(tmp_path, monkeypatch):
-    from mc_pipeline import cli
+    from mc_pipeline.runtime import cli
 
     home, data = tmp_path / "home", tmp_path / "data"
     for i, sid in enumerate(("77777777-7777-4777-8777-777777777777", "88888888-8888-4888-8888-888888888888")):

@@ -1,4 +1,4 @@
-"""Tests of mc_pipeline.marts (and the chart) on real-format homes and the real transcripts."""
+"""Tests of mc_pipeline.reporting.marts (and the chart) on real-format homes and the real transcripts."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from mc_pipeline.billing import read_auth_profiles
-from mc_pipeline.calls import build_llm_calls
-from mc_pipeline.charts import daily_cost_svg, markdown_image
-from mc_pipeline.marts import build_marts, public_session_id, window_start
-from mc_pipeline.readers.session_index import read_session_index
-from mc_pipeline.readers.transcript_files import read_transcripts
-from mc_pipeline.schemas import (
+from mc_pipeline.costing.billing import read_auth_profiles
+from mc_pipeline.calls.llm_calls import build_llm_calls
+from mc_pipeline.reporting.charts import daily_cost_svg, markdown_image
+from mc_pipeline.reporting.marts import build_marts, public_session_id, window_start
+from mc_pipeline.ingest.readers.session_index import read_session_index
+from mc_pipeline.ingest.readers.transcript_files import read_transcripts
+from mc_pipeline.tables.schemas import (
     API_CALLS,
     API_HEALTH,
     MART_WINDOWS,
@@ -29,7 +29,7 @@ from mc_pipeline.schemas import (
     USAGE_BY_TRIGGER,
     USAGE_DAILY,
 )
-from mc_pipeline.task_types import load_task_rules
+from mc_pipeline.costing.task_types import load_task_rules
 from mc_pipeline_tests import homes as h
 
 needs_real = pytest.mark.skipif(not h.REAL_DIR.exists(), reason="shared/real not present")

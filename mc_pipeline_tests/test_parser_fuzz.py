@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mc_pipeline.readers.transcripts import parse_transcript
+from mc_pipeline.ingest.readers.transcripts import parse_transcript
 from mc_pipeline_tests import homes as h
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -206,7 +206,7 @@ def test_non_finite_numbers_in_unread_keys_do_not_cost_the_call():
 
 def test_a_line_polars_rejects_after_the_checks_is_quarantined_not_fatal(monkeypatch):
     """Last resort: should Python accept a line Polars cannot read, that line alone is quarantined."""
-    from mc_pipeline.readers import transcripts
+    from mc_pipeline.ingest.readers import transcripts
 
     real = transcripts._reserialise
 
@@ -268,7 +268,7 @@ def usage_log(draw) -> tuple[bytes, dict[int, tuple[int, int]]]:
 @FUZZ
 @given(usage_log())
 def test_usage_log_parser_never_raises_reconciles_and_keeps_good_lines(case):
-    from mc_pipeline.readers.model_usage_log import parse_log
+    from mc_pipeline.ingest.readers.model_usage_log import parse_log
 
     data, good = case
     batch = parse_log(data, rel=LOG_REL, now=NOW)
@@ -281,7 +281,7 @@ def test_usage_log_parser_never_raises_reconciles_and_keeps_good_lines(case):
 
 @pytest.mark.parametrize("tokens", ["1180591620717411303424", "1e308"])
 def test_usage_log_token_count_beyond_int64_is_quarantined_not_fatal(tokens):
-    from mc_pipeline.readers.model_usage_log import parse_log
+    from mc_pipeline.ingest.readers.model_usage_log import parse_log
 
     good = json.dumps({"timestamp": h.iso(T0), "model": "anthropic/claude-opus-4-6", "tokens_in": 5, "tokens_out": 1})
     data = (good + "\n" + good.replace('"tokens_in": 5', f'"tokens_in": {tokens}') + "\n").encode()

@@ -15,7 +15,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from mc_pipeline.tables import Tables
+from mc_pipeline.tables.store import Tables
 from mc_pipeline_tests import homes as h
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Tests of mc_pipeline.pricing against genai-prices itself and a real transcript."""
+"""Tests of mc_pipeline.costing.pricing against genai-prices itself and a real transcript."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 from genai_prices import Usage
 
-from mc_pipeline import pricing
+from mc_pipeline.costing import pricing
 from mc_pipeline_tests import homes as h
-from mc_pipeline.pricing import price_calls, price_calls_and_table, price_table, unpriced_models
+from mc_pipeline.costing.pricing import price_calls, price_calls_and_table, price_table, unpriced_models
 
 SCHEMA: dict[str, pl.DataType] = {
     "provider": pl.String(),

@@ -22,9 +22,9 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import pytest
 
-from mc_pipeline import usage_report
-from mc_pipeline.schemas import ERROR_CLASSES
-from mc_pipeline.tables import Tables
+from mc_pipeline.reporting import usage_report
+from mc_pipeline.tables.schemas import ERROR_CLASSES
+from mc_pipeline.tables.store import Tables
 from mc_pipeline_tests import homes as h
 
 ZONE = "Europe/Berlin"
@@ -450,7 +450,7 @@ def test_a_whole_process_without_dagster(data):
     bad = subprocess.run([sys.executable, "-m", "mc_pipeline", "report", "daily", "--since", "2026-13-01"],
                          env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stdout == "" and bad.stderr.count("\n") == 1
-    code = ("import sys, mc_pipeline.cli as c; sys.argv = ['x', 'report', 'model', '--json']; rc = c.main();"
+    code = ("import sys, mc_pipeline.runtime.cli as c; sys.argv = ['x', 'report', 'model', '--json']; rc = c.main();"
             " print('DAGSTER' if 'dagster' in sys.modules else 'no dagster', rc)")
     ok = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr

@@ -14,7 +14,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from mc_pipeline import cli, run_fingerprint, storage
+from mc_pipeline.runtime import cli
+from mc_pipeline.runtime import fingerprint as run_fingerprint
+from mc_pipeline.tables import storage
 from mc_pipeline_tests import homes as h
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -234,7 +236,7 @@ def test_an_edit_of_the_package_changes_its_digest(tmp_path):
     shutil.copytree(Path(mc_pipeline.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
     before = run_fingerprint.package_digest(copy)
     assert run_fingerprint.package_digest(copy) == before
-    rules = copy / "task_rules.toml"
+    rules = copy / "costing" / "task_rules.toml"
     rules.write_text(rules.read_text() + "\n# edited\n")
     assert run_fingerprint.package_digest(copy) != before
 
@@ -242,10 +244,10 @@ def test_an_edit_of_the_package_changes_its_digest(tmp_path):
 def test_the_manifest_digest_agrees_with_plan_reads(tmp_path):
     """The fast path compares the discovered files with a digest of the manifest's files instead of running
     ``plan_reads`` (no Polars): both must say "nothing to read" in exactly the same cases."""
-    from mc_pipeline.readers.home import discover_transcripts
-    from mc_pipeline.readers.manifest import MANIFEST, empty_manifest, plan_reads
-    from mc_pipeline.readers.staged import SourceState
-    from mc_pipeline.readers.transcript_files import stage_transcript_files
+    from mc_pipeline.ingest.readers.home import discover_transcripts
+    from mc_pipeline.ingest.readers.manifest import MANIFEST, empty_manifest, plan_reads
+    from mc_pipeline.ingest.readers.staged import SourceState
+    from mc_pipeline.ingest.readers.transcript_files import stage_transcript_files
 
     home, data = tmp_path / "home", tmp_path / "data"
     state = SourceState(data / "staging" / "transcript_records", "UTC")
@@ -304,7 +306,7 @@ def test_failure_window_bounds_how_long_a_skip_is_valid(tmp_path):
 
 
 def test_pending_alert_delivery_never_skips(tmp_path):
-    from mc_pipeline import alert_delivery as ad
+    from mc_pipeline.alerting import delivery as ad
 
     alert = {
         "alert_id": "daily_limit:2026-05-10", "rule": "daily_limit", "scope": None, "period": "2026-05-10",
@@ -322,8 +324,8 @@ def test_pending_alert_delivery_never_skips(tmp_path):
 def test_the_fast_path_does_not_import_dagster(env, capsys):
     assert ran(cli_run(capsys)[1])
     code = (
-        "import sys; import mc_pipeline.run_fingerprint as rf; rf.package_digest = lambda: 'fixed'; "
-        "from mc_pipeline.cli import run; rc = run(['--quiet']); "
+        "import sys; import mc_pipeline.runtime.fingerprint as rf; rf.package_digest = lambda: 'fixed'; "
+        "from mc_pipeline.runtime.cli import run; rc = run(['--quiet']); "
         "print('DAGSTER_IMPORTED' if 'dagster' in sys.modules else 'NO_DAGSTER'); sys.exit(rc)"
     )
     proc = subprocess.run(

@@ -12,9 +12,9 @@ from datetime import datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from mc_pipeline.readers.agent_db import read_agent_dbs, read_agent_facts, stage_agent_dbs
-from mc_pipeline.readers.staged import SourceState
-from mc_pipeline.readers.transcript_files import read_transcripts
+from mc_pipeline.ingest.readers.agent_db import read_agent_dbs, read_agent_facts, stage_agent_dbs
+from mc_pipeline.ingest.readers.staged import SourceState
+from mc_pipeline.ingest.readers.transcript_files import read_transcripts
 from mc_pipeline_tests import homes as h
 from mc_pipeline_tests.openclaw_db import AgentDb
 

@@ -8,11 +8,11 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 import polars as pl
 
-from mc_pipeline import source_health as sh
-from mc_pipeline.cli import summary_lines
+from mc_pipeline.ingest import source_health as sh
+from mc_pipeline.runtime.cli import summary_lines
 from mc_pipeline.definitions import build_defs
 from mc_pipeline.defs.resources import McSettings
-from mc_pipeline.schemas import CALL_RECORDS, FILE_COUNTS
+from mc_pipeline.tables.schemas import CALL_RECORDS, FILE_COUNTS
 from mc_pipeline_tests import homes as h
 from mc_pipeline_tests.openclaw_db import AgentDb
 

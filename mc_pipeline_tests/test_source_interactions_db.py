@@ -11,10 +11,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from mc_pipeline.error_classes import classify_status
-from mc_pipeline.readers.interactions_db import is_wal_file, open_mode, read_interactions_db, sidecar
-from mc_pipeline.contracts import ApiCallsModel
-from mc_pipeline.schemas import API_CALLS, CALL_RECORDS
+from mc_pipeline.costing.error_classes import classify_status
+from mc_pipeline.ingest.readers.interactions_db import is_wal_file, open_mode, read_interactions_db, sidecar
+from mc_pipeline.tables.contracts import ApiCallsModel
+from mc_pipeline.tables.schemas import API_CALLS, CALL_RECORDS
 
 SECRET = "MY SECRET PROMPT about +4915112345678"
 
@@ -322,7 +322,7 @@ def test_a_hot_journal_left_by_a_crashed_writer_is_rolled_back_in_a_private_copy
 
 def test_a_wal_that_vanishes_before_it_is_copied_is_read_again(tmp_path, monkeypatch):
     """Its writer closed (deleting -wal) between the look at the folder and the copy: read again, no problem."""
-    from mc_pipeline.readers import sqlite_access as interactions_db
+    from mc_pipeline.ingest.readers import sqlite_access as interactions_db
 
     path = make_db(tmp_path / "data" / "interactions.db", PLAN, [row(prompt_tokens=1, completion_tokens=1)], wal=True)
     real, modes = interactions_db.open_mode, []
@@ -340,7 +340,7 @@ def test_a_wal_that_vanishes_before_it_is_copied_is_read_again(tmp_path, monkeyp
 def test_a_lock_free_read_torn_by_a_checkpoint_is_read_again(tmp_path, monkeypatch):
     """A writer opens, commits and closes (checkpointing into the main file) during an immutable read:
     that read is thrown away and the next one sees the new row."""
-    from mc_pipeline.readers import sqlite_access as interactions_db
+    from mc_pipeline.ingest.readers import sqlite_access as interactions_db
 
     path = make_db(tmp_path / "data" / "interactions.db", PLAN, [row(prompt_tokens=1, completion_tokens=1)], wal=True)
     real, modes = interactions_db._run, []
@@ -397,7 +397,7 @@ def test_a_cell_that_is_not_utf8_costs_only_its_row(tmp_path):
 def test_token_counts_over_the_transcripts_cap_are_quarantined(tmp_path):
     """The same plausibility cap as transcript lines (MAX_TOKENS), for every token column, also for text
     beyond int64 (which is not "not a whole number" but too big)."""
-    from mc_pipeline.readers.transcripts import MAX_TOKENS
+    from mc_pipeline.ingest.readers.transcripts import MAX_TOKENS
 
     make_db(tmp_path / "data" / "interactions.db", COST_SPLIT, [
         row(prompt_tokens=MAX_TOKENS, completion_tokens=1),

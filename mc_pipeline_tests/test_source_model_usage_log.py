@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from mc_pipeline.readers.model_usage_log import read_model_usage_log
+from mc_pipeline.ingest.readers.model_usage_log import read_model_usage_log
 
 DESCRIPTION = "summarise the email from +4915112345678 about the contract"
 
@@ -94,7 +94,7 @@ def test_malformed_lines_are_quarantined_and_every_line_is_accounted_for(tmp_pat
 def test_token_counts_outside_zero_to_the_cap_are_quarantined(tmp_path):
     """The transcripts' cap (MAX_TOKENS) applies; counts beyond int64 (which made the run fail) are
     quarantined like any implausible count; written as floats too."""
-    from mc_pipeline.readers.transcripts import MAX_TOKENS
+    from mc_pipeline.ingest.readers.transcripts import MAX_TOKENS
 
     over = f"implausible token count (over {MAX_TOKENS:,})"
     cases = [(MAX_TOKENS, None), (MAX_TOKENS + 1, over), (float(MAX_TOKENS) * 2, over), (2**70, over),

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mc_pipeline.readers.transcript_files import read_transcripts
-from mc_pipeline.readers.agent_db import read_agent_dbs as read_transcript_store
+from mc_pipeline.ingest.readers.transcript_files import read_transcripts
+from mc_pipeline.ingest.readers.agent_db import read_agent_dbs as read_transcript_store
 from mc_pipeline_tests import homes as h
 
 T0 = datetime(2026, 2, 1, 9, 0, tzinfo=timezone.utc)

@@ -1,4 +1,4 @@
-"""Tests of mc_pipeline.task_types: the packaged rules, precedence, custom and malformed rule files."""
+"""Tests of mc_pipeline.costing.task_types: the packaged rules, precedence, custom and malformed rule files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from mc_pipeline.task_types import (
+from mc_pipeline.costing.task_types import (
     DEFAULT_RULES_PATH,
     TaskRulesError,
     assign_task_types,

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from mc_pipeline.readers.home import classify_name, discover_transcripts
-from mc_pipeline.readers.transcript_files import read_transcripts
-from mc_pipeline.readers.transcripts import parse_transcript
+from mc_pipeline.ingest.readers.home import classify_name, discover_transcripts
+from mc_pipeline.ingest.readers.transcript_files import read_transcripts
+from mc_pipeline.ingest.readers.transcripts import parse_transcript
 from mc_pipeline_tests import homes as h
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)

@@ -10,7 +10,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from mc_pipeline.tables import Tables
+from mc_pipeline.tables.store import Tables
 from mc_pipeline.defs.resources import McSettings
 from mc_pipeline_tests import upgraded_home
 
@@ -107,7 +107,7 @@ def test_session_keys_cron_jobs_forks_and_billing_come_from_the_databases(tmp_pa
     assert set(calls.get_column("source").to_list()) == {"transcript", "transcript_store", "transcript_archive",
                                                          "transcript_cold"}
     # the summary names every source read, so a user sees at a glance that nothing was left out
-    from mc_pipeline.cli import summary_lines
+    from mc_pipeline.runtime.cli import summary_lines
 
     kept = dict(calls.group_by("source").len().iter_rows())
     (line,) = [x for x in summary_lines(McSettings(openclaw_home=str(uh.home), data_dir=str(data), timezone="UTC"))

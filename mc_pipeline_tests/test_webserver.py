@@ -25,8 +25,8 @@ import polars as pl
 import pytest
 
 from mc_pipeline.defs.automation import REFRESH_TAG
-from mc_pipeline.instance import dagster_yaml
-from mc_pipeline.tables import Tables
+from mc_pipeline.runtime.instance import dagster_yaml
+from mc_pipeline.tables.store import Tables
 from mc_pipeline_tests import homes as h
 
 ROOT = Path(__file__).resolve().parents[1]

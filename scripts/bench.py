@@ -26,7 +26,7 @@ is dropped):
   2. empty home: one run to create the instance and data dir, then 3 runs with ``--force`` (median);
   3. small home: full build into a fresh data dir, then ccusage; a run with nothing new (the CLI's fast
      path), then ccusage; a rerun of one day in the middle of the history (``python -m mc_pipeline rerun
-     --day D`` when cli.py has that subcommand, else an in-process Dagster materialisation of the
+     --day D`` when mc_pipeline/runtime/cli.py has that subcommand, else an in-process Dagster materialisation of the
      ``llm_calls`` and ``usage_daily`` partitions by a helper script written to the work dir); ~1% new
      sessions (``synth_home.py --add-mb``, fixed ``--add-seed``), then a run; one assistant call appended
      to the newest live transcript, then a run;
@@ -639,7 +639,7 @@ settings = McSettings.from_env()
 try:  # the instance as the CLI makes it (already there after the full build)
     from pathlib import Path
     import os
-    from mc_pipeline.cli import create_instance_storage, ensure_dagster_home
+    from mc_pipeline.runtime.cli import create_instance_storage, ensure_dagster_home
     ensure_dagster_home(settings)
     create_instance_storage(Path(os.environ["DAGSTER_HOME"]))
 except Exception as exc:  # noqa: BLE001
@@ -757,7 +757,7 @@ class Tools:
 
     def rerun(self, home: Path, data: Path, day: str) -> tuple[Timed, str]:
         env = pipeline_env(home, data)
-        cli = CODE / "mc_pipeline" / "cli.py"
+        cli = CODE / "mc_pipeline" / "runtime" / "cli.py"
         text = cli.read_text() if cli.exists() else ""
         if self.rerun_via != "helper" and re.search(
             r"""["']rerun["']""", text

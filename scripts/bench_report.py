@@ -56,15 +56,15 @@ def write_data(data: Path, days: int, rows_per_day: int, sessions_per_day: int, 
     """The synthetic year, with the project's writers (runs in a child process)."""
     import random
     import uuid
-    from datetime import date, datetime, timedelta, timezone
+    from datetime import datetime, timedelta, timezone
 
     import polars as pl
 
-    from mc_pipeline import storage
-    from mc_pipeline.daily import DailyTables
-    from mc_pipeline.dashboard import build_usage_document
-    from mc_pipeline.schemas import API_CALLS, API_HEALTH, ERROR_CLASSES, SESSIONS_DAILY, USAGE_DAILY, conform
-    from mc_pipeline.tables import DAY_TABLES, Tables
+    from mc_pipeline.tables import storage
+    from mc_pipeline.calls.daily import DailyTables
+    from mc_pipeline.reporting.dashboard import build_usage_document
+    from mc_pipeline.tables.schemas import API_CALLS, API_HEALTH, ERROR_CLASSES, SESSIONS_DAILY, USAGE_DAILY, conform
+    from mc_pipeline.tables.store import DAY_TABLES, Tables
 
     rnd = random.Random(seed)
     today = datetime.now(timezone.utc).date()

@@ -2,7 +2,7 @@
 
 Both launch the ``refresh_all`` job (defined in ``mc_pipeline/definitions.py``) with the run tag
 ``mc_pipeline/refresh``; the run queue allows one run with that tag at a time (``tag_concurrency_limits``
-in the ``dagster.yaml`` that ``mc_pipeline.cli`` writes), and neither asks for a run while one is already
+in the ``dagster.yaml`` that ``mc_pipeline.runtime.cli`` writes), and neither asks for a run while one is already
 waiting in the queue (that run will read the latest files anyway), so runs cannot pile up.
 """
 
@@ -12,9 +12,9 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
-from mc_pipeline import storage
+from mc_pipeline.tables import storage
 from mc_pipeline.defs.resources import McSettings
-from mc_pipeline.source_state import file_states, fleet_file_states, last_read_digest, states_digest
+from mc_pipeline.ingest.source_state import file_states, fleet_file_states, last_read_digest, states_digest
 
 REFRESH_JOB = "refresh_all"
 #: Run tags (instance.py's dagster.yaml spells REFRESH_TAG literally; test_definitions checks they agree).

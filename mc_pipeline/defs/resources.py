@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import dagster as dg
 from pydantic import field_validator
 
-from mc_pipeline.config import parse_bool
-from mc_pipeline.defaults import LEGACY_HOMES, default_home, local_timezone  # noqa: F401 - Dagster-free home
-from mc_pipeline.schemas import COST_MODES
+from mc_pipeline.runtime.config import parse_bool
+from mc_pipeline.runtime.defaults import LEGACY_HOMES, default_home, local_timezone  # noqa: F401 - Dagster-free home
+from mc_pipeline.tables.schemas import COST_MODES
 
 
 class McSettings(dg.ConfigurableResource):
@@ -21,7 +21,7 @@ class McSettings(dg.ConfigurableResource):
     data_dir: str = "./data"
     timezone: str = "UTC"
     cost_mode: str = "auto"
-    task_rules_path: str = ""  # empty: the rules shipped in mc_pipeline/task_rules.toml
+    task_rules_path: str = ""  # empty: the rules shipped in mc_pipeline/costing/task_rules.toml
     billing_overrides_path: str = ""  # empty: none
     full_rebuild: bool = False  # re-read every transcript instead of only new or changed ones
     interactions_db_path: str = ""  # empty: $OPENCLAW_HOME/data/interactions.db
@@ -68,7 +68,7 @@ class McSettings(dg.ConfigurableResource):
 
     def fleet(self) -> list[tuple[str, Path]]:
         """The named homes (MC_OPENCLAW_HOMES / MC_OPENCLAW_HOMES_FILE); empty: the one home OPENCLAW_HOME."""
-        from mc_pipeline.config import parse_homes
+        from mc_pipeline.runtime.config import parse_homes
 
         return parse_homes(self.openclaw_homes, self.homes_file)
 
@@ -81,9 +81,9 @@ class McSettings(dg.ConfigurableResource):
         return Path(self.data_dir).expanduser().resolve()
 
     def paths(self, home: str | None = None):
-        """The settings as a plain :class:`mc_pipeline.config.Config` for the Dagster-free domain code; ``home``:
+        """The settings as a plain :class:`mc_pipeline.runtime.config.Config` for the Dagster-free domain code; ``home``:
         one home of the fleet (its outputs under ``$MC_DATA_DIR/homes/<name>``)."""
-        from mc_pipeline.config import Config
+        from mc_pipeline.runtime.config import Config
 
         if home is None:
             return Config(

@@ -1,0 +1,1 @@
+"""Budget and failure-rate rules, budgets with forecasts, delivery exactly once."""

@@ -1,0 +1,186 @@
+"""Every reader, brought up to date in one call: the raw sources -> staged records by day (Dagster-free).
+
+Readers (staging folder names, also the Dagster asset names): ``transcript_records`` (the JSONL and
+``.zst`` files), ``transcript_store_records`` (the agent databases), ``interactions_db_records`` (+ the
+``api_calls`` table) and ``model_usage_log_records``. Each keeps its state under ``staging/<reader>/``
+(:mod:`mc_pipeline.ingest.readers.staged`); what they stage depends on the reporting zone (the days) and on the
+reading code, so a change of either reads everything again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from mc_pipeline.runtime.config import Config
+from mc_pipeline.ingest.day_store import DayStore
+from mc_pipeline.ingest.readers.batch import SourceBatch
+from mc_pipeline.ingest.readers.staged import ReadReport, SourceState, file_stamp, stage_whole_file
+from mc_pipeline.tables.schemas import API_CALLS
+
+READERS = ("transcript_store_records", "transcript_records", "interactions_db_records", "model_usage_log_records")
+#: The code a staged record depends on: a change of it reads every source again.
+READER_CODE = ("ingest/readers", "tables/schemas.py", "ingest/day_store.py")
+
+
+def reader_key(config: Config) -> str:
+    package = Path(__file__).parents[1]
+    files = []
+    for name in READER_CODE:
+        path = package / name
+        for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            st = f.stat()
+            files.append(f"{f.relative_to(package)}:{st.st_size}:{st.st_mtime_ns}")
+    code = hashlib.blake2b("\n".join(files).encode(), digest_size=8).hexdigest()
+    return f"tz={config.tz};code={code}"
+
+
+def states(config: Config) -> dict[str, SourceState]:
+    return {name: SourceState(config.staging / name, config.tz) for name in READERS}
+
+
+def stores(config: Config) -> list[DayStore]:
+    return [s.store for s in states(config).values()]
+
+
+@dataclass
+class StagedSources:
+    reports: dict[str, ReadReport] = field(default_factory=dict)
+    api_calls_rows: int = 0
+
+
+def stage_sources(
+    config: Config,
+    selected: set[str] | None = None,
+    *,
+    full_rebuild: bool = False,
+    reread: dict[str, set[str]] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> StagedSources:
+    """Bring the selected readers' staged records up to date (all readers when ``selected`` is None).
+
+    ``reread``: per reader, units (``source_file``) to read again whole whatever their state; for the
+    readers of whole files (interactions.db, the log) any unit means the file."""
+    from mc_pipeline.ingest.readers.agent_db import stage_agent_dbs
+    from mc_pipeline.ingest.readers.state_db import read_state_db
+    from mc_pipeline.ingest.readers.transcript_files import stage_transcript_files
+    from mc_pipeline.tables.store import Tables
+
+    selected = set(READERS) | {"api_calls"} if selected is None else selected
+    reread = reread or {}
+    key = reader_key(config)
+    st = states(config)
+    out = StagedSources()
+    home = config.home
+    if "transcript_records" in selected:
+        read = stage_transcript_files(home, st["transcript_records"], settings_key=key, full_rebuild=full_rebuild,
+                                      reread=reread.get("transcript_records"), progress=progress)  # fmt: skip
+        out.reports["transcript_records"] = read.report
+    if "transcript_store_records" in selected:
+        state_db = read_state_db(home)
+        read = stage_agent_dbs(home, st["transcript_store_records"], settings_key=key, full_rebuild=full_rebuild,
+                               reread=reread.get("transcript_store_records"), registry=state_db.agent_dbs,
+                               progress=progress)  # fmt: skip
+        read.report.problems[:0] = state_db.problems
+        read.report.present = bool(read.summary()["sessions_read"] + read.summary()["sessions_unchanged"]) or state_db.present
+        out.reports["transcript_store_records"] = read.report
+    if selected & {"interactions_db_records", "api_calls"}:
+        path = config.interactions_db_path
+        tables = Tables(config.data)
+
+        def read_db() -> tuple[SourceBatch, pl.DataFrame]:
+            from mc_pipeline.ingest.readers.interactions_db import read_interactions_db
+
+            if not path.is_file():
+                return SourceBatch.empty(), pl.DataFrame(schema=API_CALLS)
+            got = read_interactions_db(path, home, tz=config.tz)
+            return got.batch, got.api_calls
+
+        stamp = file_stamp([path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-journal")])
+        report, api = stage_whole_file(st["interactions_db_records"], stamp, read_db, settings_key=key,
+                                       full_rebuild=full_rebuild or bool(reread.get("interactions_db_records")))  # fmt: skip
+        if api is not None or not (tables.table_dir("api_calls") / "api_calls.parquet").exists():
+            from mc_pipeline.tables.contracts import ApiCallsModel
+
+            api = api if api is not None else read_db()[1]
+            ApiCallsModel.validate(api)
+            tables.write("api_calls", api)
+        out.api_calls_rows = tables.read("api_calls").height
+        report.present = path.is_file()
+        out.reports["interactions_db_records"] = report
+    if "model_usage_log_records" in selected:
+        log = config.model_usage_log_path
+
+        def read_log() -> tuple[SourceBatch, None]:
+            from mc_pipeline.ingest.readers.model_usage_log import read_model_usage_log
+
+            return (read_model_usage_log(log, home, tz=config.tz) if log.is_file() else SourceBatch.empty()), None
+
+        report, _ = stage_whole_file(st["model_usage_log_records"], file_stamp([log]), read_log, settings_key=key,
+                                     full_rebuild=full_rebuild or bool(reread.get("model_usage_log_records")))  # fmt: skip
+        report.present = log.is_file()
+        out.reports["model_usage_log_records"] = report
+    return out
+
+
+def home_problem(home: Path) -> str | None:
+    """Why a fleet's home cannot be read at all (unmounted, no permission), or None when it can be listed."""
+    import os
+
+    if not home.exists():
+        return f"{home.name}: not there (unmounted or removed?)"
+    try:
+        os.listdir(home)
+        if (home / "agents").is_dir():
+            os.listdir(home / "agents")
+    except OSError as exc:
+        return f"cannot be listed ({exc.strerror or exc})"
+    return None
+
+
+HOME_PROBLEM_FILE = "home_problem.json"
+
+
+def record_home_problem(staging: Path, problem: str | None) -> None:
+    """Remember why a fleet's home could not be read in the last run (for the summary), or forget it."""
+    from mc_pipeline.tables import storage
+
+    path = staging / HOME_PROBLEM_FILE
+    if problem:
+        storage.write_json({"problem": problem}, path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def read_home_problem(staging: Path) -> str | None:
+    import json
+
+    try:
+        return json.loads((staging / HOME_PROBLEM_FILE).read_text()).get("problem")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def units_holding(config: Config, days: set[date]) -> dict[str, set[str]]:
+    """Per reader, the units (files, database sessions) whose records are on any of ``days``: what a rerun
+    of those days reads again from the raw sources (never the whole home)."""
+    from mc_pipeline.ingest.readers.agent_db import DB_MANIFEST
+    from mc_pipeline.ingest.readers.manifest import MANIFEST
+    from mc_pipeline.ingest.readers.staged import WHOLE_FILE
+
+    key = reader_key(config)
+    out: dict[str, set[str]] = {}
+    for name, schema in (("transcript_records", MANIFEST), ("transcript_store_records", DB_MANIFEST),
+                         ("interactions_db_records", WHOLE_FILE), ("model_usage_log_records", WHOLE_FILE)):  # fmt: skip
+        manifest = states(config)[name].manifest(schema, key)
+        if manifest is None or manifest.height == 0:
+            continue
+        hit = manifest.filter(pl.col("days").list.eval(pl.element().is_in(sorted(days))).list.any())
+        if hit.height:
+            out[name] = set(hit.get_column("source_file").to_list())
+    return out

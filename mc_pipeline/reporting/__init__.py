@@ -1,0 +1,1 @@
+"""What users read: window marts, usage-data.json, charts, the report CLI, the usage API."""

@@ -1,0 +1,1 @@
+"""The tables: column spec, pandera contracts, where each table lives, atomic writes."""
