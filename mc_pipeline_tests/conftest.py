@@ -13,7 +13,8 @@ import pytest
 def run_refresh(home: Path, data: Path, instance=None, *, raise_on_error: bool = True, **settings):
     """The ``refresh_all`` job of ``build_defs(McSettings(openclaw_home=home, data_dir=data, ...))`` run in
     process; ``settings``: other McSettings fields (``timezone`` defaults to UTC). ``instance``: the Dagster
-    instance to record the run in (a throwaway test instance when None). Returns the ExecuteInProcessResult."""
+    instance to record the run in (a throwaway test instance when None). Returns the
+    ExecuteInProcessResult."""
     import dagster as dg
 
     from mc_pipeline.definitions import build_defs
@@ -21,7 +22,9 @@ def run_refresh(home: Path, data: Path, instance=None, *, raise_on_error: bool =
     from mc_pipeline.defs.resources import McSettings
 
     settings.setdefault("timezone", "UTC")
-    job = build_defs(McSettings(openclaw_home=str(home), data_dir=str(data), **settings)).resolve_job_def(REFRESH_JOB)
+    job = build_defs(McSettings(openclaw_home=str(home), data_dir=str(data), **settings)).resolve_job_def(
+        REFRESH_JOB
+    )
     if instance is not None:
         return job.execute_in_process(instance=instance, raise_on_error=raise_on_error)
     with dg.instance_for_test() as fresh:

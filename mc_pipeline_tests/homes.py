@@ -7,22 +7,25 @@ Lines are written the way OpenClaw 2026 (session version 3) writes them; ``v1=Tr
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import count
 from pathlib import Path
 
-import os
-
-#: The real pi transcripts (../shared/real, not committed); MC_TEST_REAL_DIR points elsewhere, e.g. at a missing
-#: folder to run the suite as a fresh clone without ../shared does (tests about the real files then skip).
-REAL_DIR = Path(os.environ.get("MC_TEST_REAL_DIR") or Path(__file__).resolve().parents[2] / "shared" / "real" / "pi-transcripts")
+#: The real pi transcripts (../shared/real, not committed); MC_TEST_REAL_DIR points elsewhere, e.g. at a
+#: missing folder to run the suite as a fresh clone without ../shared does (tests about the real files then
+#: skip).
+REAL_DIR = Path(
+    os.environ.get("MC_TEST_REAL_DIR")
+    or Path(__file__).resolve().parents[2] / "shared" / "real" / "pi-transcripts"
+)
 _ids = count(1)
 
 
 def iso(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
 def ms(ts: datetime) -> int:
@@ -76,7 +79,9 @@ def assistant(
     if text:
         content.append({"type": "text", "text": text})
     for name in tools:
-        content.append({"type": "toolCall", "id": f"toolu_{uuid.uuid4().hex[:12]}", "name": name, "arguments": {}})
+        content.append(
+            {"type": "toolCall", "id": f"toolu_{uuid.uuid4().hex[:12]}", "name": name, "arguments": {}}
+        )
     msg = {
         "role": "assistant",
         "content": content,
@@ -91,13 +96,22 @@ def assistant(
         msg["errorMessage"] = error
     line = {"type": "message", "timestamp": iso(entry_ts or ts + timedelta(seconds=2)), "message": msg}
     if not v1:
-        line = {"type": "message", "id": entry_id(), "parentId": None, **{k: v for k, v in line.items() if k != "type"}}
+        line = {
+            "type": "message",
+            "id": entry_id(),
+            "parentId": None,
+            **{k: v for k, v in line.items() if k != "type"},
+        }
     return line
 
 
 def user(ts: datetime, text: str = "please fix the bug", as_string: bool = True, v1: bool = False) -> dict:
     content = text if as_string else [{"type": "text", "text": text}]
-    line = {"type": "message", "timestamp": iso(ts), "message": {"role": "user", "content": content, "timestamp": ms(ts)}}
+    line = {
+        "type": "message",
+        "timestamp": iso(ts),
+        "message": {"role": "user", "content": content, "timestamp": ms(ts)},
+    }
     if not v1:
         line["id"] = entry_id()
         line["parentId"] = None
@@ -110,7 +124,13 @@ def tool_result(ts: datetime, name: str = "exec") -> dict:
         "id": entry_id(),
         "parentId": None,
         "timestamp": iso(ts),
-        "message": {"role": "toolResult", "toolCallId": "toolu_x", "toolName": name, "content": [{"type": "text", "text": "ok"}], "isError": False},
+        "message": {
+            "role": "toolResult",
+            "toolCallId": "toolu_x",
+            "toolName": name,
+            "content": [{"type": "text", "text": "ok"}],
+            "isError": False,
+        },
     }
 
 
@@ -140,7 +160,9 @@ def sessions_dir(home: Path, agent: str = "main") -> Path:
     return d
 
 
-def write_session(home: Path, lines: list, agent: str = "main", session_id: str | None = None, suffix: str = "") -> Path:
+def write_session(
+    home: Path, lines: list, agent: str = "main", session_id: str | None = None, suffix: str = ""
+) -> Path:
     sid = session_id or str(uuid.uuid4())
     return write_lines(sessions_dir(home, agent) / f"{sid}.jsonl{suffix}", lines)
 

@@ -17,7 +17,7 @@ import hashlib
 import json
 import sqlite3
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import zstandard
@@ -175,18 +175,29 @@ def generation() -> str:
 
 
 def archive_stamp(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H-%M-%S.") + f"{ts.microsecond // 1000:03d}Z"
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H-%M-%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
-def payload(text: str, *, header: bool, compress: bool = True) -> tuple[str | None, bytes | None, int, str | None]:
+def payload(
+    text: str, *, header: bool, compress: bool = True
+) -> tuple[str | None, bytes | None, int, str | None]:
     """(event_json, event_zstd, event_utf8_bytes, navigation_json) as OpenClaw's transcript-payload writes them."""
     raw = text.encode()
-    if not compress or header or len(raw) < MIN_COMPRESS or len(raw) > MAX_COMPRESS or "\\u" in text or "\0" in text:
+    if (
+        not compress
+        or header
+        or len(raw) < MIN_COMPRESS
+        or len(raw) > MAX_COMPRESS
+        or "\\u" in text
+        or "\0" in text
+    ):
         return text, None, len(raw), None
     blob = zstandard.ZstdCompressor(level=1, write_checksum=True).compress(raw)
     if len(blob) > len(raw) * 0.9:
         return text, None, len(raw), None
-    nav = json.dumps({"version": 1, "report": {"kind": "canonical"}, "navigation": {}, "reset": {}, "model": {}})
+    nav = json.dumps(
+        {"version": 1, "report": {"kind": "canonical"}, "navigation": {}, "reset": {}, "model": {}}
+    )
     return None, blob, len(raw), nav
 
 
@@ -197,7 +208,9 @@ def jsonl(lines: list) -> bytes:
 class AgentDb:
     """``agents/<agent>/agent/openclaw-agent.sqlite`` of ``home``; every method commits."""
 
-    def __init__(self, home: Path, agent: str = "main", *, archives_table: bool = True, path: Path | None = None):
+    def __init__(
+        self, home: Path, agent: str = "main", *, archives_table: bool = True, path: Path | None = None
+    ):
         self.home, self.agent = home, agent
         self.path = path or home / "agents" / agent / "agent" / "openclaw-agent.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -216,9 +229,20 @@ class AgentDb:
         self.con.close()
 
     # -- sessions -----------------------------------------------------------------------------------
-    def add_session(self, sid: str, lines: list, *, key: str | None = None, reason: str = "initial",
-                    channel: str | None = None, chat_type: str | None = None, created_via: str | None = None,
-                    fork_source: str | None = None, compress: bool = True, watermark: bool = True) -> None:
+    def add_session(
+        self,
+        sid: str,
+        lines: list,
+        *,
+        key: str | None = None,
+        reason: str = "initial",
+        channel: str | None = None,
+        chat_type: str | None = None,
+        created_via: str | None = None,
+        fork_source: str | None = None,
+        compress: bool = True,
+        watermark: bool = True,
+    ) -> None:
         key = key or f"agent:{self.agent}:main"
         self.con.execute(
             "INSERT OR REPLACE INTO session_nodes (session_key, current_session_id, entry_json, updated_at, created_via,"
@@ -231,7 +255,9 @@ class AgentDb:
             (sid, key, reason, NOW_MS, NOW_MS, channel, chat_type),
         )
         if watermark:
-            self.con.execute("INSERT INTO transcript_rewrite_watermarks VALUES (?, ?, ?)", (sid, generation(), NOW_MS))
+            self.con.execute(
+                "INSERT INTO transcript_rewrite_watermarks VALUES (?, ?, ?)", (sid, generation(), NOW_MS)
+            )
         self._insert(sid, lines, 1, compress)
         self.con.commit()
 
@@ -247,12 +273,22 @@ class AgentDb:
             )
 
     def append(self, sid: str, lines: list, compress: bool = True) -> None:
-        last = self.con.execute("SELECT coalesce(max(seq), 0) FROM transcript_events WHERE session_id = ?", (sid,)).fetchone()[0]
+        last = self.con.execute(
+            "SELECT coalesce(max(seq), 0) FROM transcript_events WHERE session_id = ?", (sid,)
+        ).fetchone()[0]
         self._insert(sid, lines, last + 1, compress)
         self.con.commit()
 
-    def raw_event(self, sid: str, seq: int, *, event_json=None, event_zstd=None, utf8_bytes=None,
-                  navigation_json: str | None = "{}") -> None:
+    def raw_event(
+        self,
+        sid: str,
+        seq: int,
+        *,
+        event_json=None,
+        event_zstd=None,
+        utf8_bytes=None,
+        navigation_json: str | None = "{}",
+    ) -> None:
         """A row as given (for planting bad ones); CHECK constraints still apply."""
         self.con.execute(
             "INSERT INTO transcript_events (session_id, seq, event_json, created_at, event_zstd, event_utf8_bytes,"
@@ -266,33 +302,58 @@ class AgentDb:
         self.con.execute("DELETE FROM transcript_events WHERE session_id = ?", (sid,))
         self._insert(sid, lines, 1, True)
         gen = generation()
-        self.con.execute("INSERT OR REPLACE INTO transcript_rewrite_watermarks VALUES (?, ?, ?)", (sid, gen, NOW_MS))
+        self.con.execute(
+            "INSERT OR REPLACE INTO transcript_rewrite_watermarks VALUES (?, ?, ?)", (sid, gen, NOW_MS)
+        )
         self.con.commit()
         return gen
 
     def events_text(self, sid: str) -> list[str]:
         out = []
         for js, blob, n in self.con.execute(
-            "SELECT event_json, event_zstd, event_utf8_bytes FROM transcript_events WHERE session_id = ? ORDER BY seq", (sid,)
+            "SELECT event_json, event_zstd, event_utf8_bytes FROM transcript_events WHERE session_id = ? ORDER BY seq",
+            (sid,),
         ):
-            out.append(js if js is not None else zstandard.ZstdDecompressor().decompress(blob, max_output_size=n).decode())
+            out.append(
+                js
+                if js is not None
+                else zstandard.ZstdDecompressor().decompress(blob, max_output_size=n).decode()
+            )
         return out
 
     # -- archives -----------------------------------------------------------------------------------
-    def archive(self, sid: str, *, reason: str = "reset", encoding: str = "zstd", when: datetime | None = None,
-                publish: bool = True, keep_events: bool = False) -> str:
+    def archive(
+        self,
+        sid: str,
+        *,
+        reason: str = "reset",
+        encoding: str = "zstd",
+        when: datetime | None = None,
+        publish: bool = True,
+        keep_events: bool = False,
+    ) -> str:
         """Move a session's events into ``session_transcript_archives``; returns the archive (file) name."""
         self.con.executescript(ARCHIVES_DDL)
         data = "".join(t + "\n" for t in self.events_text(sid)).encode()
         blob = zstandard.ZstdCompressor(level=3).compress(data) if encoding == "zstd" else data
         gen = generation()
-        when = when or datetime(2026, 9, 1, tzinfo=timezone.utc)
+        when = when or datetime(2026, 9, 1, tzinfo=UTC)
         name = f"{sid}.jsonl.{reason}.{archive_stamp(when)}.{gen}" + (".zst" if encoding == "zstd" else "")
         self.con.execute(
             "INSERT INTO session_transcript_archives (session_id, generation, session_key, reason, encoding, archive_blob,"
             " archive_sha256, archive_name, created_at, published_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (sid, gen, f"agent:{self.agent}:main", reason, encoding, blob, hashlib.sha256(blob).hexdigest(), name,
-             NOW_MS, NOW_MS if publish else None),
+            (
+                sid,
+                gen,
+                f"agent:{self.agent}:main",
+                reason,
+                encoding,
+                blob,
+                hashlib.sha256(blob).hexdigest(),
+                name,
+                NOW_MS,
+                NOW_MS if publish else None,
+            ),
         )
         if not keep_events:
             self.con.execute("DELETE FROM transcript_events WHERE session_id = ?", (sid,))
@@ -303,8 +364,9 @@ class AgentDb:
 
     def publish(self, name: str) -> Path:
         """Write the published copy of an archive row into the agent's sessions folder."""
-        blob = self.con.execute("SELECT archive_blob FROM session_transcript_archives WHERE archive_name = ?",
-                                (name,)).fetchone()[0]
+        blob = self.con.execute(
+            "SELECT archive_blob FROM session_transcript_archives WHERE archive_name = ?", (name,)
+        ).fetchone()[0]
         self.sessions_dir.mkdir(parents=True, exist_ok=True)
         path = self.sessions_dir / name
         path.write_bytes(blob)
@@ -313,16 +375,23 @@ class AgentDb:
     def cold(self, sid: str, *, storage: str = "file", restore: bool = False) -> str:
         """Move a session's events to a cold archive (file or blob); ``restore`` puts them back into the hot
         table as well (OpenClaw keeps both for a while after a restore)."""
-        rows = self.con.execute("SELECT seq, created_at FROM transcript_events WHERE session_id = ? ORDER BY seq",
-                                (sid,)).fetchall()
+        rows = self.con.execute(
+            "SELECT seq, created_at FROM transcript_events WHERE session_id = ? ORDER BY seq", (sid,)
+        ).fetchall()
         texts = self.events_text(sid)
-        gen = self.con.execute("SELECT generation FROM transcript_rewrite_watermarks WHERE session_id = ?",
-                               (sid,)).fetchone()
+        gen = self.con.execute(
+            "SELECT generation FROM transcript_rewrite_watermarks WHERE session_id = ?", (sid,)
+        ).fetchone()
         gen = gen[0] if gen else generation()
         records = [{"kind": "header", "version": 1, "sessionId": sid, "generation": gen}]
-        records += [{"kind": "event", "row": {"seq": seq, "event_json": t, "created_at": c}} for (seq, c), t in zip(rows, texts)]
-        records += [{"kind": "identity", "row": {"event_id": "x", "seq": rows[0][0], "event_type": "session"}},
-                    {"kind": "index", "row": {"indexed_seq": rows[-1][0], "needs_rebuild": 0}}]
+        records += [
+            {"kind": "event", "row": {"seq": seq, "event_json": t, "created_at": c}}
+            for (seq, c), t in zip(rows, texts)
+        ]
+        records += [
+            {"kind": "identity", "row": {"event_id": "x", "seq": rows[0][0], "event_type": "session"}},
+            {"kind": "index", "row": {"indexed_seq": rows[-1][0], "needs_rebuild": 0}},
+        ]
         data = "".join(json.dumps(r) + "\n" for r in records).encode()
         blob = zstandard.ZstdCompressor(write_content_size=False).compress(data)
         sha = hashlib.sha256(blob).hexdigest()
@@ -332,8 +401,19 @@ class AgentDb:
             (self.sessions_dir / "cold" / name).write_bytes(blob)
         self.con.execute(
             "INSERT INTO session_transcript_cold_archives VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (sid, gen, name, sha, len(texts), sum(len(t.encode()) for t in texts) + len(texts) - 1, len(blob),
-             rows[-1][0], NOW_MS, storage, blob if storage == "sqlite" else None),
+            (
+                sid,
+                gen,
+                name,
+                sha,
+                len(texts),
+                sum(len(t.encode()) for t in texts) + len(texts) - 1,
+                len(blob),
+                rows[-1][0],
+                NOW_MS,
+                storage,
+                blob if storage == "sqlite" else None,
+            ),
         )
         if not restore:
             self.con.execute("DELETE FROM transcript_events WHERE session_id = ?", (sid,))
@@ -342,8 +422,10 @@ class AgentDb:
 
     # -- other tables -------------------------------------------------------------------------------
     def set_auth(self, profiles: dict[str, dict]) -> None:
-        self.con.execute("INSERT OR REPLACE INTO auth_profile_store VALUES ('primary', ?, ?)",
-                         (json.dumps({"version": 1, "profiles": profiles}), NOW_MS))
+        self.con.execute(
+            "INSERT OR REPLACE INTO auth_profile_store VALUES ('primary', ?, ?)",
+            (json.dumps({"version": 1, "profiles": profiles}), NOW_MS),
+        )
         self.con.commit()
 
 
@@ -365,7 +447,10 @@ class StateDb:
         self.con.close()
 
     def register(self, agent: str, path: str) -> None:
-        self.con.execute("INSERT INTO agent_databases VALUES (?, ?, ?, ?, ?)", (agent, path, AGENT_SCHEMA_VERSION, NOW_MS, 0))
+        self.con.execute(
+            "INSERT INTO agent_databases VALUES (?, ?, ?, ?, ?)",
+            (agent, path, AGENT_SCHEMA_VERSION, NOW_MS, 0),
+        )
         self.con.commit()
 
     def cron_job(self, job_id: str, name: str, agent: str = "main") -> None:
@@ -377,8 +462,14 @@ class StateDb:
         self.con.commit()
 
     def cron_run(self, job_id: str, seq: int, session_id: str, tokens: int = 1234) -> None:
-        entry = {"ts": NOW_MS, "jobId": job_id, "action": "finished", "status": "ok", "sessionId": session_id,
-                 "usage": {"input_tokens": tokens, "output_tokens": 10, "total_tokens": tokens + 10}}
+        entry = {
+            "ts": NOW_MS,
+            "jobId": job_id,
+            "action": "finished",
+            "status": "ok",
+            "sessionId": session_id,
+            "usage": {"input_tokens": tokens, "output_tokens": 10, "total_tokens": tokens + 10},
+        }
         self.con.execute(
             "INSERT INTO cron_run_logs (store_key, job_id, seq, ts, status, session_id, total_tokens, entry_json, created_at)"
             " VALUES ('default', ?, ?, ?, 'ok', ?, ?, ?, ?)",
@@ -387,8 +478,12 @@ class StateDb:
         self.con.commit()
 
     def shared_auth(self, profiles: dict[str, dict]) -> None:
-        self.con.execute("INSERT OR REPLACE INTO config_machine_state VALUES ('auth.sharedStore', ?, ?)",
-                         (json.dumps({"location": "state-db"}), NOW_MS))
-        self.con.execute("INSERT OR REPLACE INTO config_machine_state VALUES ('authProfiles.store', ?, ?)",
-                         (json.dumps({"version": 1, "profiles": profiles}), NOW_MS))
+        self.con.execute(
+            "INSERT OR REPLACE INTO config_machine_state VALUES ('auth.sharedStore', ?, ?)",
+            (json.dumps({"location": "state-db"}), NOW_MS),
+        )
+        self.con.execute(
+            "INSERT OR REPLACE INTO config_machine_state VALUES ('authProfiles.store', ?, ?)",
+            (json.dumps({"version": 1, "profiles": profiles}), NOW_MS),
+        )
         self.con.commit()

@@ -27,7 +27,9 @@ def binaries() -> Path | None:
     found = shutil.which("initdb")
     if found and shutil.which("pg_ctl"):
         return Path(found).parent
-    for folder in sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: _version(p.parent.name), reverse=True):
+    for folder in sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: _version(p.parent.name), reverse=True
+    ):
         if (folder / "initdb").exists() and (folder / "pg_ctl").exists():
             return folder
     return None
@@ -60,7 +62,7 @@ class PostgresServer:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=timeout)
 
-    def start(self) -> "PostgresServer":
+    def start(self) -> PostgresServer:
         if os.geteuid() == 0:
             pg = pwd.getpwnam("postgres")
             os.chown(self.root, pg.pw_uid, pg.pw_gid)
@@ -69,19 +71,46 @@ class PostgresServer:
         if os.geteuid() == 0:
             os.chown(pwfile, pwd.getpwnam("postgres").pw_uid, -1)
         try:
-            self._run("initdb", "-D", str(self.root / "data"), "-U", self.user, f"--pwfile={pwfile}",
-                      "-A", "scram-sha-256", "-E", "UTF8", "--no-sync", "--no-instructions")  # fmt: skip
+            self._run(
+                "initdb",
+                "-D",
+                str(self.root / "data"),
+                "-U",
+                self.user,
+                f"--pwfile={pwfile}",
+                "-A",
+                "scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-instructions",
+            )
         except subprocess.CalledProcessError as exc:
             raise RuntimeError(f"initdb failed: {exc.stderr[-2000:]}") from exc
         finally:
             pwfile.unlink(missing_ok=True)
-        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")  # fmt: skip
+        opts = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
         try:
-            self._run("pg_ctl", "-D", str(self.root / "data"), "-o", opts, "-l", str(self.root / "server.log"), "-w",
-                      "-t", "60", "start")  # fmt: skip
+            self._run(
+                "pg_ctl",
+                "-D",
+                str(self.root / "data"),
+                "-o",
+                opts,
+                "-l",
+                str(self.root / "server.log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            )
         except subprocess.CalledProcessError as exc:
-            log = (self.root / "server.log").read_text()[-2000:] if (self.root / "server.log").exists() else ""
+            log = (
+                (self.root / "server.log").read_text()[-2000:] if (self.root / "server.log").exists() else ""
+            )
             raise RuntimeError(f"pg_ctl start failed: {exc.stderr[-1000:]} {log}") from exc
         return self
 

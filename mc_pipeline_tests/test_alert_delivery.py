@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import polars as pl
@@ -16,7 +16,7 @@ from mc_pipeline.alerting import delivery as ad
 from mc_pipeline.alerting.rules import AlertRules, evaluate_alerts
 from mc_pipeline.tables.schemas import ALERTS, LLM_CALLS, conform
 
-NOW = datetime(2026, 3, 4, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
 
 
 class Receiver:
@@ -58,14 +58,16 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.server.handle_error = lambda request, address: None  # a client that gave up (timeout test)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}/hooks/secret-token"
 
-    def __enter__(self) -> "Receiver":
+    def __enter__(self) -> Receiver:
         self.thread.start()
         return self
 
@@ -104,7 +106,10 @@ FAST = {"retries": 2, "timeout": 2.0, "backoff": 0.01}
 # -- recording -------------------------------------------------------------------------------------------
 def test_an_alert_is_recorded_once_however_many_runs(tmp_path):
     frame = pl.DataFrame([alert(), alert("weekly_limit:2026-W10", "warning")], schema=ALERTS)
-    assert [a["alert_id"] for a in ad.record_alerts(frame, tmp_path)] == ["daily_limit:2026-03-04", "weekly_limit:2026-W10"]
+    assert [a["alert_id"] for a in ad.record_alerts(frame, tmp_path)] == [
+        "daily_limit:2026-03-04",
+        "weekly_limit:2026-W10",
+    ]
     for _ in range(3):
         assert ad.record_alerts(frame, tmp_path) == []
     lines = [json.loads(line) for line in log_lines(tmp_path)]
@@ -138,15 +143,25 @@ def test_a_torn_last_line_is_skipped_and_not_glued_to_the_next(tmp_path):
         f.write('{"alert_id": "half')
     assert [a["alert_id"] for a in ad.read_alert_log(tmp_path)] == ["daily_limit:2026-03-04"]
     ad.record_alerts([alert("weekly_limit:2026-W10")], tmp_path)
-    assert [a["alert_id"] for a in ad.read_alert_log(tmp_path)] == ["daily_limit:2026-03-04", "weekly_limit:2026-W10"]
+    assert [a["alert_id"] for a in ad.read_alert_log(tmp_path)] == [
+        "daily_limit:2026-03-04",
+        "weekly_limit:2026-W10",
+    ]
 
 
 def test_evaluated_alerts_round_trip_through_the_log(tmp_path):
-    ts = datetime(2026, 3, 4, 11, 0, tzinfo=timezone.utc)
+    ts = datetime(2026, 3, 4, 11, 0, tzinfo=UTC)
     calls = conform(
         pl.DataFrame(
-            {"timestamp": [ts], "day": [ts.date()], "model": ["m"], "billing": ["api"], "status": ["ok"],
-             "cost_usd": [3.0], "cost_source": ["recorded"]},
+            {
+                "timestamp": [ts],
+                "day": [ts.date()],
+                "model": ["m"],
+                "billing": ["api"],
+                "status": ["ok"],
+                "cost_usd": [3.0],
+                "cost_source": ["recorded"],
+            },
             schema_overrides={"timestamp": pl.Datetime("us", "UTC")},
         ),
         LLM_CALLS,

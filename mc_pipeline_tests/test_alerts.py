@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -21,7 +21,7 @@ from mc_pipeline.alerting.rules import (
 from mc_pipeline.tables.schemas import ALERTS, LLM_CALLS, conform
 from mc_pipeline_tests.homes import REAL_DIR
 
-UTC = timezone.utc
+UTC = UTC
 # A Wednesday, mid-day: the ISO week started on Monday 2026-03-02, the month on 2026-03-01.
 NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
 
@@ -87,7 +87,9 @@ def test_daily_limit_is_exceeded_only_strictly_above():
 def test_weekly_limit_is_the_iso_week_and_a_warning():
     monday = datetime(2026, 3, 2, 0, 30, tzinfo=UTC)
     sunday_before = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)
-    frame = calls([{"ts": monday, "cost": 6.0}, {"ts": NOW, "cost": 5.0}, {"ts": sunday_before, "cost": 50.0}])
+    frame = calls(
+        [{"ts": monday, "cost": 6.0}, {"ts": NOW, "cost": 5.0}, {"ts": sunday_before, "cost": 50.0}]
+    )
     alerts = evaluate_alerts(frame, only(weekly_limit_usd=10.0), NOW, "UTC")
     assert alerts.height == 1
     row = alerts.row(0, named=True)
@@ -111,7 +113,10 @@ def test_periods_follow_the_time_zone():
     now = datetime(2026, 3, 4, 1, 0, tzinfo=UTC)  # 10:00 in Tokyo
     frame_tokyo = calls([{"ts": late, "cost": 9.0}], tz="Asia/Tokyo")
     frame_utc = calls([{"ts": late, "cost": 9.0}], tz="UTC")
-    assert evaluate_alerts(frame_tokyo, only(daily_limit_usd=1.0), now, "Asia/Tokyo").item(0, "period") == "2026-03-04"
+    assert (
+        evaluate_alerts(frame_tokyo, only(daily_limit_usd=1.0), now, "Asia/Tokyo").item(0, "period")
+        == "2026-03-04"
+    )
     assert evaluate_alerts(frame_utc, only(daily_limit_usd=1.0), now, "UTC").height == 0
 
 
@@ -157,9 +162,7 @@ def test_per_model_daily_limits():
 
 # -- failure rate ----------------------------------------------------------------------------------------
 def _mixed(n: int, failed: int, start: datetime) -> list[dict]:
-    return [
-        {"ts": start - timedelta(minutes=i), "status": "error" if i < failed else "ok"} for i in range(n)
-    ]
+    return [{"ts": start - timedelta(minutes=i), "status": "error" if i < failed else "ok"} for i in range(n)]
 
 
 def test_failure_rate_needs_the_minimum_number_of_calls():
@@ -217,7 +220,9 @@ def test_spike_leaves_quiet_days_out_of_the_median_and_needs_a_minimum():
     rules = only(spike_factor=2.0, spike_min_usd=5.0)
     assert evaluate_alerts(calls(history + [{"ts": NOW, "cost": 2 * median}]), rules, NOW, "UTC").height == 0
     spike = evaluate_alerts(calls(history + [{"ts": NOW, "cost": 2 * median + 0.01}]), rules, NOW, "UTC")
-    assert spike.item(0, "limit") == pytest.approx(2 * median) and "3 active day(s)" in spike.item(0, "message")
+    assert spike.item(0, "limit") == pytest.approx(2 * median) and "3 active day(s)" in spike.item(
+        0, "message"
+    )
     # below the minimum spend it is no spike, however quiet the week was
     small = [{"ts": NOW - timedelta(days=d), "cost": 0.01} for d in (1, 2, 3)]
     assert evaluate_alerts(calls(small + [{"ts": NOW, "cost": 4.99}]), rules, NOW, "UTC").height == 0
@@ -292,8 +297,9 @@ def test_environment_overrides_and_switches_off():
     assert rules.include_subscription is True and rules.spike_factor is None
 
 
-@pytest.mark.parametrize("text,want", [("true", True), (" ON ", True), ("1", True), ("no", False), ("off", False),
-                                       ("", False)])  # fmt: skip
+@pytest.mark.parametrize(
+    "text,want", [("true", True), (" ON ", True), ("1", True), ("no", False), ("off", False), ("", False)]
+)
 def test_include_subscription_is_a_yes_no_word_and_empty_is_off(text, want):
     assert load_alert_rules(env={"MC_ALERTS_INCLUDE_SUBSCRIPTION": text}).include_subscription is want
 
@@ -307,7 +313,9 @@ def test_user_rules_file(tmp_path):
     rules = load_alert_rules(f, env={"MC_DAILY_LIMIT_USD": "9"})
     assert rules.daily_limit_usd == 9.0 and rules.weekly_limit_usd is None
     assert rules.monthly_limit_usd == 75.0 and rules.model_daily_limit_usd == {"gpt-5.1": 3.0}
-    assert rules.failure_rate_threshold is None and rules.spike_factor is None and rules.failure_min_calls == 5
+    assert (
+        rules.failure_rate_threshold is None and rules.spike_factor is None and rules.failure_min_calls == 5
+    )
 
 
 @pytest.mark.parametrize(
@@ -331,7 +339,9 @@ def test_bad_rules_are_named(tmp_path, env, text):
 
 
 def test_run_failure_alert_is_one_per_run():
-    a = run_failure_alert("refresh_all", "abcdef12-3456", "DagsterExecutionStepExecutionError: boom\nTraceback...", NOW)
+    a = run_failure_alert(
+        "refresh_all", "abcdef12-3456", "DagsterExecutionStepExecutionError: boom\nTraceback...", NOW
+    )
     b = run_failure_alert("refresh_all", "99999999-0000", None, NOW)
     assert a["alert_id"] != b["alert_id"] and a["severity"] == "critical"
     assert "boom" in a["message"] and "Traceback" not in a["message"]
@@ -365,4 +375,4 @@ def test_failure_rate_on_the_real_transcripts():
         fired += expected
         if expected:
             assert got.item(0, "value") == pytest.approx(100 * failed / len(window))
-    assert 0 < fired  # the real files do cross the threshold at times
+    assert fired > 0  # the real files do cross the threshold at times

@@ -8,14 +8,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
 import uvicorn
 
-from mc_pipeline.reporting.api import ApiSettings, build_app
 from mc_pipeline.defs.resources import McSettings
+from mc_pipeline.reporting.api import ApiSettings, build_app
 from mc_pipeline.tables.store import Tables
 from mc_pipeline_tests import homes as h
 
@@ -28,12 +28,14 @@ def free_port() -> int:
 
 class Server:
     def __init__(self, settings: ApiSettings):
-        self.config = uvicorn.Config(build_app(settings), host="127.0.0.1", port=settings.port, log_level="error")
+        self.config = uvicorn.Config(
+            build_app(settings), host="127.0.0.1", port=settings.port, log_level="error"
+        )
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.base = f"http://127.0.0.1:{settings.port}"
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         self.thread.start()
         for _ in range(100):
             if self.server.started:
@@ -58,14 +60,25 @@ class Server:
 def refreshed(tmp_path_factory, refresh):
     """A home with calls minutes ago (two providers, one failure) and one yesterday, refreshed once."""
     tmp = tmp_path_factory.mktemp("api")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     home, data = tmp / "home", tmp / "data"
     sid = "0b7c6a52-2222-4a3e-9c1e-2f0e5d8a9b01"
     lines = [h.session_line(sid, now), h.user(now - timedelta(minutes=5))]
     lines.append(h.assistant(now - timedelta(minutes=4), u=h.usage(1000, 200, cost=0.25)))
-    lines.append(h.assistant(now - timedelta(minutes=3), provider="openai", model="gpt-5.1", api="openai-responses",
-                             u=h.usage(500, 50, cost=0.05)))
-    lines.append(h.assistant(now - timedelta(minutes=2), stop="error", error="429 Rate limit exceeded", u=h.usage(0, 0)))
+    lines.append(
+        h.assistant(
+            now - timedelta(minutes=3),
+            provider="openai",
+            model="gpt-5.1",
+            api="openai-responses",
+            u=h.usage(500, 50, cost=0.05),
+        )
+    )
+    lines.append(
+        h.assistant(
+            now - timedelta(minutes=2), stop="error", error="429 Rate limit exceeded", u=h.usage(0, 0)
+        )
+    )
     h.write_session(home, lines, session_id=sid)
     h.write_sessions_index(home, "main", {"agent:main:whatsapp:direct:+4915112345678": sid})
     settings = McSettings(openclaw_home=str(home), data_dir=str(data), timezone="UTC")
@@ -79,20 +92,31 @@ def test_today_latest_and_the_dashboard_files(refreshed):
         status, _, body = s.get("/api/usage/today")
         today = json.loads(body)
         assert status == 200
-        calls = Tables(settings.data).read_days("llm_calls", [datetime.now(timezone.utc).date()])
+        calls = Tables(settings.data).read_days("llm_calls", [datetime.now(UTC).date()])
         assert today["requests"] == calls.height == 3 and today["failures"] == 1
         assert today["cost"] == pytest.approx(0.30)
         assert [p["name"] for p in today["byProvider"]] == ["anthropic", "openai"]
-        assert today["asOf"] == calls.get_column("timestamp").max().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        assert today["asOf"] == calls.get_column("timestamp").max().isoformat(
+            timespec="milliseconds"
+        ).replace("+00:00", "Z")
         # equal to usage_daily's today row
-        usage = Tables(settings.data).staged("usage_daily").filter(pl.col("day") == datetime.now(timezone.utc).date())
-        assert today["requests"] == usage.get_column("calls").sum() and today["cost"] == pytest.approx(usage.get_column("cost_usd").sum())
+        usage = Tables(settings.data).staged("usage_daily").filter(pl.col("day") == datetime.now(UTC).date())
+        assert today["requests"] == usage.get_column("calls").sum() and today["cost"] == pytest.approx(
+            usage.get_column("cost_usd").sum()
+        )
 
         status, _, body = s.get("/api/usage/latest?limit=2")
         latest = json.loads(body)["calls"]
-        assert status == 200 and len(latest) == 2 and latest[0]["status"] == "error" and latest[1]["model"] == "gpt-5.1"
+        assert (
+            status == 200
+            and len(latest) == 2
+            and latest[0]["status"] == "error"
+            and latest[1]["model"] == "gpt-5.1"
+        )
         text = body.decode()
-        assert "4915112345678" not in text and "0b7c6a52" not in text and "whatsapp" not in text  # no personal ids
+        assert (
+            "4915112345678" not in text and "0b7c6a52" not in text and "whatsapp" not in text
+        )  # no personal ids
 
         status, headers, body = s.get("/usage-data.json")
         assert status == 200 and json.loads(body)["summary"]["totalRequests"] == 3
@@ -107,10 +131,12 @@ def test_today_latest_and_the_dashboard_files(refreshed):
 def test_bad_query_strings_are_400_with_a_message(refreshed):
     api, _ = refreshed
     with Server(api) as s:
-        for path, said in (("/api/usage/latest?limit=abc", "limit must be a whole number"),
-                           ("/api/usage/latest?limit=0", "limit must be a whole number"),
-                           ("/api/usage/latest?limit=9999", "from 1 to 500"),
-                           ("/api/usage/today?day=2026-01-01", "unknown query parameter(s): day")):  # fmt: skip
+        for path, said in (
+            ("/api/usage/latest?limit=abc", "limit must be a whole number"),
+            ("/api/usage/latest?limit=0", "limit must be a whole number"),
+            ("/api/usage/latest?limit=9999", "from 1 to 500"),
+            ("/api/usage/today?day=2026-01-01", "unknown query parameter(s): day"),
+        ):
             status, _, body = s.get(path)
             assert status == 400 and said in json.loads(body)["error"], path
 

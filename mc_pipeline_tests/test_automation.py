@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -37,13 +37,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def zone_far_from_midnight() -> str:
     """A fixed-offset zone where it is about noon now, so 'today' cannot change during a test."""
-    offset = 12 - datetime.now(timezone.utc).hour  # -11 .. +12 hours
+    offset = 12 - datetime.now(UTC).hour  # -11 .. +12 hours
     return "Etc/GMT" + (f"{-offset:+d}" if offset else "")  # Etc/GMT-5 is UTC+5
 
 
-def write_today(home: Path, costs: list[float], session: str = "0b7c6a52-1111-4a3e-9c1e-2f0e5d8a9b01") -> Path:
+def write_today(
+    home: Path, costs: list[float], session: str = "0b7c6a52-1111-4a3e-9c1e-2f0e5d8a9b01"
+) -> Path:
     """One real-format session whose calls happened minutes ago, each with its recorded cost."""
-    start = datetime.now(timezone.utc) - timedelta(minutes=len(costs) + 2)
+    start = datetime.now(UTC) - timedelta(minutes=len(costs) + 2)
     lines = [h.session_line(session, start), h.user(start)]
     for i, cost in enumerate(costs):
         lines.append(h.assistant(start + timedelta(minutes=i, seconds=5), u=h.usage(1000, 200, cost=cost)))
@@ -52,7 +54,10 @@ def write_today(home: Path, costs: list[float], session: str = "0b7c6a52-1111-4a
 
 def settings_for(tmp_path: Path, tz: str = "UTC") -> McSettings:
     return McSettings(
-        openclaw_home=str(tmp_path / "home"), data_dir=str(tmp_path / "data"), timezone=tz, cost_mode="display"
+        openclaw_home=str(tmp_path / "home"),
+        data_dir=str(tmp_path / "data"),
+        timezone=tz,
+        cost_mode="display",
     )
 
 
@@ -89,7 +94,7 @@ def test_transcript_sensor_requests_a_refresh_for_new_and_grown_files(tmp_path):
         assert len(cursor) < 40  # a digest, not the file list (that is in staging/sensor_files.json)
 
         with path.open("a") as f:  # OpenClaw appends a line
-            f.write(json.dumps(h.assistant(datetime.now(timezone.utc), u=h.usage(cost=0.2))) + "\n")
+            f.write(json.dumps(h.assistant(datetime.now(UTC), u=h.usage(cost=0.2))) + "\n")
         result, cursor = _tick(settings, instance, cursor)
         assert isinstance(result, dg.RunRequest) and result.run_key != first_key
 
@@ -116,7 +121,7 @@ def test_transcript_sensor_watches_the_agent_and_state_databases(tmp_path):
     home = tmp_path / "home"
     db = AgentDb(home, "main")
     sid = "5f0c2a52-1111-4a3e-9c1e-2f0e5d8a9b02"
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     db.add_session(sid, [h.session_line(sid, now), h.assistant(now, u=h.usage(cost=0.1))])
     with dg.instance_for_test() as instance:
         result, cursor = _tick(settings, instance, None)
@@ -124,7 +129,9 @@ def test_transcript_sensor_watches_the_agent_and_state_databases(tmp_path):
         result, cursor = _tick(settings, instance, cursor)
         assert isinstance(result, dg.SkipReason)
 
-        db.append(sid, [h.assistant(now, u=h.usage(cost=0.2))])  # goes to the -wal: the main file may not change
+        db.append(
+            sid, [h.assistant(now, u=h.usage(cost=0.2))]
+        )  # goes to the -wal: the main file may not change
         result, cursor = _tick(settings, instance, cursor)
         assert isinstance(result, dg.RunRequest)
         result, cursor = _tick(settings, instance, cursor)
@@ -158,7 +165,7 @@ def test_the_first_tick_after_a_run_starts_nothing_when_nothing_changed(tmp_path
         result, cursor = _tick(settings, instance, None)
         assert isinstance(result, dg.SkipReason) and "nothing changed" in result.skip_message
         with path.open("a") as f:
-            f.write(json.dumps(h.assistant(datetime.now(timezone.utc), u=h.usage(cost=0.2))) + "\n")
+            f.write(json.dumps(h.assistant(datetime.now(UTC), u=h.usage(cost=0.2))) + "\n")
         assert isinstance(_tick(settings, instance, None)[0], dg.RunRequest)
 
 
@@ -166,15 +173,21 @@ def test_no_run_requested_while_a_refresh_waits_in_the_queue(tmp_path):
     settings = settings_for(tmp_path)
     write_today(tmp_path / "home", [0.1])
     with dg.instance_for_test() as instance:
-        run = dg.DagsterRun(job_name=REFRESH_JOB, run_id=make_new_run_id(), status=dg.DagsterRunStatus.NOT_STARTED)
+        run = dg.DagsterRun(
+            job_name=REFRESH_JOB, run_id=make_new_run_id(), status=dg.DagsterRunStatus.NOT_STARTED
+        )
         instance.add_run(run)
         result, cursor = _tick(settings, instance, None)
         assert isinstance(result, dg.SkipReason) and "queued refresh" in result.skip_message
-        assert cursor and (tmp_path / "data" / "staging" / "sensor_files.json").exists()  # remembered: the waiting run reads them
+        assert (
+            cursor and (tmp_path / "data" / "staging" / "sensor_files.json").exists()
+        )  # remembered: the waiting run reads them
         schedule = hourly_refresh.evaluate_tick(dg.build_schedule_context(instance=instance))
         assert schedule.run_requests == []
         # a run that has waited for hours is stuck: it no longer holds refreshes back
-        assert refresh_waiting(instance) and not refresh_waiting(instance, now=datetime.now(timezone.utc) + STUCK_AFTER)
+        assert refresh_waiting(instance) and not refresh_waiting(
+            instance, now=datetime.now(UTC) + STUCK_AFTER
+        )
         instance.delete_run(run.run_id)
         schedule = hourly_refresh.evaluate_tick(dg.build_schedule_context(instance=instance))
         assert len(schedule.run_requests) == 1 and schedule.run_requests[0].tags[REFRESH_TAG] == "schedule"
@@ -189,7 +202,9 @@ def test_schedule_and_sensors_run_by_default(tmp_path):
     for name in ("transcript_changes", "alert_delivery", "run_failure_alerts"):
         sensor = defs.resolve_sensor_def(name)
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING, name
-        assert 15 <= sensor.minimum_interval_seconds <= 60, name  # live (15 s: a call shows within ~20 s), never busy
+        assert 15 <= sensor.minimum_interval_seconds <= 60, (
+            name
+        )  # live (15 s: a call shows within ~20 s), never busy
     assert defs.resolve_sensor_def("transcript_changes").job_name == REFRESH_JOB
     selected = {k.to_user_string() for k in defs.resolve_job_def(REFRESH_JOB).asset_layer.selected_asset_keys}
     assert "budget_alerts" in selected
@@ -224,7 +239,9 @@ def test_daily_limit_raised_once_and_a_recovered_webhook_gets_it_once(tmp_path, 
             assert meta["new_alerts"] == 1 and meta["pending_deliveries"] == 1
             today = datetime.now(ZoneInfo(tz)).date().isoformat()
             lines = [json.loads(x) for x in (data / ad.ALERTS_FILE).read_text().splitlines()]
-            assert [(a["rule"], a["period"], a["severity"]) for a in lines] == [("daily_limit", today, "critical")]
+            assert [(a["rule"], a["period"], a["severity"]) for a in lines] == [
+                ("daily_limit", today, "critical")
+            ]
             assert lines[0]["value"] == pytest.approx(today_spend)
             assert hook.received == []
 
@@ -267,7 +284,9 @@ def test_run_failure_sensor_reports_a_failed_run(tmp_path):
             ).for_run_failure()
             run_failure_alerts(ctx)
     lines = ad.read_alert_log(settings.data)
-    assert [(a["rule"], a["scope"], a["period"]) for a in lines] == [("run_failure", "refresh_all", result.run_id)]
+    assert [(a["rule"], a["scope"], a["period"]) for a in lines] == [
+        ("run_failure", "refresh_all", result.run_id)
+    ]
     assert [b["alert"]["rule"] for b in hook.received] == ["run_failure"]
     assert hook.received[0]["text"].startswith(":rotating_light: [critical]")
 
@@ -288,8 +307,12 @@ def test_cli_run_writes_the_alert(tmp_path):
     }
     env.pop("MC_ALERT_WEBHOOKS", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "mc_pipeline", "run", "--quiet"], capture_output=True, text=True, env=env,
-        cwd=tmp_path, timeout=300,
+        [sys.executable, "-m", "mc_pipeline", "run", "--quiet"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "[critical] Daily spend" in proc.stdout + proc.stderr  # delivered to the log

@@ -29,8 +29,12 @@ def bench():
 
 
 def test_help_names_the_new_options():
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--help"], capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     for option in (
         "--only",
         "--fleet-mb",
@@ -89,11 +93,23 @@ def test_fleet_env(bench, tmp_path, monkeypatch):
 
 def test_step_profile(bench):
     t = bench.Timed("fleet", [], wall_s=10.0, cpu_s=1.0, peak_mib=1.0, returncode=0, started_at=1000.0)
-    doc = {"first_event": 1001.0, "last_event": 1009.5, "steps": {
-        "h1__source_records": {"STEP_WORKER_STARTING": 1001.5, "STEP_START": 1002.0, "STEP_SUCCESS": 1005.0},
-        "h2__source_records": {"STEP_WORKER_STARTING": 1001.5, "STEP_START": 1002.0, "STEP_SUCCESS": 1006.0},
-        "marts": {"STEP_WORKER_STARTING": 1006.0, "STEP_START": 1006.5, "STEP_SUCCESS": 1009.0},
-    }}  # fmt: skip
+    doc = {
+        "first_event": 1001.0,
+        "last_event": 1009.5,
+        "steps": {
+            "h1__source_records": {
+                "STEP_WORKER_STARTING": 1001.5,
+                "STEP_START": 1002.0,
+                "STEP_SUCCESS": 1005.0,
+            },
+            "h2__source_records": {
+                "STEP_WORKER_STARTING": 1001.5,
+                "STEP_START": 1002.0,
+                "STEP_SUCCESS": 1006.0,
+            },
+            "marts": {"STEP_WORKER_STARTING": 1006.0, "STEP_START": 1006.5, "STEP_SUCCESS": 1009.0},
+        },
+    }
     p = bench.step_profile(doc, t)
     assert p["before_first_event_s"] == 1.0 and p["after_last_event_s"] == 0.5
     assert p["step_s"] == 9.5 and p["step_startup_s"] == 1.5
@@ -112,7 +128,13 @@ def test_summed_runs(bench):
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="no /proc")
 def test_tree_memory_counts_children(bench):
-    proc = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(64 << 20); b[::4096] = b'x' * len(b[::4096]); time.sleep(30)"])  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; b = bytearray(64 << 20); b[::4096] = b'x' * len(b[::4096]); time.sleep(30)",
+        ]
+    )
     try:
         sampler = bench.TreeMemory(os.getpid())
         for _ in range(50):  # until the child has touched its 64 MiB

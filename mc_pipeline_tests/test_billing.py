@@ -97,7 +97,10 @@ def test_default_profile_first_then_last_good_then_order(tmp_path: Path) -> None
 
 def test_provider_from_profile_id_and_mode_key(tmp_path: Path) -> None:
     _write_store(tmp_path, "main", {"google:default": {"mode": "api_key", "key": SECRET}})
-    assert read_auth_profiles(tmp_path).profiles == {"main": {"google": "api_key"}, "*": {"google": "api_key"}}
+    assert read_auth_profiles(tmp_path).profiles == {
+        "main": {"google": "api_key"},
+        "*": {"google": "api_key"},
+    }
 
 
 def test_non_main_agents_inherit_main_profiles(tmp_path: Path) -> None:

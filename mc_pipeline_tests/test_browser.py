@@ -12,11 +12,11 @@ Against the real ``dagster-webserver`` + ``dagster-daemon`` + ``python -m mc_pip
 - the schedule and the three sensors show as running on the Automation page;
 - ``/api/usage/today`` opened in the browser equals ``usage_daily``'s rows for today.
 
-Screenshots of the graph, the partitions and the chart go to ``$MC_SCREENSHOTS_DIR`` when it is set (the ones in
-``docs/screenshots/`` were made with ``MC_SCREENSHOTS_DIR=docs/screenshots``), else to the test's temporary folder,
-so a test run never rewrites tracked files. Needs ``/usr/bin/chromium`` (Debian's ``chromium``: ``.ci/run``
-installs it when it runs as root) and the ``playwright`` package (the ``test`` extra); skipped without either.
-Playwright never downloads a browser here: it drives the system one.
+Screenshots of the graph, the partitions and the chart go to ``$MC_SCREENSHOTS_DIR`` when it is set (the ones
+in ``docs/screenshots/`` were made with ``MC_SCREENSHOTS_DIR=docs/screenshots``), else to the test's temporary
+folder, so a test run never rewrites tracked files. Needs ``/usr/bin/chromium`` (Debian's ``chromium``:
+``.ci/run`` installs it when it runs as root) and the ``playwright`` package (the ``test`` extra); skipped
+without either. Playwright never downloads a browser here: it drives the system one.
 """
 
 from __future__ import annotations
@@ -31,9 +31,13 @@ import pytest
 
 CHROMIUM = Path(os.environ.get("MC_TEST_CHROMIUM") or "/usr/bin/chromium")
 if not CHROMIUM.exists():
-    pytest.skip(f"no browser at {CHROMIUM}: install Debian's chromium (apt-get install chromium; .ci/run does as root)",
-                allow_module_level=True)  # fmt: skip
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+    pytest.skip(
+        f"no browser at {CHROMIUM}: install Debian's chromium (apt-get install chromium; .ci/run does as root)",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')"
+)
 
 from mc_pipeline.tables.store import Tables
 from mc_pipeline_tests.live_stack import LiveStack, local_today, plant_home, reporting_zone
@@ -45,8 +49,14 @@ sync_api.expect.set_options(timeout=30_000)
 ROOT = Path(__file__).resolve().parents[1]
 UI_TIMEOUT_MS = 30_000
 VIEWPORT = {"width": 1280, "height": 800}
-CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]  # fmt: skip
+CHROME_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 #: Dagster's first-visit "Join the Dagster community" dialog remembers its dismissal here.
 NO_COMMUNITY_DIALOG = "localStorage.setItem('communityNux', JSON.stringify('1'));"
 GROUPS = {"sources", "ingest", "marts", "alerts", "dashboard"}
@@ -100,8 +110,9 @@ def page(chromium):
     pg.errors = []
     pg.on("pageerror", lambda exc: pg.errors.append(str(exc)))
     # should another first-visit dialog or a later Dagster show one anyway: skip it before acting
-    pg.add_locator_handler(pg.get_by_role("dialog").get_by_role("button", name="Skip", exact=True),
-                           lambda loc: loc.click())  # fmt: skip
+    pg.add_locator_handler(
+        pg.get_by_role("dialog").get_by_role("button", name="Skip", exact=True), lambda loc: loc.click()
+    )
     try:
         yield pg
     finally:
@@ -114,7 +125,9 @@ def visible(page, text: str):
 
 
 def test_asset_graph_shows_every_group(stack, page, shots):
-    groups = {n["groupName"] for n in graphql(stack.port, ASSETS_QUERY)["assetNodes"]}  # what the server loaded
+    groups = {
+        n["groupName"] for n in graphql(stack.port, ASSETS_QUERY)["assetNodes"]
+    }  # what the server loaded
     assert groups >= GROUPS, groups  # every one of them is checked on the page below
 
     page.goto(stack.ui_base + "/asset-groups")
@@ -122,7 +135,9 @@ def test_asset_graph_shows_every_group(stack, page, shots):
     expect(page.get_by_text("Global asset lineage")).to_be_visible()
     for group in sorted(groups):
         expect(visible(page, group), f"asset group {group} not shown").to_be_visible()
-    page.get_by_role("button").filter(has=page.locator("[aria-label=panel_show_right]")).click()  # the asset tree aside
+    page.get_by_role("button").filter(
+        has=page.locator("[aria-label=panel_show_right]")
+    ).click()  # the asset tree aside
     page.locator("button:has([aria-label=settings])").last.click()  # the graph's options
     page.get_by_role("menuitem", name="Expand all groups").click()
     page.keyboard.press("Escape")
@@ -155,11 +170,15 @@ def test_llm_calls_partitions_show_the_days_with_calls(stack, page, shots):
     page.get_by_text(re.compile(r"^Missing \(\d+\)$")).click()  # only the materialized ones are listed
     listed = "() => [...document.querySelectorAll('[title]')].map(e => e.title).filter(t => /^\\d{4}-\\d\\d-\\d\\d$/.test(t))"
     try:
-        page.wait_for_function(f"(want) => JSON.stringify(({listed})()) === JSON.stringify(want)", arg=days[::-1])
+        page.wait_for_function(
+            f"(want) => JSON.stringify(({listed})()) === JSON.stringify(want)", arg=days[::-1]
+        )
     except sync_api.TimeoutError:
         pytest.fail(f"partitions listed {page.evaluate(listed)}, expected {days[::-1]}")
 
-    page.locator(f'[title="{today.isoformat()}"]').click()  # the list entry (the range under the bar ends on today too)
+    page.locator(
+        f'[title="{today.isoformat()}"]'
+    ).click()  # the list entry (the range under the bar ends on today too)
     expect(page.get_by_text("No partition selected")).to_be_hidden()
     detail = page.locator("tr", has_text="dagster/row_count")
     expect(detail).to_be_visible()
@@ -179,12 +198,16 @@ query Latest($key: AssetKeyInput!) { assetOrError(assetKey: $key) { __typename .
 
 def test_usage_by_provider_chart_renders(stack, page, shots):
     expect = sync_api.expect
-    asset = graphql(stack.port, LATEST_MATERIALIZATION, {"key": {"path": ["usage_by_provider"]}})["assetOrError"]
+    asset = graphql(stack.port, LATEST_MATERIALIZATION, {"key": {"path": ["usage_by_provider"]}})[
+        "assetOrError"
+    ]
     latest = asset["assetMaterializations"][0]
     assert "daily_cost_by_provider" in {m["label"] for m in latest["metadataEntries"]}, latest
 
     page.goto(stack.ui_base + "/assets/usage_by_provider?view=events")
-    expect(page.get_by_text(f"Materialized in run {latest['runId'][:8]}")).to_be_visible()  # the latest one is shown
+    expect(
+        page.get_by_text(f"Materialized in run {latest['runId'][:8]}")
+    ).to_be_visible()  # the latest one is shown
     row = page.locator("tr", has_text="daily_cost_by_provider")
     row.get_by_text("[Show Markdown]").click()
     dialog = page.get_by_role("dialog")
@@ -201,8 +224,8 @@ def test_usage_by_provider_chart_renders(stack, page, shots):
     assert not page.errors, page.errors
 
 
-#: name -> whether the on/off switch in that automation's row is on (None: no row with one switch found). The row
-#: is the outermost element holding the name (as a whole label) and exactly one switch.
+#: name -> whether the on/off switch in that automation's row is on (None: no row with one switch found). The
+#: row is the outermost element holding the name (as a whole label) and exactly one switch.
 SWITCHES = """(names) => Object.fromEntries(names.map(name => {
   const switches = "label[class*='formatSwitch'] input[type=checkbox]";
   const row = [...document.querySelectorAll("div")].find(d => d.querySelectorAll(switches).length === 1
@@ -213,18 +236,22 @@ SWITCHES = """(names) => Object.fromEntries(names.map(name => {
 
 def test_schedule_and_sensors_show_as_running(stack, page):
     expect = sync_api.expect
-    repo = next(r for r in graphql(stack.port, REPO_QUERY)["repositoriesOrError"]["nodes"]
-                if r["location"]["name"] == LOCATION)  # fmt: skip
+    repo = next(
+        r
+        for r in graphql(stack.port, REPO_QUERY)["repositoriesOrError"]["nodes"]
+        if r["location"]["name"] == LOCATION
+    )
     names = {s["name"] for s in repo["schedules"]} | {s["name"] for s in repo["sensors"]}
     assert names >= AUTOMATIONS, names
     names = AUTOMATIONS  # running by default; an automation added later may be off by default
     page.goto(stack.ui_base + "/automation")
     for name in sorted(names):
         expect(visible(page, name)).to_be_visible()
-    want = {n: True for n in sorted(names)}
+    want = dict.fromkeys(sorted(names), True)
     try:
-        page.wait_for_function(f"(names) => Object.values(({SWITCHES})(names)).every(on => on === true)",
-                               arg=sorted(names))  # fmt: skip
+        page.wait_for_function(
+            f"(names) => Object.values(({SWITCHES})(names)).every(on => on === true)", arg=sorted(names)
+        )
     except sync_api.TimeoutError:
         pass  # the assertion below says which
     state = page.evaluate(SWITCHES, sorted(names))

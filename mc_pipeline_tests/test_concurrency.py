@@ -18,7 +18,7 @@ import os
 import subprocess
 import sys
 import threading
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -37,7 +37,10 @@ def rows_of(version: int) -> int:
 
 
 def json_doc(version: int) -> dict:
-    rows = [{"day": f"2026-03-{1 + i % 28:02d}", "cost": i * 0.01, "v": version} for i in range(rows_of(version) // 20)]
+    rows = [
+        {"day": f"2026-03-{1 + i % 28:02d}", "cost": i * 0.01, "v": version}
+        for i in range(rows_of(version) // 20)
+    ]
     body = json.dumps(rows, sort_keys=True)
     return {"version": version, "rows": rows, "sha": hashlib.sha256(body.encode()).hexdigest()}
 
@@ -51,7 +54,9 @@ def check_json(blob: bytes) -> int:
 
 def frame(version: int) -> pl.DataFrame:
     n = rows_of(version)
-    return pl.DataFrame({"v": [version] * n, "i": range(n), "text": [f"row {i} of version {version}" for i in range(n)]})
+    return pl.DataFrame(
+        {"v": [version] * n, "i": range(n), "text": [f"row {i} of version {version}" for i in range(n)]}
+    )
 
 
 def check_frame(df: pl.DataFrame) -> int:
@@ -100,6 +105,7 @@ def test_readers_never_see_half_a_file_while_two_writers_rewrite(tmp_path):
                 storage.write_json(json_doc(k), usage)
                 storage.write_parquet(frame(k), table)
                 storage.write_csv(frame(k), csv)
+
         return run
 
     readers = {
@@ -140,7 +146,9 @@ def test_day_partitions_rewritten_by_two_writers_stay_whole(tmp_path):
     def writer():
         for k in range(8):
             # alternate the content of one day so that writes really happen, same set of days
-            bump = df.with_columns(n=pl.when(pl.col("day") == days[k % 6]).then(pl.col("n") + k).otherwise("n"))
+            bump = df.with_columns(
+                n=pl.when(pl.col("day") == days[k % 6]).then(pl.col("n") + k).otherwise("n")
+            )
             storage.write_partitioned_by_day(bump, root)
 
     storage.write_partitioned_by_day(df, root)
@@ -159,12 +167,15 @@ def test_day_partitions_rewritten_by_two_writers_stay_whole(tmp_path):
 
 
 def build_home(home: Path) -> int:
-    t = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+    t = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     n = 0
     for s in range(4):
         lines = [h.session_line(f"conc-{s}", t)]
         for i in range(25):
-            lines += [h.user(t), h.assistant(t - timedelta(days=s, minutes=i), u=h.usage(100 + i, 10 * s, 300, 5, cost=0.001))]
+            lines += [
+                h.user(t),
+                h.assistant(t - timedelta(days=s, minutes=i), u=h.usage(100 + i, 10 * s, 300, 5, cost=0.001)),
+            ]
             n += 1
         h.write_session(home, lines, session_id=f"conc-{s}")
     if h.REAL_DIR.exists():
@@ -184,8 +195,14 @@ def cli_env(home: Path, data: Path, dagster_home: Path) -> dict:
 
 
 def start_run(env: dict, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mc_pipeline", "run", "--quiet"], env=env, cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mc_pipeline", "run", "--quiet"],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def existing_instance(dagster_home: Path) -> Path:
@@ -238,8 +255,14 @@ def test_two_runs_at_once_corrupt_nothing(tmp_path):
 
     # the result equals one run alone on a fresh folder
     ref_data = tmp_path / "ref"
-    ref = subprocess.run([sys.executable, "-m", "mc_pipeline", "run", "--quiet"], capture_output=True, text=True,
-                         env=cli_env(home, ref_data, tmp_path / "ref_dagster_home"), cwd=tmp_path, timeout=600)
+    ref = subprocess.run(
+        [sys.executable, "-m", "mc_pipeline", "run", "--quiet"],
+        capture_output=True,
+        text=True,
+        env=cli_env(home, ref_data, tmp_path / "ref_dagster_home"),
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert ref.returncode == 0, ref.stdout[-3000:] + ref.stderr[-3000:]
     got = io.load("llm_calls").sort("call_id")
     want = Tables(ref_data).load("llm_calls").sort("call_id")
@@ -256,7 +279,8 @@ def test_two_first_runs_at_once_on_a_brand_new_instance(tmp_path):
     home = tmp_path / "home"
     build_home(home)
     procs = [
-        start_run(cli_env(home, tmp_path / f"data-{i}", tmp_path / "dagster_home"), tmp_path) for i in range(2)
+        start_run(cli_env(home, tmp_path / f"data-{i}", tmp_path / "dagster_home"), tmp_path)
+        for i in range(2)
     ]
     for p in procs:
         p.wait(timeout=600)

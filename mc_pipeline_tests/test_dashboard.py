@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import jsonschema
@@ -13,14 +13,16 @@ import polars as pl
 import pytest
 
 from mc_pipeline import __version__
-from mc_pipeline.reporting.dashboard import build_sessions_document, build_usage_document
 from mc_pipeline.defs.mart_assets import usage_json_targets
+from mc_pipeline.reporting.dashboard import build_sessions_document, build_usage_document
 from mc_pipeline.reporting.marts import build_marts
 from mc_pipeline_tests import homes as h
 from mc_pipeline_tests.test_marts import calls_from_home, mixed_home
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "mc_pipeline" / "reporting" / "usage_data.schema.json").read_text())
-NOW = datetime(2026, 3, 7, 18, 0, tzinfo=timezone.utc)
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[1] / "mc_pipeline" / "reporting" / "usage_data.schema.json").read_text()
+)
+NOW = datetime(2026, 3, 7, 18, 0, tzinfo=UTC)
 
 
 def validate(doc: dict) -> None:
@@ -137,8 +139,17 @@ def test_sessions_document_shape(mixed):
     assert tools_cost == pytest.approx(with_tools.get_column("cost_usd").sum())
     assert 0 <= s1["cacheHitRate"] <= 1
     for s in doc["sessions"]:
-        assert set(s) >= {"id", "timestamp", "totalCost", "tokens", "model", "provider", "hourOfDay",
-                          "cacheHitRate", "toolCalls"}
+        assert set(s) >= {
+            "id",
+            "timestamp",
+            "totalCost",
+            "tokens",
+            "model",
+            "provider",
+            "hourOfDay",
+            "cacheHitRate",
+            "toolCalls",
+        }
 
 
 def test_lists_cover_the_last_30_days_and_totals_all_time(mixed):
@@ -165,27 +176,55 @@ def test_usage_json_targets():
 
 # -- planted secrets through the whole code location ------------------------------------------------------
 PHONE = "+4915112345678"
-SECRETS = ["4915112345678", "whatsapp:direct", "sk-ant-api03-PLANTEDSECRET", "PLANTED PROMPT", "PLANTED ANSWER",
-           "/home/alice", "alice", "cron:", "agent:main:"]
+SECRETS = [
+    "4915112345678",
+    "whatsapp:direct",
+    "sk-ant-api03-PLANTEDSECRET",
+    "PLANTED PROMPT",
+    "PLANTED ANSWER",
+    "/home/alice",
+    "alice",
+    "cron:",
+    "agent:main:",
+]
 
 
 def secret_home(home: Path) -> Path:
-    t = (datetime.now(timezone.utc) - timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
+    t = (datetime.now(UTC) - timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
     sid = "44444444-4444-4444-8444-444444444444"
     key = f"agent:main:whatsapp:direct:{PHONE}"
-    h.write_session(home, [
-        h.session_line(sid, t),
-        h.user(t, text="PLANTED PROMPT: my key is sk-ant-api03-PLANTEDSECRET, files in /home/alice/notes"),
-        h.assistant(t, u=h.usage(100, 40, cost=0.02), text="PLANTED ANSWER sk-ant-api03-PLANTEDSECRET",
-                    thinking="PLANTED PROMPT thinking about /home/alice", tools=("exec",)),
-        h.assistant(t + timedelta(minutes=1), u=h.usage(0, 0), stop="error",
-                    error="401 invalid x-api-key sk-ant-api03-PLANTEDSECRET for /home/alice"),
-    ], session_id=sid)
+    h.write_session(
+        home,
+        [
+            h.session_line(sid, t),
+            h.user(
+                t, text="PLANTED PROMPT: my key is sk-ant-api03-PLANTEDSECRET, files in /home/alice/notes"
+            ),
+            h.assistant(
+                t,
+                u=h.usage(100, 40, cost=0.02),
+                text="PLANTED ANSWER sk-ant-api03-PLANTEDSECRET",
+                thinking="PLANTED PROMPT thinking about /home/alice",
+                tools=("exec",),
+            ),
+            h.assistant(
+                t + timedelta(minutes=1),
+                u=h.usage(0, 0),
+                stop="error",
+                error="401 invalid x-api-key sk-ant-api03-PLANTEDSECRET for /home/alice",
+            ),
+        ],
+        session_id=sid,
+    )
     # a source that used the session key itself as the session id
-    h.write_session(home, [
-        {**h.session_line(key, t), "id": key},
-        h.assistant(t + timedelta(hours=1), u=h.usage(10, 5, cost=0.001), text="PLANTED ANSWER"),
-    ], session_id="55555555-5555-4555-8555-555555555555")
+    h.write_session(
+        home,
+        [
+            {**h.session_line(key, t), "id": key},
+            h.assistant(t + timedelta(hours=1), u=h.usage(10, 5, cost=0.001), text="PLANTED ANSWER"),
+        ],
+        session_id="55555555-5555-4555-8555-555555555555",
+    )
     h.write_sessions_index(home, "main", {key: sid})
     return home
 
@@ -195,20 +234,30 @@ def test_planted_secrets_leak_into_no_public_output(tmp_path, refresh):
     result = refresh(home, data, raise_on_error=False, usage_json_paths=str(pub))
     for step in ("marts", "usage_data_json"):
         assert result.is_node_success(step), step
-    public = [data / "usage-data.json", data / "sessions.json", pub / "usage-data.json", pub / "sessions.json",
-              *sorted((data / "csv").glob("usage_*.csv")), data / "csv" / "thinking_stats.csv",
-              data / "csv" / "api_health.csv"]
+    public = [
+        data / "usage-data.json",
+        data / "sessions.json",
+        pub / "usage-data.json",
+        pub / "sessions.json",
+        *sorted((data / "csv").glob("usage_*.csv")),
+        data / "csv" / "thinking_stats.csv",
+        data / "csv" / "api_health.csv",
+    ]
     for name in ("usage_by_session", "usage_by_trigger"):
         public.append(data / "parquet" / name / f"{name}.parquet")
     public += sorted((data / "parquet" / "usage_daily").glob("day=*/part-0.parquet"))
     assert any("usage_daily" in str(p) for p in public)
     doc = json.loads((data / "usage-data.json").read_text())
-    assert doc["summary"]["totalRequests"] == 3 and doc["summary"]["totalSessions"] == 2  # the calls are there
+    assert (
+        doc["summary"]["totalRequests"] == 3 and doc["summary"]["totalSessions"] == 2
+    )  # the calls are there
     validate(doc)
     # the written file agrees with the mart files on disk
     mart = pl.read_parquet(data / "parquet" / "usage_by_provider" / "usage_by_provider.parquet")
     mart = mart.filter(pl.col("window") == doc["listsWindow"])
-    assert mart.height and doc["summary"]["weekTotal"] == pytest.approx(0.021)  # 0.02 + 0.001, the failed call is $0
+    assert mart.height and doc["summary"]["weekTotal"] == pytest.approx(
+        0.021
+    )  # 0.02 + 0.001, the failed call is $0
     assert {p["name"]: (p["requests"], pytest.approx(p["cost"])) for p in doc["providers"]} == {
         r["provider"]: (r["calls"], r["cost_usd"]) for r in mart.iter_rows(named=True)
     }
@@ -225,33 +274,48 @@ def test_planted_secrets_leak_into_no_public_output(tmp_path, refresh):
 
 def test_the_costs_page_contract_on_a_home_with_history_before_this_month(tmp_path, refresh):
     """What Mission Control's Costs page computes from our files (its code is not ours;
-    docs/dashboard-contract.md#what-the-costs-page-computes): today is
-    the last `daily` entry, the week and the month the last 7 and 30, a provider's or model's share its cost
-    over the view's total (monthTotal for the 30-day lists), the day and week views sum daily[].byProvider and
-    byModel. Every share stays at or under 100% in every view, required fields are numbers, figures equal the marts."""
-    from datetime import datetime, timedelta, timezone
+    docs/dashboard-contract.md#what-the-costs-page-computes): today is the last `daily` entry, the week and
+    the month the last 7 and 30, a provider's or model's share its cost over the view's total (monthTotal for
+    the 30-day lists), the day and week views sum daily[].byProvider and byModel. Every share stays at or
+    under 100% in every view, required fields are numbers, figures equal the marts."""
+    from datetime import datetime, timedelta
 
     from mc_pipeline.tables.store import Tables
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     today = now.date()
-    before_month = now - timedelta(days=min(today.day + 1, 29))  # last month when there is room in the 30 days
+    before_month = now - timedelta(
+        days=min(today.day + 1, 29)
+    )  # last month when there is room in the 30 days
     home, data = tmp_path / "home", tmp_path / "data"
-    for i, (ts, provider, model, cost) in enumerate([(before_month, "anthropic", "claude-opus-4-6", 40.0),
-                                                     (now - timedelta(days=3), "openai", "gpt-5.1", 2.0),
-                                                     (now - timedelta(minutes=10), "anthropic", "claude-sonnet-4-5", 1.5),
-                                                     (now - timedelta(minutes=5), "google", "gemini-2.5-pro", 0.5)]):
+    for i, (ts, provider, model, cost) in enumerate(
+        [
+            (before_month, "anthropic", "claude-opus-4-6", 40.0),
+            (now - timedelta(days=3), "openai", "gpt-5.1", 2.0),
+            (now - timedelta(minutes=10), "anthropic", "claude-sonnet-4-5", 1.5),
+            (now - timedelta(minutes=5), "google", "gemini-2.5-pro", 0.5),
+        ]
+    ):
         sid = f"0b7c6a52-3333-4a3e-9c1e-2f0e5d8a9b0{i}"
-        h.write_session(home, [h.session_line(sid, ts), h.assistant(ts, provider=provider, model=model,
-                                                                    u=h.usage(1000, 100, cost=cost))], session_id=sid)
+        h.write_session(
+            home,
+            [
+                h.session_line(sid, ts),
+                h.assistant(ts, provider=provider, model=model, u=h.usage(1000, 100, cost=cost)),
+            ],
+            session_id=sid,
+        )
     refresh(home, data)
     doc = json.loads((data / "usage-data.json").read_text())
     s, daily = doc["summary"], doc["daily"]
     for key in ("weekTotal", "monthTotal"):
         assert isinstance(s[key], (int, float)) and not isinstance(s[key], bool)
     assert all(isinstance(d[k], (int, float)) for d in daily for k in ("cost", "tokens", "requests"))
-    assert all(isinstance(e["name"], str) and all(isinstance(e[k], (int, float)) for k in ("cost", "tokens", "requests"))
-               for e in doc["providers"] + doc["models"])
+    assert all(
+        isinstance(e["name"], str)
+        and all(isinstance(e[k], (int, float)) for k in ("cost", "tokens", "requests"))
+        for e in doc["providers"] + doc["models"]
+    )
     assert doc["lastUpdated"] and daily[-1]["date"] == today.isoformat()
     # the page's own arithmetic
     week, month = daily[-7:], daily[-30:]
@@ -269,7 +333,15 @@ def test_the_costs_page_contract_on_a_home_with_history_before_this_month(tmp_pa
         assert entry["cost"] / s["monthTotal"] <= 1 + 1e-9, entry
     # ... and equal to the marts
     by_provider = Tables(data).read("usage_by_provider")
-    for window, key in (("last_7_days", "weekTotal"), ("last_30_days", "monthTotal"), ("month_to_date", "monthToDate")):
-        assert s[key] == pytest.approx(by_provider.filter(pl.col("window") == window).get_column("cost_usd").sum())
-    if before_month.month != today.month:  # the month so far leaves out last month's 40 USD; the 30 days do not
+    for window, key in (
+        ("last_7_days", "weekTotal"),
+        ("last_30_days", "monthTotal"),
+        ("month_to_date", "monthToDate"),
+    ):
+        assert s[key] == pytest.approx(
+            by_provider.filter(pl.col("window") == window).get_column("cost_usd").sum()
+        )
+    if (
+        before_month.month != today.month
+    ):  # the month so far leaves out last month's 40 USD; the 30 days do not
         assert s["monthToDate"] < 40 <= s["monthTotal"]

@@ -14,10 +14,10 @@ import dagster as dg
 import pytest
 
 import mc_pipeline.defs as defs_pkg
-from mc_pipeline.runtime.config import parse_bool
 from mc_pipeline.definitions import build_defs
 from mc_pipeline.defs.automation import REFRESH_TAG
 from mc_pipeline.defs.resources import McSettings
+from mc_pipeline.runtime.config import parse_bool
 
 #: Groups of assets that must not move (the UI, docs and sensors refer to them by group).
 KNOWN_GROUPS = {
@@ -126,9 +126,10 @@ def test_every_other_source_feeds_llm_calls(graph):
     upstream = ancestors(graph, "llm_calls")
     for key in graph.get_all_asset_keys():
         name = key.to_user_string()
-        if any(word in name for word in ("interactions", "transcript_store", "model_usage")) and graph.get(
-            key
-        ).is_materializable is False:
+        if (
+            any(word in name for word in ("interactions", "transcript_store", "model_usage"))
+            and graph.get(key).is_materializable is False
+        ):
             assert name in upstream, f"source {name} does not reach llm_calls"
 
 
@@ -147,16 +148,25 @@ def test_refresh_all_selects_every_materialisable_asset_but_the_day_partitioned_
     """The day-partitioned assets run for reruns of days; a refresh records their days from day_tables."""
     job = defs.resolve_job_def("refresh_all")
     selected = names(job.asset_layer.selected_asset_keys)
-    materialisable = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).is_materializable}
-    partitioned = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).partitions_def is not None}
+    materialisable = {
+        k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).is_materializable
+    }
+    partitioned = {
+        k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).partitions_def is not None
+    }
     assert partitioned == {"llm_calls", "usage_daily"}
     assert materialisable - partitioned == selected
 
 
 def test_the_calls_built_carry_their_checks(graph):
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
-    assert {("source_files", "matches_schema"), ("source_files", "unique_call_ids"), ("source_files", "lines_reconcile"),
-            ("source_files", "sources_not_silent"), ("quarantine", "quarantine_share_stable")} <= checks
+    assert {
+        ("source_files", "matches_schema"),
+        ("source_files", "unique_call_ids"),
+        ("source_files", "lines_reconcile"),
+        ("source_files", "sources_not_silent"),
+        ("quarantine", "quarantine_share_stable"),
+    } <= checks
 
 
 def test_every_domain_module_is_merged(defs, graph):
@@ -170,7 +180,9 @@ def test_every_domain_module_is_merged(defs, graph):
         own: set[str] = set()
         for a in domain.assets or []:
             own |= names(a.keys) if isinstance(a, dg.AssetsDefinition) else {a.key.to_user_string()}
-        assert own <= present, f"mc_pipeline/defs/{info.name}.py is not merged in definitions.py: {own - present}"
+        assert own <= present, (
+            f"mc_pipeline/defs/{info.name}.py is not merged in definitions.py: {own - present}"
+        )
         for schedule in domain.schedules or []:
             assert defs.resolve_schedule_def(schedule.name)
         for sensor in domain.sensors or []:
@@ -201,9 +213,9 @@ def test_hourly_schedule_when_present(defs):
 
 def test_refresh_runs_are_limited_to_one_at_a_time(tmp_path):
     """The instance mc_pipeline writes queues runs tagged ``mc_pipeline/refresh`` one at a time."""
-    from mc_pipeline.runtime.cli import ensure_dagster_home
-
     import os
+
+    from mc_pipeline.runtime.cli import ensure_dagster_home
 
     old = os.environ.get("DAGSTER_HOME")
     os.environ.pop("DAGSTER_HOME", None)
@@ -234,7 +246,9 @@ def test_the_instance_storage_follows_the_postgres_setting_and_an_edited_yaml_is
     home = ensure_dagster_home(tmp_path / "data")
     text = (home / "dagster.yaml").read_text()
     assert "class: Storage" in text and "env: MC_DAGSTER_POSTGRES_URL" in text and "s3cret" not in text
-    assert storage_identity() == "postgres://db.internal:5433/dagster"  # the storage marker: no user, no password
+    assert (
+        storage_identity() == "postgres://db.internal:5433/dagster"
+    )  # the storage marker: no user, no password
     assert psycopg2_url("postgresql://mc:pw@h/db") == "postgresql+psycopg2://mc:pw@h/db"
     assert psycopg2_url("postgres://h/db") == "postgresql+psycopg2://h/db"
     assert psycopg2_url("postgresql+psycopg2://h/db") == "postgresql+psycopg2://h/db"
@@ -260,19 +274,39 @@ def test_the_dagster_yaml_templates_limit_the_refresh_tag_the_runs_carry():
     from mc_pipeline.runtime import instance
 
     for text in (instance.DAGSTER_YAML.format(runs="/tmp/runs/"), instance.POSTGRES_YAML):
-        assert yaml.safe_load(text)["run_queue"]["tag_concurrency_limits"] == [{"key": REFRESH_TAG, "limit": 1}]
+        assert yaml.safe_load(text)["run_queue"]["tag_concurrency_limits"] == [
+            {"key": REFRESH_TAG, "limit": 1}
+        ]
 
 
-@pytest.mark.parametrize("text,want", [
-    ("1", True), ("true", True), ("Yes", True), (" ON ", True), ("TRUE\n", True),
-    ("0", False), ("false", False), ("NO", False), (" off", False),
-    ("", None), (None, None), ("  ", None), ("maybe", None), ("2", None), ("y", None), ("truthy", None),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text,want",
+    [
+        ("1", True),
+        ("true", True),
+        ("Yes", True),
+        (" ON ", True),
+        ("TRUE\n", True),
+        ("0", False),
+        ("false", False),
+        ("NO", False),
+        (" off", False),
+        ("", None),
+        (None, None),
+        ("  ", None),
+        ("maybe", None),
+        ("2", None),
+        ("y", None),
+        ("truthy", None),
+    ],
+)
 def test_parse_bool(text, want):
     assert parse_bool(text) is want
 
 
-@pytest.mark.parametrize("text,want", [("1", True), ("true", True), ("on", True), ("0", False), ("off", False),
-                                       ("", False), ("maybe", False)])  # fmt: skip
+@pytest.mark.parametrize(
+    "text,want",
+    [("1", True), ("true", True), ("on", True), ("0", False), ("off", False), ("", False), ("maybe", False)],
+)
 def test_the_full_rebuild_setting_is_a_yes_no_word(text, want):
     assert McSettings.from_env({"MC_FULL_REBUILD": text}).full_rebuild is want

@@ -106,7 +106,7 @@ ANTHROPIC_400 = (
         ("400 API key not valid. Please pass a valid API key.", "auth", 400),
         # invalid_request
         (ANTHROPIC_400, "invalid_request", 400),
-            (
+        (
             '404 {"type":"error","error":{"type":"not_found_error","message":"model: claude-x"}}',
             "invalid_request",
             404,

@@ -22,7 +22,7 @@ import stat
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -32,7 +32,7 @@ from mc_pipeline.tables.store import Tables
 from mc_pipeline_tests import homes as h
 
 ROOT = Path(__file__).resolve().parents[1]
-T0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 BIG_LINE_BYTES = 30 * 1024 * 1024
 
@@ -80,7 +80,9 @@ _n = iter(range(1, 10_000))
 
 def call(ts: datetime, inp: int | None = None, **kw) -> dict:
     i = next(_n)
-    line = h.assistant(ts, u=h.usage(inp if inp is not None else 100 + i, 7 * i, 1000 + i, i, cost=0.001 * i), **kw)
+    line = h.assistant(
+        ts, u=h.usage(inp if inp is not None else 100 + i, 7 * i, 1000 + i, i, cost=0.001 * i), **kw
+    )
     line["id"] = f"{i:08x}"
     return line
 
@@ -106,8 +108,14 @@ def build_hostile_home(home: Path) -> Planted:
     f.bad(b'{"type":"message","id":"ab\x00cd"}', "not valid JSON")
     for value in ([1, 2, 3], 42, "just a string", None, True):
         f.bad(json.dumps(value).encode(), "not a JSON object")
-    f.good(call(t + timedelta(minutes=2), stop="error", error='429 {"type":"error","error":{"type":"rate_limit_error"}}',
-                inp=0))
+    f.good(
+        call(
+            t + timedelta(minutes=2),
+            stop="error",
+            error='429 {"type":"error","error":{"type":"rate_limit_error"}}',
+            inp=0,
+        )
+    )
     f.bad({**call(t), "message": "a message that is a string"}, "wrong type")
     f.bad(with_usage(t, input="100"), "wrong type")
     f.bad(with_usage(t, output=[1]), "wrong type")
@@ -115,8 +123,8 @@ def build_hostile_home(home: Path) -> Planted:
     f.bad(json.dumps(with_usage(t, output=0.5)).replace("0.5", "NaN").encode(), "expected an integer")
     f.bad(with_usage(t, input=10**30), "out of range")
     f.bad(with_usage(t, cacheRead=5_000_000_000), "implausible token count")
-    f.bad(call(datetime(1970, 1, 2, tzinfo=timezone.utc)), "no plausible timestamp")
-    f.bad(call(datetime(2099, 6, 1, tzinfo=timezone.utc)), "no plausible timestamp")
+    f.bad(call(datetime(1970, 1, 2, tzinfo=UTC)), "no plausible timestamp")
+    f.bad(call(datetime(2099, 6, 1, tzinfo=UTC)), "no plausible timestamp")
     # timestamps in ms or ISO, with or without the message's ms time: all good
     ms_only = call(t + timedelta(minutes=3))
     ms_only["timestamp"] = h.ms(t + timedelta(minutes=3))  # entry time in ms
@@ -134,7 +142,11 @@ def build_hostile_home(home: Path) -> Planted:
     nan_extra["message"]["content"].append({"type": "text", "score": 1.0})
     nan_extra["latency"] = 0.5
     f.good(nan_extra)
-    f.lines[-1] = f.lines[-1].replace(b'"score": 1.0', b'"score": Infinity').replace(b'"latency": 0.5', b'"latency": NaN')
+    f.lines[-1] = (
+        f.lines[-1]
+        .replace(b'"score": 1.0', b'"score": Infinity')
+        .replace(b'"latency": 0.5', b'"latency": NaN')
+    )
     big_float = call(t + timedelta(minutes=9))
     big_float["meta"] = {"weight": 2.5}
     f.good(big_float)
@@ -207,7 +219,14 @@ def build_hostile_home(home: Path) -> Planted:
     f = Transcript(p, home, "w1.jsonl", "w1", agent="worker")
     f.raw(h.session_line("w1", t))
     for k in range(3):
-        f.good(call(t + timedelta(hours=2, minutes=k), provider="openai", model="gpt-5.1-codex", api="openai-responses"))
+        f.good(
+            call(
+                t + timedelta(hours=2, minutes=k),
+                provider="openai",
+                model="gpt-5.1-codex",
+                api="openai-responses",
+            )
+        )
     f.write()
     return p
 
@@ -243,7 +262,11 @@ def run_cli(home: Path, data: Path, tmp: Path) -> subprocess.CompletedProcess:
     }
     return subprocess.run(
         [sys.executable, "-m", "mc_pipeline", "run", "--quiet"],
-        capture_output=True, text=True, env=env, cwd=tmp, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp,
+        timeout=300,
     )
 
 
@@ -259,7 +282,12 @@ def hostile(tmp_path_factory):
     after = snapshot(home)
     io = Tables(tmp / "data")
     yield {
-        "home": home, "planted": planted, "proc": proc, "before": before, "after": after, "io": io,
+        "home": home,
+        "planted": planted,
+        "proc": proc,
+        "before": before,
+        "after": after,
+        "io": io,
         "calls": io.load("llm_calls"),
         "quarantine": pl.read_parquet(io.table_dir("quarantine") / "quarantine.parquet"),
         "files": pl.read_parquet(io.table_dir("source_files") / "source_files.parquet"),
@@ -331,7 +359,9 @@ def test_each_unusable_file_is_named_with_why_in_the_run_output(hostile):
 
 def test_the_home_is_unchanged_by_a_run(hostile):
     before, after = hostile["before"], hostile["after"]
-    assert set(after) == set(before), f"added: {set(after) - set(before)}, removed: {set(before) - set(after)}"
+    assert set(after) == set(before), (
+        f"added: {set(after) - set(before)}, removed: {set(before) - set(after)}"
+    )
     changed = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
     assert not changed
     assert any(v[4] and len(v[4]) == 64 for v in before.values())  # checksums were really taken
@@ -366,10 +396,15 @@ def store(path: Path, events: list[dict] | None, wal: bool = False) -> Path:
     if events is None:
         con.execute("CREATE TABLE something_else (x INTEGER)")
     else:
-        con.execute("CREATE TABLE transcript_events (session_id TEXT, seq INTEGER, event_json TEXT, created_at TEXT)")
+        con.execute(
+            "CREATE TABLE transcript_events (session_id TEXT, seq INTEGER, event_json TEXT, created_at TEXT)"
+        )
         con.executemany(
             "INSERT INTO transcript_events VALUES (?, ?, ?, ?)",
-            [(e["_sid"], i, json.dumps({k: v for k, v in e.items() if k != "_sid"}), None) for i, e in enumerate(events, 1)],
+            [
+                (e["_sid"], i, json.dumps({k: v for k, v in e.items() if k != "_sid"}), None)
+                for i, e in enumerate(events, 1)
+            ],
         )
     con.commit()
     con.close()
@@ -409,12 +444,27 @@ def hostile_dbs(tmp_path_factory):
     # the backup log: good lines among garbage
     log = home / "logs" / "model-usage.jsonl"
     log.parent.mkdir(parents=True)
-    good = {"timestamp": h.iso(t), "model": "anthropic/claude-opus-4-6", "tokens_in": 900, "tokens_out": 80,
-            "task_type": "coding", "description": "secret text", "estimated_cost": 0.02}
-    log.write_bytes(b"\n".join([
-        json.dumps(good).encode(), b"\xff\xfe garbage", b"[1, 2]", json.dumps({**good, "tokens_in": "many"}).encode(),
-        json.dumps({**good, "timestamp": h.iso(t + timedelta(minutes=1))}).encode(), b'{"timestamp": "2026-03-01T0',
-    ]))
+    good = {
+        "timestamp": h.iso(t),
+        "model": "anthropic/claude-opus-4-6",
+        "tokens_in": 900,
+        "tokens_out": 80,
+        "task_type": "coding",
+        "description": "secret text",
+        "estimated_cost": 0.02,
+    }
+    log.write_bytes(
+        b"\n".join(
+            [
+                json.dumps(good).encode(),
+                b"\xff\xfe garbage",
+                b"[1, 2]",
+                json.dumps({**good, "tokens_in": "many"}).encode(),
+                json.dumps({**good, "timestamp": h.iso(t + timedelta(minutes=1))}).encode(),
+                b'{"timestamp": "2026-03-01T0',
+            ]
+        )
+    )
     expected["model_usage_log"] += 2
 
     before = snapshot(home)
@@ -427,8 +477,14 @@ def hostile_dbs(tmp_path_factory):
         holder.close()
     after = snapshot(home)
     io = Tables(tmp / "data")
-    return {"proc": proc, "before": before, "after": after, "expected": expected, "unusable": unusable,
-            "calls": io.load("llm_calls")}
+    return {
+        "proc": proc,
+        "before": before,
+        "after": after,
+        "expected": expected,
+        "unusable": unusable,
+        "calls": io.load("llm_calls"),
+    }
 
 
 def test_broken_databases_do_not_stop_the_run(hostile_dbs):
@@ -441,7 +497,9 @@ def test_broken_databases_do_not_stop_the_run(hostile_dbs):
 def test_each_broken_database_is_named_with_why(hostile_dbs):
     out = hostile_dbs["proc"].stdout + hostile_dbs["proc"].stderr
     for rel, why in hostile_dbs["unusable"].items():
-        hits = [line for line in out.splitlines() if rel in line and len(line.split(rel, 1)[1].strip(" :")) > 3]
+        hits = [
+            line for line in out.splitlines() if rel in line and len(line.split(rel, 1)[1].strip(" :")) > 3
+        ]
         assert hits, f"{rel} not named with a reason in the run's output\n{out[-3000:]}"
         assert any(why in line.lower() for line in hits), (rel, why, hits)
 
@@ -449,7 +507,9 @@ def test_each_broken_database_is_named_with_why(hostile_dbs):
 def test_reading_databases_leaves_the_home_files_unchanged(hostile_dbs):
     """Checksums, sizes, modes and mtimes of every path, the locked and the WAL stores included."""
     before, after = hostile_dbs["before"], hostile_dbs["after"]
-    assert set(after) == set(before), f"added: {set(after) - set(before)}, removed: {set(before) - set(after)}"
+    assert set(after) == set(before), (
+        f"added: {set(after) - set(before)}, removed: {set(before) - set(after)}"
+    )
     assert {k for k in before if before[k] != after[k]} == set()
 
 
@@ -461,19 +521,28 @@ def test_reading_a_wal_database_adds_no_files_to_the_home(hostile_dbs):
 def test_a_half_written_last_line_is_counted_once_the_runtime_finishes_it(tmp_path):
     """Run while the runtime is mid-write: the cut line is quarantined; the next run, after the line is
     finished, counts the call and the quarantine entry is gone (incremental reading included)."""
-    t = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+    t = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     home, data = tmp_path / "home", tmp_path / "data"
     first, second = call(t), call(t + timedelta(minutes=1))
     whole = json.dumps(second).encode()
     path = h.sessions_dir(home) / "s-live.jsonl"
-    path.write_bytes(b"\n".join([json.dumps(h.session_line("s-live", t)).encode(), json.dumps(first).encode(),
-                                 whole[: len(whole) // 2]]))
+    path.write_bytes(
+        b"\n".join(
+            [
+                json.dumps(h.session_line("s-live", t)).encode(),
+                json.dumps(first).encode(),
+                whole[: len(whole) // 2],
+            ]
+        )
+    )
     io = Tables(data)
 
     def state():
         calls = io.load("llm_calls").filter(pl.col("source") == "transcript")
         q = pl.read_parquet(io.table_dir("quarantine") / "quarantine.parquet")
-        return sorted(calls.get_column("entry_id").to_list()), q.select("source_file", "line_no", "reason").rows()
+        return sorted(calls.get_column("entry_id").to_list()), q.select(
+            "source_file", "line_no", "reason"
+        ).rows()
 
     assert run_cli(home, data, tmp_path).returncode == 0
     ids, quarantined = state()
@@ -516,9 +585,19 @@ def _db_row(tokens) -> tuple:
 def test_interactions_db_bad_values_are_quarantined_rows(tmp_path):
     from mc_pipeline.ingest.readers.interactions_db import read_interactions_db
 
-    rows = [_db_row(100), _db_row("12345678901234567890123"), _db_row(1e308), _db_row(-5), _db_row("many"),
-            (0, "anthropic", "claude-opus-4-6", "db-s", 1, 1, None, 1, 0.0, "success"), (None,) * 10, _db_row(200)]
-    read = read_interactions_db(_interactions_db(tmp_path, rows), tmp_path, now=datetime(2026, 3, 10, tzinfo=timezone.utc))
+    rows = [
+        _db_row(100),
+        _db_row("12345678901234567890123"),
+        _db_row(1e308),
+        _db_row(-5),
+        _db_row("many"),
+        (0, "anthropic", "claude-opus-4-6", "db-s", 1, 1, None, 1, 0.0, "success"),
+        (None,) * 10,
+        _db_row(200),
+    ]
+    read = read_interactions_db(
+        _interactions_db(tmp_path, rows), tmp_path, now=datetime(2026, 3, 10, tzinfo=UTC)
+    )
     assert not read.batch.problems
     assert sorted(read.batch.records.get_column("input_tokens").to_list()) == [100, 200]
     assert sorted(read.batch.quarantine.get_column("line_no").to_list()) == [2, 3, 4, 5, 6, 7]
@@ -528,7 +607,9 @@ def test_interactions_db_one_binary_cell_costs_only_its_row(tmp_path):
     from mc_pipeline.ingest.readers.interactions_db import read_interactions_db
 
     rows = [_db_row(100), _db_row(b"\x00\xff\xfe"), _db_row(200)]
-    read = read_interactions_db(_interactions_db(tmp_path, rows), tmp_path, now=datetime(2026, 3, 10, tzinfo=timezone.utc))
+    read = read_interactions_db(
+        _interactions_db(tmp_path, rows), tmp_path, now=datetime(2026, 3, 10, tzinfo=UTC)
+    )
     assert sorted(read.batch.records.get_column("input_tokens").to_list()) == [100, 200]
 
 
@@ -536,7 +617,9 @@ def test_interactions_db_implausible_token_count_is_quarantined(tmp_path):
     from mc_pipeline.ingest.readers.interactions_db import read_interactions_db
 
     rows = [_db_row(100), _db_row(9 * 10**18)]
-    read = read_interactions_db(_interactions_db(tmp_path, rows), tmp_path, now=datetime(2026, 3, 10, tzinfo=timezone.utc))
+    read = read_interactions_db(
+        _interactions_db(tmp_path, rows), tmp_path, now=datetime(2026, 3, 10, tzinfo=UTC)
+    )
     assert read.batch.records.get_column("input_tokens").to_list() == [100]
 
 
@@ -544,10 +627,18 @@ def test_interactions_db_implausible_token_count_is_quarantined(tmp_path):
     "ddl, row, problem, reason",
     [
         ("CREATE TABLE other (x)", None, "no llm_calls table", None),
-        ("CREATE TABLE llm_calls (id INTEGER PRIMARY KEY, foo TEXT)", "INSERT INTO llm_calls (foo) VALUES ('x')",
-         None, "no timestamp"),
-        ("CREATE TABLE llm_calls (timestamp TEXT, model TEXT)",
-         "INSERT INTO llm_calls VALUES ('2026-03-01T00:00:00Z', 'claude')", None, "no provider"),
+        (
+            "CREATE TABLE llm_calls (id INTEGER PRIMARY KEY, foo TEXT)",
+            "INSERT INTO llm_calls (foo) VALUES ('x')",
+            None,
+            "no timestamp",
+        ),
+        (
+            "CREATE TABLE llm_calls (timestamp TEXT, model TEXT)",
+            "INSERT INTO llm_calls VALUES ('2026-03-01T00:00:00Z', 'claude')",
+            None,
+            "no provider",
+        ),
     ],
 )
 def test_interactions_db_missing_table_or_columns(tmp_path, ddl, row, problem, reason):
@@ -564,7 +655,7 @@ def test_interactions_db_missing_table_or_columns(tmp_path, ddl, row, problem, r
         con.execute(row)
     con.commit()
     con.close()
-    read = read_interactions_db(path, tmp_path, now=datetime(2026, 3, 10, tzinfo=timezone.utc))
+    read = read_interactions_db(path, tmp_path, now=datetime(2026, 3, 10, tzinfo=UTC))
     assert read.batch.records.height == 0
     if problem:
         assert any(p.startswith("data/interactions.db") and problem in p for p in read.batch.problems)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -24,8 +24,8 @@ from mc_pipeline.ingest.readers.staged import SourceState
 from mc_pipeline.ingest.readers.transcript_files import stage_transcript_files
 from mc_pipeline_tests import homes as h
 
-T0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
-NOW = datetime(2026, 3, 20, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+NOW = datetime(2026, 3, 20, tzinfo=UTC)
 RESET = ".reset.2026-03-05T10-00-00.000Z"
 
 
@@ -36,7 +36,12 @@ def line(obj: dict | str) -> bytes:
 def turn(ts: datetime, tools=("read",)) -> list[dict]:
     return [
         h.user(ts, "fix the parser"),
-        h.assistant(ts + timedelta(seconds=5), u=h.usage(120, 40, 1000, 200, cost=0.01), tools=tools, thinking="hmm " * 30),
+        h.assistant(
+            ts + timedelta(seconds=5),
+            u=h.usage(120, 40, 1000, 200, cost=0.01),
+            tools=tools,
+            thinking="hmm " * 30,
+        ),
         h.tool_result(ts + timedelta(seconds=9)),
         h.assistant(ts + timedelta(seconds=20), u=h.usage(10, 300, 1200, 0, cost=0.02)),
     ]
@@ -87,7 +92,9 @@ def home(tmp_path):
     home = tmp_path / "home"
     h.write_session(home, [h.session_line("s-live", T0), *turn(T0)], session_id="s-live")
     h.write_session(home, [h.session_line("s-old", T0), *turn(T0 + timedelta(days=1))], session_id="s-old")
-    h.write_session(home, [h.session_line("s-ops", T0), *turn(T0, tools=("exec",))], agent="ops", session_id="s-ops")
+    h.write_session(
+        home, [h.session_line("s-ops", T0), *turn(T0, tools=("exec",))], agent="ops", session_id="s-ops"
+    )
     h.write_session(home, [h.session_line("s-3", T0), *turn(T0 + timedelta(days=3))], session_id="s-3")
     if h.REAL_DIR.exists():
         h.copy_real_home(home, agent="real")
@@ -129,7 +136,9 @@ def test_every_kind_of_change_reads_only_what_changed_and_equals_a_full_rebuild(
 
     # a new session and a topic thread
     h.write_session(home, [h.session_line("s-new", T0), *turn(T0 + timedelta(days=2))], session_id="s-new")
-    h.write_lines(d / "s-new-topic-7.jsonl", [h.session_line("s-new", T0), *turn(T0 + timedelta(days=2, hours=1))])
+    h.write_lines(
+        d / "s-new-topic-7.jsonl", [h.session_line("s-new", T0), *turn(T0 + timedelta(days=2, hours=1))]
+    )
     r = runs.step()
     assert r.files_read == 2
 
@@ -159,14 +168,20 @@ def test_every_kind_of_change_reads_only_what_changed_and_equals_a_full_rebuild(
     # rewritten with the same inode, different content, and grown: the fingerprints catch it
     with open(live, "r+b") as fh:
         fh.truncate(0)
-        fh.write(b"".join(line(x) for x in [h.session_line("s-live", T0), *turn(T0 + timedelta(hours=5)), *turn(T0)]))
+        fh.write(
+            b"".join(
+                line(x) for x in [h.session_line("s-live", T0), *turn(T0 + timedelta(hours=5)), *turn(T0)]
+            )
+        )
     r = runs.step()
     assert r.files_read == 1 and r.bytes_read == live.stat().st_size
 
 
 def test_a_file_with_a_future_call_is_read_again_every_run(tmp_path):
     """Whether a time is "in the future" depends on when the run happens, so such files are re-read."""
-    h.write_session(tmp_path / "home", [h.session_line("s", T0), *turn(NOW + timedelta(days=3))], session_id="s")
+    h.write_session(
+        tmp_path / "home", [h.session_line("s", T0), *turn(NOW + timedelta(days=3))], session_id="s"
+    )
     runs = Runs(tmp_path / "home", tmp_path / "staging")
     assert runs.state.quarantine.height == 2
     assert runs.step().files_read == 1
@@ -182,7 +197,10 @@ def test_a_run_that_stopped_while_staging_means_a_full_read(tmp_path, home):
     expected = state.batch()
     state.begin()  # as if a run had stopped after this
     again = stage_transcript_files(home, state)
-    assert again.report.mode == "full: an earlier run stopped while staging" and again.files_read == first.files_read
+    assert (
+        again.report.mode == "full: an earlier run stopped while staging"
+        and again.files_read == first.files_read
+    )
     assert_same(state.batch(), expected)
     forced = stage_transcript_files(home, state, full_rebuild=True)
     assert forced.report.mode.startswith("full") and forced.files_read == first.files_read
@@ -204,8 +222,8 @@ def test_a_rename_that_changes_the_session_of_a_headerless_file_is_read_again(tm
 def test_days_not_touched_are_not_rewritten(home, tmp_path):
     """An append on one day rebuilds only that day's llm_calls (and the aggregates of that day)."""
     from mc_pipeline.calls.build_days import build_and_write
-    from mc_pipeline.runtime.config import Config
     from mc_pipeline.ingest.staging import stage_sources
+    from mc_pipeline.runtime.config import Config
     from mc_pipeline.tables.store import Tables
 
     config = Config(home=home, data=tmp_path / "data", tz="UTC")
@@ -215,7 +233,9 @@ def test_days_not_touched_are_not_rewritten(home, tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("day=*/*.parquet")}
     assert len(first.days) == len(stamps) >= 3
     day = (T0 + timedelta(days=1)).date()
-    append(h.sessions_dir(home) / "s-old.jsonl", b"".join(line(x) for x in turn(T0 + timedelta(days=1, hours=3))))
+    append(
+        h.sessions_dir(home) / "s-old.jsonl", b"".join(line(x) for x in turn(T0 + timedelta(days=1, hours=3)))
+    )
     touched = stage_sources(config).reports["transcript_records"].touched
     assert touched == {day}
     again = build_and_write(config)
@@ -232,10 +252,12 @@ def test_plan_of_an_unchanged_home_reads_nothing(home, tmp_path):
     assert not plan.full and not plan.appended and not plan.renamed and not plan.vanished
 
 
-def test_the_asset_is_incremental_across_dagster_runs_and_can_be_forced_to_rebuild(home, tmp_path, monkeypatch):
+def test_the_asset_is_incremental_across_dagster_runs_and_can_be_forced_to_rebuild(
+    home, tmp_path, monkeypatch
+):
     from mc_pipeline.defs.automation import FULL_REBUILD_TAG
-    from mc_pipeline.defs.source_assets import build_reader_assets
     from mc_pipeline.defs.resources import McSettings
+    from mc_pipeline.defs.source_assets import build_reader_assets
 
     source_records = build_reader_assets()[-1]
 
@@ -244,8 +266,13 @@ def test_the_asset_is_incremental_across_dagster_runs_and_can_be_forced_to_rebui
     monkeypatch.delenv("MC_FULL_REBUILD", raising=False)
 
     def run(**kw) -> dict:
-        result = dg.materialize([source_records], resources=resources, instance=dg.DagsterInstance.ephemeral(),
-                                selection=["transcript_records"], **kw)
+        result = dg.materialize(
+            [source_records],
+            resources=resources,
+            instance=dg.DagsterInstance.ephemeral(),
+            selection=["transcript_records"],
+            **kw,
+        )
         mat = result.asset_materializations_for_node("source_records")[0]
         return {k: v.value for k, v in mat.metadata.items()}
 
@@ -256,8 +283,9 @@ def test_the_asset_is_incremental_across_dagster_runs_and_can_be_forced_to_rebui
     meta = run()
     assert meta["files_read"] == 1 and meta["read_mode"] == "incremental" and meta["days_touched"] == 1
     assert run(tags={FULL_REBUILD_TAG: "true"})["files_read"] == n_files
-    resources["settings"] = McSettings.from_env({"OPENCLAW_HOME": str(home), "MC_DATA_DIR": str(data),
-                                                 "MC_TIMEZONE": "UTC", "MC_FULL_REBUILD": "1"})
+    resources["settings"] = McSettings.from_env(
+        {"OPENCLAW_HOME": str(home), "MC_DATA_DIR": str(data), "MC_TIMEZONE": "UTC", "MC_FULL_REBUILD": "1"}
+    )
     assert run()["files_read"] == n_files
     fresh = SourceState(tmp_path / "fresh", "UTC")
     stage_transcript_files(home, fresh)

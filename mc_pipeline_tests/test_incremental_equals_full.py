@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -25,14 +25,32 @@ from mc_pipeline.tables.store import AGGREGATES, Tables
 from mc_pipeline_tests import homes as h
 from mc_pipeline_tests.openclaw_db import AgentDb
 
-T0 = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
-MARTS = ("usage_by_provider", "usage_by_model", "usage_by_task_type", "usage_by_agent", "usage_by_session",
-         "usage_by_trigger", "thinking_stats", "api_health", "quarantine", "source_files")
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+MARTS = (
+    "usage_by_provider",
+    "usage_by_model",
+    "usage_by_task_type",
+    "usage_by_agent",
+    "usage_by_session",
+    "usage_by_trigger",
+    "thinking_stats",
+    "api_health",
+    "quarantine",
+    "source_files",
+)
 
 
 def turn(ts: datetime, cost: float = 0.01, model: str = "claude-sonnet-4-5") -> list[dict]:
-    return [h.user(ts), h.assistant(ts + timedelta(seconds=4), model=model, tools=("exec",), thinking="hmm " * 40,
-                                    u=h.usage(1200, 300, 5000, 100, cost=cost))]
+    return [
+        h.user(ts),
+        h.assistant(
+            ts + timedelta(seconds=4),
+            model=model,
+            tools=("exec",),
+            thinking="hmm " * 40,
+            u=h.usage(1200, 300, 5000, 100, cost=cost),
+        ),
+    ]
 
 
 def append(path: Path, lines: list[dict]) -> None:
@@ -41,11 +59,17 @@ def append(path: Path, lines: list[dict]) -> None:
 
 
 def settings(home: Path, data: Path, **kw) -> McSettings:
-    return McSettings(openclaw_home=str(home), data_dir=str(data), timezone=kw.pop("timezone", "Europe/Berlin"), **kw)
+    return McSettings(
+        openclaw_home=str(home), data_dir=str(data), timezone=kw.pop("timezone", "Europe/Berlin"), **kw
+    )
 
 
 def refresh(s: McSettings, instance) -> None:
-    result = build_defs(s).resolve_job_def("refresh_all").execute_in_process(instance=instance, raise_on_error=True)
+    result = (
+        build_defs(s)
+        .resolve_job_def("refresh_all")
+        .execute_in_process(instance=instance, raise_on_error=True)
+    )
     assert result.success
 
 
@@ -83,12 +107,16 @@ def write_db(path: Path, rows: list[tuple]) -> None:
     """interactions.db (the cache-token variant) with (timestamp, session, model, input, output, cache read, cost)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(path)
-    con.execute("CREATE TABLE IF NOT EXISTS llm_calls (id INTEGER PRIMARY KEY, timestamp TEXT, provider TEXT, model TEXT,"
-                " session_id TEXT, input_tokens INTEGER, output_tokens INTEGER, cache_read_tokens INTEGER,"
-                " cache_write_tokens INTEGER, total_cost REAL, status TEXT)")
-    con.executemany("INSERT INTO llm_calls (timestamp, provider, model, session_id, input_tokens, output_tokens,"
-                    " cache_read_tokens, cache_write_tokens, total_cost, status) VALUES (?, 'anthropic', ?, ?, ?, ?, ?, 100, ?, 'success')",
-                    rows)
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS llm_calls (id INTEGER PRIMARY KEY, timestamp TEXT, provider TEXT, model TEXT,"
+        " session_id TEXT, input_tokens INTEGER, output_tokens INTEGER, cache_read_tokens INTEGER,"
+        " cache_write_tokens INTEGER, total_cost REAL, status TEXT)"
+    )
+    con.executemany(
+        "INSERT INTO llm_calls (timestamp, provider, model, session_id, input_tokens, output_tokens,"
+        " cache_read_tokens, cache_write_tokens, total_cost, status) VALUES (?, 'anthropic', ?, ?, ?, ?, ?, 100, ?, 'success')",
+        rows,
+    )
     con.commit()
     con.close()
 
@@ -97,10 +125,20 @@ def write_db(path: Path, rows: list[tuple]) -> None:
 def test_incremental_equals_a_full_rebuild_after_every_kind_of_change(tmp_path):
     home, inc = tmp_path / "home", tmp_path / "inc"
     d = h.sessions_dir(home)
-    live = h.write_session(home, [h.session_line("11111111-1111-4111-8111-111111111111", T0), *turn(T0), *turn(T0 + timedelta(days=1))],
-                           session_id="11111111-1111-4111-8111-111111111111")
-    h.write_session(home, [h.session_line("22222222-2222-4222-8222-222222222222", T0), *turn(T0 + timedelta(days=2))],
-                    session_id="22222222-2222-4222-8222-222222222222")
+    live = h.write_session(
+        home,
+        [
+            h.session_line("11111111-1111-4111-8111-111111111111", T0),
+            *turn(T0),
+            *turn(T0 + timedelta(days=1)),
+        ],
+        session_id="11111111-1111-4111-8111-111111111111",
+    )
+    h.write_session(
+        home,
+        [h.session_line("22222222-2222-4222-8222-222222222222", T0), *turn(T0 + timedelta(days=2))],
+        session_id="22222222-2222-4222-8222-222222222222",
+    )
     n = 0
 
     def check(**kw):
@@ -115,38 +153,78 @@ def test_incremental_equals_a_full_rebuild_after_every_kind_of_change(tmp_path):
         append(live, turn(T0 + timedelta(days=1, hours=2)))
         check()
         # a new session on a new day
-        h.write_session(home, [h.session_line("33333333-3333-4333-8333-333333333333", T0), *turn(T0 + timedelta(days=3))],
-                        session_id="33333333-3333-4333-8333-333333333333")
+        h.write_session(
+            home,
+            [h.session_line("33333333-3333-4333-8333-333333333333", T0), *turn(T0 + timedelta(days=3))],
+            session_id="33333333-3333-4333-8333-333333333333",
+        )
         check()
         # /reset renames the live file (same inode): calls keep their ids, source_file follows
         live.rename(d / f"{live.name}.reset.2026-11-22T10-00-00.000Z")
         check()
-        # a DB row copying an earlier transcript call (an hour later, the write time), and one copying a call at
-        # 23:59:30 Berlin whose copy is stamped 00:00:40 the next day: counted once each, across midnight too
-        late = datetime(2026, 11, 24, 22, 59, 30, tzinfo=timezone.utc)  # 23:59:30 in Berlin
-        h.write_session(home, [h.session_line("44444444-4444-4444-8444-444444444444", late),
-                               h.assistant(late, u=h.usage(900, 90, 0, 0, cost=0.02))],
-                        session_id="44444444-4444-4444-8444-444444444444")
+        # a DB row copying an earlier transcript call (an hour later, the write time), and one copying a call
+        # at 23:59:30 Berlin whose copy is stamped 00:00:40 the next day: counted once each, across midnight
+        # too
+        late = datetime(2026, 11, 24, 22, 59, 30, tzinfo=UTC)  # 23:59:30 in Berlin
+        h.write_session(
+            home,
+            [
+                h.session_line("44444444-4444-4444-8444-444444444444", late),
+                h.assistant(late, u=h.usage(900, 90, 0, 0, cost=0.02)),
+            ],
+            session_id="44444444-4444-4444-8444-444444444444",
+        )
         check()
-        write_db(home / "data" / "interactions.db", [
-            ((T0 + timedelta(seconds=4, minutes=2)).isoformat(), "claude-sonnet-4-5", "11111111-1111-4111-8111-111111111111",
-             1200, 300, 5000, 0.01),
-            ((late + timedelta(seconds=70)).isoformat(), "claude-sonnet-4-5", "44444444-4444-4444-8444-444444444444",
-             900, 90, 0, 0.02),
-            ((T0 + timedelta(days=2, hours=5)).isoformat(), "gpt-5.1", "db-own", 400, 40, 0, 0.003),  # its own call
-        ])
+        write_db(
+            home / "data" / "interactions.db",
+            [
+                (
+                    (T0 + timedelta(seconds=4, minutes=2)).isoformat(),
+                    "claude-sonnet-4-5",
+                    "11111111-1111-4111-8111-111111111111",
+                    1200,
+                    300,
+                    5000,
+                    0.01,
+                ),
+                (
+                    (late + timedelta(seconds=70)).isoformat(),
+                    "claude-sonnet-4-5",
+                    "44444444-4444-4444-8444-444444444444",
+                    900,
+                    90,
+                    0,
+                    0.02,
+                ),
+                (
+                    (T0 + timedelta(days=2, hours=5)).isoformat(),
+                    "gpt-5.1",
+                    "db-own",
+                    400,
+                    40,
+                    0,
+                    0.003,
+                ),  # its own call
+            ],
+        )
         check()
         calls = Tables(inc).load("llm_calls")
         assert calls.filter(pl.col("source") == "interactions_db").height == 1  # only the DB's own call
         # a late archive: a deleted session holding calls of an old day appears
         old = T0 - timedelta(days=5)
-        h.write_session(home, [h.session_line("55555555-5555-4555-8555-555555555555", old), *turn(old, cost=0.5)],
-                        session_id="55555555-5555-4555-8555-555555555555", suffix=".deleted.2026-11-25T08-00-00.000Z")
+        h.write_session(
+            home,
+            [h.session_line("55555555-5555-4555-8555-555555555555", old), *turn(old, cost=0.5)],
+            session_id="55555555-5555-4555-8555-555555555555",
+            suffix=".deleted.2026-11-25T08-00-00.000Z",
+        )
         check()
         # a call in the agent database (OpenClaw 2026.8+)
         db = AgentDb(home, "main")
-        db.add_session("66666666-6666-4666-8666-666666666666",
-                       [h.session_line("66666666-6666-4666-8666-666666666666", T0), *turn(T0 + timedelta(days=4))])
+        db.add_session(
+            "66666666-6666-4666-8666-666666666666",
+            [h.session_line("66666666-6666-4666-8666-666666666666", T0), *turn(T0 + timedelta(days=4))],
+        )
         check()
         db.append("66666666-6666-4666-8666-666666666666", turn(T0 + timedelta(days=4, hours=1)))
         check()
@@ -162,8 +240,11 @@ def test_cli_rerun_of_one_day_rewrites_that_day_only_with_the_same_figures(tmp_p
 
     home, data = tmp_path / "home", tmp_path / "data"
     for i, sid in enumerate(("77777777-7777-4777-8777-777777777777", "88888888-8888-4888-8888-888888888888")):
-        h.write_session(home, [h.session_line(sid, T0), *turn(T0 + timedelta(days=i)), *turn(T0 + timedelta(days=i + 1))],
-                        session_id=sid)
+        h.write_session(
+            home,
+            [h.session_line(sid, T0), *turn(T0 + timedelta(days=i)), *turn(T0 + timedelta(days=i + 1))],
+            session_id=sid,
+        )
     for k in [k for k in __import__("os").environ if k.startswith(("MC_", "OPENCLAW_"))]:
         monkeypatch.delenv(k)
     monkeypatch.setenv("OPENCLAW_HOME", str(home))

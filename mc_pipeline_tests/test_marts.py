@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import base64
 import xml.etree.ElementTree as ET
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from mc_pipeline.costing.billing import read_auth_profiles
 from mc_pipeline.calls.llm_calls import build_llm_calls
-from mc_pipeline.reporting.charts import daily_cost_svg, markdown_image
-from mc_pipeline.reporting.marts import build_marts, public_session_id, window_start
+from mc_pipeline.costing.billing import read_auth_profiles
+from mc_pipeline.costing.task_types import load_task_rules
 from mc_pipeline.ingest.readers.session_index import read_session_index
 from mc_pipeline.ingest.readers.transcript_files import read_transcripts
+from mc_pipeline.reporting.charts import daily_cost_svg, markdown_image
+from mc_pipeline.reporting.marts import build_marts, public_session_id, window_start
 from mc_pipeline.tables.schemas import (
     API_CALLS,
     API_HEALTH,
@@ -29,7 +30,6 @@ from mc_pipeline.tables.schemas import (
     USAGE_BY_TRIGGER,
     USAGE_DAILY,
 )
-from mc_pipeline.costing.task_types import load_task_rules
 from mc_pipeline_tests import homes as h
 
 needs_real = pytest.mark.skipif(not h.REAL_DIR.exists(), reason="shared/real not present")
@@ -44,8 +44,14 @@ SCHEMAS = {
     "thinking_stats": THINKING_STATS,
     "api_health": API_HEALTH,
 }
-WINDOWED = ["usage_by_provider", "usage_by_model", "usage_by_task_type", "usage_by_agent", "usage_by_session",
-            "usage_by_trigger"]
+WINDOWED = [
+    "usage_by_provider",
+    "usage_by_model",
+    "usage_by_task_type",
+    "usage_by_agent",
+    "usage_by_session",
+    "usage_by_trigger",
+]
 
 
 def calls_from_home(home: Path, tz: str = "UTC") -> pl.DataFrame:
@@ -53,36 +59,78 @@ def calls_from_home(home: Path, tz: str = "UTC") -> pl.DataFrame:
     index, _ = read_session_index(home)
     auth, _ = read_auth_profiles(home)
     return build_llm_calls(
-        batch.records, session_index=index, auth=auth, task_rules=load_task_rules(None), tz=tz, cost_mode="auto"
+        batch.records,
+        session_index=index,
+        auth=auth,
+        task_rules=load_task_rules(None),
+        tz=tz,
+        cost_mode="auto",
     ).calls
 
 
 def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def mixed_home(home: Path) -> Path:
     """Two agents, three providers, a cron session, a failed and an aborted call, an unpriced model."""
-    s1, s2, s3 = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222", "33333333-3333-4333-8333-333333333333"
+    s1, s2, s3 = (
+        "11111111-1111-4111-8111-111111111111",
+        "22222222-2222-4222-8222-222222222222",
+        "33333333-3333-4333-8333-333333333333",
+    )
     t = utc(2026, 3, 2, 9)
-    h.write_session(home, [
-        h.session_line(s1, t), h.user(t),
-        h.assistant(t, u=h.usage(1000, 200, 5000, 300, cost=0.05), tools=("exec", "read"), thinking="x" * 400),
-        h.assistant(t + timedelta(minutes=3), u=h.usage(0, 0), stop="error",
-                    error='429 {"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}'),
-        h.assistant(t + timedelta(days=1), provider="openai", model="gpt-5.1-codex", api="openai-responses",
-                    u=h.usage(400, 100, 0, 0, cost=0.01)),
-        h.assistant(t + timedelta(days=1, hours=1), u=h.usage(10, 5), stop="aborted"),
-    ], session_id=s1)
-    h.write_session(home, [
-        h.session_line(s2, t), h.user(t),
-        h.assistant(t + timedelta(hours=2), provider="my-llm", model="house-model-7", api="openai-completions",
-                    u=h.usage(700, 70)),
-        h.assistant(t + timedelta(days=5), u=h.usage(50, 25, 100, 0, cost=0.002)),
-    ], agent="ops", session_id=s2)
-    h.write_session(home, [
-        h.session_line(s3, t), h.assistant(t + timedelta(days=3), u=h.usage(20, 10, cost=0.001)),
-    ], agent="ops", session_id=s3)
+    h.write_session(
+        home,
+        [
+            h.session_line(s1, t),
+            h.user(t),
+            h.assistant(
+                t, u=h.usage(1000, 200, 5000, 300, cost=0.05), tools=("exec", "read"), thinking="x" * 400
+            ),
+            h.assistant(
+                t + timedelta(minutes=3),
+                u=h.usage(0, 0),
+                stop="error",
+                error='429 {"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}',
+            ),
+            h.assistant(
+                t + timedelta(days=1),
+                provider="openai",
+                model="gpt-5.1-codex",
+                api="openai-responses",
+                u=h.usage(400, 100, 0, 0, cost=0.01),
+            ),
+            h.assistant(t + timedelta(days=1, hours=1), u=h.usage(10, 5), stop="aborted"),
+        ],
+        session_id=s1,
+    )
+    h.write_session(
+        home,
+        [
+            h.session_line(s2, t),
+            h.user(t),
+            h.assistant(
+                t + timedelta(hours=2),
+                provider="my-llm",
+                model="house-model-7",
+                api="openai-completions",
+                u=h.usage(700, 70),
+            ),
+            h.assistant(t + timedelta(days=5), u=h.usage(50, 25, 100, 0, cost=0.002)),
+        ],
+        agent="ops",
+        session_id=s2,
+    )
+    h.write_session(
+        home,
+        [
+            h.session_line(s3, t),
+            h.assistant(t + timedelta(days=3), u=h.usage(20, 10, cost=0.001)),
+        ],
+        agent="ops",
+        session_id=s3,
+    )
     h.write_sessions_index(home, "ops", {"cron:nightly-report": s3, "agent:ops:main": s2})
     return home
 
@@ -100,8 +148,18 @@ def real_calls(tmp_path_factory) -> pl.DataFrame:
 
 
 def totals(df: pl.DataFrame) -> dict:
-    cols = ["calls", "failed_calls", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-            "total_tokens", "thinking_tokens", "unpriced_calls", "tool_calls"]
+    cols = [
+        "calls",
+        "failed_calls",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "total_tokens",
+        "thinking_tokens",
+        "unpriced_calls",
+        "tool_calls",
+    ]
     out = {c: int(df.get_column(c).sum() or 0) for c in cols}
     out["cost_usd"] = float(df.get_column("cost_usd").sum() or 0.0)
     return out
@@ -112,9 +170,18 @@ def call_totals(calls: pl.DataFrame) -> dict:
     return {
         "calls": calls.height,
         "failed_calls": calls.filter(pl.col("status") != "ok").height,
-        **{c: int(calls.get_column(c).sum() or 0) for c in (
-            "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "total_tokens",
-            "thinking_tokens", "tool_calls")},
+        **{
+            c: int(calls.get_column(c).sum() or 0)
+            for c in (
+                "input_tokens",
+                "output_tokens",
+                "cache_read_tokens",
+                "cache_write_tokens",
+                "total_tokens",
+                "thinking_tokens",
+                "tool_calls",
+            )
+        },
         "unpriced_calls": calls.filter(pl.col("cost_usd").is_null()).height,
         "cost_usd": float(sum(c for c in calls.get_column("cost_usd").to_list() if c is not None)),
     }
@@ -137,8 +204,12 @@ def test_marts_sum_to_llm_calls_totals(which, mixed_calls, request):
         frame = getattr(marts, name)
         assert_same(totals(frame.filter(pl.col("window") == "all_time")), expected)
     # every window: exactly the calls whose day falls in it (computed here with plain dates)
-    for window, start in [("today", today), ("last_7_days", today - timedelta(days=6)),
-                          ("last_30_days", today - timedelta(days=29)), ("month_to_date", today.replace(day=1))]:
+    for window, start in [
+        ("today", today),
+        ("last_7_days", today - timedelta(days=6)),
+        ("last_30_days", today - timedelta(days=29)),
+        ("month_to_date", today.replace(day=1)),
+    ]:
         part = calls.filter((pl.col("day") >= start) & (pl.col("day") <= today))
         got = marts.usage_by_provider.filter(pl.col("window") == window)
         if part.height == 0:
@@ -167,12 +238,16 @@ def test_costs_by_source_billing_and_ratios(mixed_calls):
     p = marts.usage_by_provider.filter(pl.col("window") == "all_time")
     # the unpriced house model: counted, never a $0 cost
     house = p.filter(pl.col("provider") == "my-llm").row(0, named=True)
-    assert house["unpriced_calls"] == 1 and house["cost_usd"] == 0.0 and house["avg_cost_per_call_usd"] is None
+    assert (
+        house["unpriced_calls"] == 1 and house["cost_usd"] == 0.0 and house["avg_cost_per_call_usd"] is None
+    )
     for r in p.iter_rows(named=True):
         assert r["recorded_cost_usd"] + r["calculated_cost_usd"] == pytest.approx(r["cost_usd"])
         assert r["error_rate"] == pytest.approx(r["failed_calls"] / r["calls"])
         prompt = r["input_tokens"] + r["cache_read_tokens"] + r["cache_write_tokens"]
-        assert r["input_output_ratio"] == (pytest.approx(prompt / r["output_tokens"]) if r["output_tokens"] else None)
+        assert r["input_output_ratio"] == (
+            pytest.approx(prompt / r["output_tokens"]) if r["output_tokens"] else None
+        )
     codex = p.filter(pl.col("provider") == "openai").row(0, named=True)  # openai with an API key: billed
     assert codex["api_cost_usd"] + codex["subscription_value_usd"] <= codex["cost_usd"] + 1e-12
 
@@ -201,7 +276,9 @@ def test_public_session_id_keeps_uuids_and_hashes_anything_else():
 
 
 def one_call(home: Path, when: datetime, cost: float = 0.01) -> None:
-    h.write_session(home, [h.session_line(h.uuid.uuid4().hex, when), h.assistant(when, u=h.usage(10, 5, cost=cost))])
+    h.write_session(
+        home, [h.session_line(h.uuid.uuid4().hex, when), h.assistant(when, u=h.usage(10, 5, cost=cost))]
+    )
 
 
 def test_month_boundary_in_a_non_utc_zone(tmp_path):
@@ -212,7 +289,9 @@ def test_month_boundary_in_a_non_utc_zone(tmp_path):
         calls = calls_from_home(tmp_path, tz)
         marts = build_marts(calls, date(2026, 4, 1))
         by_window = {
-            w: float(marts.usage_by_provider.filter(pl.col("window") == w).get_column("cost_usd").sum() or 0.0)
+            w: float(
+                marts.usage_by_provider.filter(pl.col("window") == w).get_column("cost_usd").sum() or 0.0
+            )
             for w in MART_WINDOWS
         }
         assert by_window["month_to_date"] == pytest.approx(april_cost), tz
@@ -225,7 +304,7 @@ def test_week_window_is_seven_days_including_today(tmp_path):
     today = date(2026, 3, 4)  # a Wednesday: the window is Thu 26 Feb .. Wed 4 Mar, across a month end
     assert window_start("last_7_days", today) == date(2026, 2, 26)
     for d, cost in ((date(2026, 2, 25), 1.0), (date(2026, 2, 26), 0.1), (date(2026, 3, 4), 0.01)):
-        one_call(tmp_path, datetime(d.year, d.month, d.day, 12, tzinfo=timezone.utc), cost=cost)
+        one_call(tmp_path, datetime(d.year, d.month, d.day, 12, tzinfo=UTC), cost=cost)
     marts = build_marts(calls_from_home(tmp_path), today)
     w = marts.usage_by_provider.filter(pl.col("window") == "last_7_days").row(0, named=True)
     assert w["calls"] == 2 and w["cost_usd"] == pytest.approx(0.11)
@@ -253,10 +332,16 @@ def test_api_health_per_service_from_api_calls(mixed_calls):
     assert (brave["calls"], brave["ok_calls"], brave["error_calls"]) == (3, 1, 2)
     assert (brave["rate_limit_hits"], brave["server_errors_5xx"], brave["errors_server_error"]) == (1, 1, 1)
     assert brave["success_rate"] == pytest.approx(1 / 3)
-    anth = health.filter((pl.col("kind") == "provider") & (pl.col("name") == "anthropic") & (pl.col("day") == date(2026, 3, 2)))
+    anth = health.filter(
+        (pl.col("kind") == "provider") & (pl.col("name") == "anthropic") & (pl.col("day") == date(2026, 3, 2))
+    )
     assert anth.row(0, named=True)["rate_limit_hits"] == 1
-    assert build_marts(mixed_calls, date(2026, 3, 7), api_calls=api.clear()).api_health.filter(
-        pl.col("kind") == "service").height == 0
+    assert (
+        build_marts(mixed_calls, date(2026, 3, 7), api_calls=api.clear())
+        .api_health.filter(pl.col("kind") == "service")
+        .height
+        == 0
+    )
 
 
 def test_chart_is_valid_svg_with_one_bar_part_per_priced_provider_day(mixed_calls):
@@ -265,7 +350,11 @@ def test_chart_is_valid_svg_with_one_bar_part_per_priced_provider_day(mixed_call
     root = ET.fromstring(svg)
     ns = "{http://www.w3.org/2000/svg}"
     bars = [r for r in root.iter(f"{ns}rect") if r.find(f"{ns}title") is not None]
-    priced = marts.usage_daily.group_by("day", "provider").agg(pl.col("cost_usd").sum()).filter(pl.col("cost_usd") > 0)
+    priced = (
+        marts.usage_daily.group_by("day", "provider")
+        .agg(pl.col("cost_usd").sum())
+        .filter(pl.col("cost_usd") > 0)
+    )
     assert len(bars) == priced.height
     md = markdown_image(svg, "x")
     assert base64.b64decode(md.split("base64,", 1)[1].rstrip(")")).decode() == svg

@@ -8,7 +8,7 @@ sits among the garbage, with the tokens it recorded.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from mc_pipeline.ingest.readers.transcripts import parse_transcript
 from mc_pipeline_tests import homes as h
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
-NOW = datetime(2026, 3, 10, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+NOW = datetime(2026, 3, 10, tzinfo=UTC)
 REL = "agents/main/sessions/fuzz.jsonl"
 
 FUZZ = settings(
@@ -74,7 +74,10 @@ def good_call(draw, n: int) -> tuple[dict, dict]:
     line = h.assistant(
         ts,
         u=h.usage(
-            tokens["input_tokens"], tokens["output_tokens"], tokens["cache_read_tokens"], tokens["cache_write_tokens"],
+            tokens["input_tokens"],
+            tokens["output_tokens"],
+            tokens["cache_read_tokens"],
+            tokens["cache_write_tokens"],
             cost=draw(st.floats(0, 5)),
         ),
         stop=draw(st.sampled_from(["stop", "toolUse", "length"])),
@@ -142,7 +145,9 @@ def transcript(draw) -> tuple[bytes, dict[str, dict]]:
 
 
 def reconciles(chunk) -> bool:
-    return chunk.lines_read == chunk.n_calls + chunk.other_entries + chunk.skipped_by_rule + chunk.n_quarantined
+    return (
+        chunk.lines_read == chunk.n_calls + chunk.other_entries + chunk.skipped_by_rule + chunk.n_quarantined
+    )
 
 
 def lines_in(data: bytes) -> int:
@@ -184,10 +189,16 @@ def test_line_numbers_follow_first_line(case, offset):
     """A chunk read from the middle of a file (``first_line``) reports the file's own line numbers."""
     data, planted = case
     whole = parse_transcript(data, rel=REL, agent_id="main", session_id="fuzz", now=NOW)
-    moved = parse_transcript(data, rel=REL, agent_id="main", session_id="fuzz", now=NOW, first_line=1 + offset)
+    moved = parse_transcript(
+        data, rel=REL, agent_id="main", session_id="fuzz", now=NOW, first_line=1 + offset
+    )
     assert reconciles(moved)
-    assert (moved.calls.get_column("line_no") - offset).to_list() == whole.calls.get_column("line_no").to_list()
-    assert (moved.quarantine.get_column("line_no") - offset).to_list() == whole.quarantine.get_column("line_no").to_list()
+    assert (moved.calls.get_column("line_no") - offset).to_list() == whole.calls.get_column(
+        "line_no"
+    ).to_list()
+    assert (moved.quarantine.get_column("line_no") - offset).to_list() == whole.quarantine.get_column(
+        "line_no"
+    ).to_list()
 
 
 def test_non_finite_numbers_in_unread_keys_do_not_cost_the_call():
@@ -221,7 +232,9 @@ def test_a_line_polars_rejects_after_the_checks_is_quarantined_not_fatal(monkeyp
     data = b"\n".join([json.dumps(good).encode(), b"not json", json.dumps(bad).encode()]) + b"\n"
     chunk = parse_transcript(data, rel=REL, agent_id="main", session_id="fuzz", now=NOW)
     assert chunk.calls.get_column("entry_id").to_list() == ["fine"]
-    reasons = dict(zip(chunk.quarantine.get_column("line_no").to_list(), chunk.quarantine.get_column("reason").to_list()))
+    reasons = dict(
+        zip(chunk.quarantine.get_column("line_no").to_list(), chunk.quarantine.get_column("reason").to_list())
+    )
     assert set(reasons) == {2, 3} and reasons[3].startswith("unreadable by the Polars reader")
     assert reconciles(chunk)
 
@@ -255,8 +268,10 @@ def usage_log(draw) -> tuple[bytes, dict[int, tuple[int, int]]]:
         elif kind == "json":
             lines.append(json.dumps(draw(json_values)).encode())
         elif kind == "mutated":
-            base[draw(st.sampled_from(["timestamp", "model", "tokens_in", "tokens_out", "task_type"]))] = draw(
-                odd_values  # 2**70, 1e308 included: beyond int64 (see the test below)
+            base[draw(st.sampled_from(["timestamp", "model", "tokens_in", "tokens_out", "task_type"]))] = (
+                draw(
+                    odd_values  # 2**70, 1e308 included: beyond int64 (see the test below)
+                )
             )
             lines.append(json.dumps(base).encode())
         else:
@@ -283,7 +298,9 @@ def test_usage_log_parser_never_raises_reconciles_and_keeps_good_lines(case):
 def test_usage_log_token_count_beyond_int64_is_quarantined_not_fatal(tokens):
     from mc_pipeline.ingest.readers.model_usage_log import parse_log
 
-    good = json.dumps({"timestamp": h.iso(T0), "model": "anthropic/claude-opus-4-6", "tokens_in": 5, "tokens_out": 1})
+    good = json.dumps(
+        {"timestamp": h.iso(T0), "model": "anthropic/claude-opus-4-6", "tokens_in": 5, "tokens_out": 1}
+    )
     data = (good + "\n" + good.replace('"tokens_in": 5', f'"tokens_in": {tokens}') + "\n").encode()
     batch = parse_log(data, rel=LOG_REL, now=NOW)
     assert batch.records.height == 1 and batch.quarantine.height == 1

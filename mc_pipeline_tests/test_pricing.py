@@ -13,8 +13,8 @@ import pytest
 from genai_prices import Usage
 
 from mc_pipeline.costing import pricing
-from mc_pipeline_tests import homes as h
 from mc_pipeline.costing.pricing import price_calls, price_calls_and_table, price_table, unpriced_models
+from mc_pipeline_tests import homes as h
 
 SCHEMA: dict[str, pl.DataType] = {
     "provider": pl.String(),

@@ -15,7 +15,7 @@ import os
 import sqlite3
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -52,7 +52,7 @@ SECRETS = {
 
 
 def plant_home(home: Path) -> None:
-    t = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=2)
+    t = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
     key_error = f'401 {{"type":"error","error":{{"type":"authentication_error","message":"invalid x-api-key {API_KEY}"}}}}'
     sessions = {
         f"agent:main:whatsapp:direct:{PHONE}": "priv-phone",
@@ -66,12 +66,22 @@ def plant_home(home: Path) -> None:
             h.session_line(sid, ts),  # cwd /home/alice/project
             h.user(ts, f"{SECRETS['prompt text']} with my key {API_KEY}"),
             h.user(ts, f"also {OTHER_KEY}", as_string=False),
-            h.assistant(ts, thinking=SECRETS["thinking text"], tools=("exec",), text=SECRETS["response text"],
-                        u=h.usage(1200, 300, 5000, 100, cost=0.02)),
+            h.assistant(
+                ts,
+                thinking=SECRETS["thinking text"],
+                tools=("exec",),
+                text=SECRETS["response text"],
+                u=h.usage(1200, 300, 5000, 100, cost=0.02),
+            ),
             h.tool_result(ts),
             h.assistant(ts + timedelta(seconds=30), stop="error", error=key_error, u=h.usage(0, 0), text=""),
-            h.assistant(ts + timedelta(seconds=60), stop="error", u=h.usage(0, 0), text="",
-                        error=f"400 request from {PHONE} at /home/alice/project rejected"),
+            h.assistant(
+                ts + timedelta(seconds=60),
+                stop="error",
+                u=h.usage(0, 0),
+                text="",
+                error=f"400 request from {PHONE} at /home/alice/project rejected",
+            ),
         ]
         lines[3]["message"]["content"][-1]["arguments"] = {"command": SECRETS["tool argument"]}
         h.write_session(home, lines, session_id=sid)
@@ -88,7 +98,9 @@ def plant_home(home: Path) -> None:
         for key, sid in sessions.items()
     }
     (h.sessions_dir(home) / "sessions.json").write_text(json.dumps(index))
-    h.write_auth_profiles(home, "main", {"anthropic:default": {"type": "api_key", "provider": "anthropic", "key": API_KEY}})
+    h.write_auth_profiles(
+        home, "main", {"anthropic:default": {"type": "api_key", "provider": "anthropic", "key": API_KEY}}
+    )
 
     # other sources (read once their readers exist): the user's DB and backup log
     db = home / "data" / "interactions.db"
@@ -105,7 +117,13 @@ def plant_home(home: Path) -> None:
             " completion_tokens, thinking_tokens, total_tokens, duration_ms, cost_estimate, status, prompt_preview,"
             " response_preview, created_at) VALUES (?, 'anthropic', 'claude-sonnet-4-5', ?, 'db-only', 'coding',"
             " 500, 100, 0, 600, 1200, 0.003, 'success', ?, ?, ?)",
-            (h.iso(t), f"whatsapp:{PHONE}", SECRETS["db prompt preview"], SECRETS["db response preview"], h.iso(t)),
+            (
+                h.iso(t),
+                f"whatsapp:{PHONE}",
+                SECRETS["db prompt preview"],
+                SECRETS["db response preview"],
+                h.iso(t),
+            ),
         )
         con.execute(
             "CREATE TABLE api_calls (id INTEGER PRIMARY KEY, timestamp TEXT, service TEXT, endpoint TEXT, method TEXT,"
@@ -114,22 +132,32 @@ def plant_home(home: Path) -> None:
         con.execute(
             "INSERT INTO api_calls (timestamp, service, endpoint, method, request_body, response_body, status_code,"
             " duration_ms) VALUES (?, 'brave', '/search', 'GET', ?, ?, 200, 300)",
-            (h.iso(t), f'{{"auth":"{SECRETS["api request body"]}","q":"{HANDLE}"}}', f'{{"echo":"{API_KEY}"}}'),
+            (
+                h.iso(t),
+                f'{{"auth":"{SECRETS["api request body"]}","q":"{HANDLE}"}}',
+                f'{{"echo":"{API_KEY}"}}',
+            ),
         )
     log = home / "logs" / "model-usage.jsonl"
     log.parent.mkdir(parents=True)
-    log.write_text(json.dumps({
-        "timestamp": h.iso(t), "model": "anthropic/claude-opus-4-6", "tokens_in": 800, "tokens_out": 90,
-        "task_type": "research", "description": f"{SECRETS['usage log description']} for {PHONE}",
-        "estimated_cost": 0.01,
-    }) + "\n")
+    log.write_text(
+        json.dumps(
+            {
+                "timestamp": h.iso(t),
+                "model": "anthropic/claude-opus-4-6",
+                "tokens_in": 800,
+                "tokens_out": 90,
+                "task_type": "research",
+                "description": f"{SECRETS['usage log description']} for {PHONE}",
+                "estimated_cost": 0.01,
+            }
+        )
+        + "\n"
+    )
 
 
 def public_files(data: Path, extra: list[Path]) -> list[Path]:
-    files = [
-        p for p in data.rglob("*")
-        if p.is_file() and p.relative_to(data).parts[0] not in PRIVATE_DIRS
-    ]
+    files = [p for p in data.rglob("*") if p.is_file() and p.relative_to(data).parts[0] not in PRIVATE_DIRS]
     for place in extra:
         files += [p for p in place.rglob("*") if p.is_file()]
     return sorted(set(files))
@@ -172,8 +200,14 @@ def published(tmp_path_factory):
         "DAGSTER_HOME": str(tmp / "dagster_home"),
         "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
     }
-    proc = subprocess.run([sys.executable, "-m", "mc_pipeline", "run", "--quiet"], capture_output=True, text=True,
-                          env=env, cwd=tmp, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mc_pipeline", "run", "--quiet"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp,
+        timeout=300,
+    )
     return {"tmp": tmp, "home": home, "data": data, "public": public, "proc": proc}
 
 
@@ -189,7 +223,9 @@ def test_no_public_output_holds_a_secret_or_a_local_path(published):
     assert (data / "parquet" / "llm_calls").is_dir()  # the run really produced its tables
     files = public_files(data, [published["public"]])
     if usage_json_expected():
-        assert (data / "usage-data.json").is_file(), "usage_data_json is defined but usage-data.json is missing"
+        assert (data / "usage-data.json").is_file(), (
+            "usage_data_json is defined but usage-data.json is missing"
+        )
         assert (published["public"] / "usage-data.json").is_file(), "MC_USAGE_JSON_PATHS place not written"
     if not files:
         pytest.skip("no public output files yet (marts issue)")
@@ -216,4 +252,6 @@ def test_leak_scanner_finds_a_planted_secret(tmp_path):
     found = leaks(public_files(tmp_path, []), {"phone": PHONE, "key": API_KEY})
     assert sorted(found) == sorted([f"usage-data.json: phone ({PHONE!r})", f"x.csv: key ({API_KEY!r})"])
     (tmp_path / "sessions.json").write_text(json.dumps({"p": "/home/alice\tx"}))
-    assert leaks([tmp_path / "sessions.json"], {"tab path": "/home/alice\tx"}) == ["sessions.json: tab path (escaped)"]
+    assert leaks([tmp_path / "sessions.json"], {"tab path": "/home/alice\tx"}) == [
+        "sessions.json: tab path (escaped)"
+    ]

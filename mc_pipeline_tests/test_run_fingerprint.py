@@ -8,7 +8,7 @@ import re
 import sqlite3
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -20,7 +20,7 @@ from mc_pipeline.tables import storage
 from mc_pipeline_tests import homes as h
 
 ROOT = Path(__file__).resolve().parents[1]
-T0 = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 
 def make_db(path: Path, rows: list[tuple[str, int]]) -> None:
@@ -84,11 +84,11 @@ def ran(out: str) -> bool:
 def test_unchanged_home_skips_with_the_last_summary(env, capsys):
     rc, first = cli_run(capsys)
     assert rc == 0 and ran(first)
-    summary = first[first.index("mc_pipeline summary"):]
+    summary = first[first.index("mc_pipeline summary") :]
     assert calls_in(first) == 2  # one transcript call, one database call
     rc, second = cli_run(capsys)
     assert rc == 0 and skipped(second)
-    assert second[second.index("mc_pipeline summary"):] == summary  # the usual summary, same figures
+    assert second[second.index("mc_pipeline summary") :] == summary  # the usual summary, same figures
     # --force and MC_FULL_REBUILD bypass the fast path
     rc, forced = cli_run(capsys, "--force")
     assert rc == 0 and ran(forced) and "forced" in forced
@@ -124,8 +124,13 @@ def _agent_db_call(env):
     from mc_pipeline_tests.openclaw_db import AgentDb
 
     db = AgentDb(env["home"], "main")
-    db.add_session("7d0c2a52-1111-4a3e-9c1e-2f0e5d8a9b04", [h.session_line("7d0c2a52-1111-4a3e-9c1e-2f0e5d8a9b04", T0),
-                                                          h.assistant(T0, u=h.usage(9, 9, cost=0.03))])
+    db.add_session(
+        "7d0c2a52-1111-4a3e-9c1e-2f0e5d8a9b04",
+        [
+            h.session_line("7d0c2a52-1111-4a3e-9c1e-2f0e5d8a9b04", T0),
+            h.assistant(T0, u=h.usage(9, 9, cost=0.03)),
+        ],
+    )
     db.close()
     return 1, "sources"
 
@@ -154,7 +159,16 @@ def _output_deleted(env):
 
 @pytest.mark.parametrize(
     "change",
-    [_append, _new_session, _db_row, _agent_db_call, _setting, _alert_rules_file, _sessions_index, _output_deleted],
+    [
+        _append,
+        _new_session,
+        _db_row,
+        _agent_db_call,
+        _setting,
+        _alert_rules_file,
+        _sessions_index,
+        _output_deleted,
+    ],
 )
 def test_each_kind_of_change_triggers_a_real_run(env, capsys, change, monkeypatch):
     monkeypatch.setenv("MC_COST_MODE", "auto")  # restored after the test whatever the change sets
@@ -178,7 +192,7 @@ def test_each_kind_of_change_triggers_a_real_run(env, capsys, change, monkeypatc
 
 
 def test_a_new_day_triggers_a_real_run(env, capsys):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rc, first = cli_run(capsys, clock=lambda: now)
     assert rc == 0 and ran(first)
     assert skipped(cli_run(capsys, clock=lambda: now)[1])
@@ -192,7 +206,7 @@ def test_a_new_day_triggers_a_real_run(env, capsys):
 
 
 def test_a_line_whose_time_may_become_valid_never_skips(env, capsys):
-    future = datetime.now(timezone.utc) + timedelta(days=30)  # beyond the parser's one-day slack
+    future = datetime.now(UTC) + timedelta(days=30)  # beyond the parser's one-day slack
     h.write_session(env["home"], [h.session_line("s3", future), h.assistant(future, u=h.usage(1, 1))])
     rc, first = cli_run(capsys)
     assert rc == 0 and ran(first)
@@ -284,7 +298,7 @@ def test_the_manifest_digest_agrees_with_plan_reads(tmp_path):
     assert not nothing_to_read()
     read()
     assert nothing_to_read()
-    future = datetime.now(timezone.utc) + timedelta(days=30)  # quarantined by the clock: re-read every run
+    future = datetime.now(UTC) + timedelta(days=30)  # quarantined by the clock: re-read every run
     h.write_session(home, [h.session_line("c", future), h.assistant(future)])
     read()
     assert not nothing_to_read()
@@ -292,9 +306,14 @@ def test_the_manifest_digest_agrees_with_plan_reads(tmp_path):
 
 def test_failure_window_bounds_how_long_a_skip_is_valid(tmp_path):
     """valid_until = the first moment after the run's start when a call enters or leaves the 24 h window."""
-    start = datetime(2026, 5, 10, 12, tzinfo=timezone.utc)
-    stamps = [start - timedelta(hours=30), start - timedelta(hours=20), start - timedelta(hours=2),
-              start + timedelta(hours=5), None]  # fmt: skip
+    start = datetime(2026, 5, 10, 12, tzinfo=UTC)
+    stamps = [
+        start - timedelta(hours=30),
+        start - timedelta(hours=20),
+        start - timedelta(hours=2),
+        start + timedelta(hours=5),
+        None,
+    ]
     frame = pl.DataFrame({"timestamp": stamps}, schema={"timestamp": pl.Datetime("us", "UTC")}).with_columns(
         day=pl.col("timestamp").dt.date().fill_null(start.date())
     )
@@ -309,15 +328,21 @@ def test_pending_alert_delivery_never_skips(tmp_path):
     from mc_pipeline.alerting import delivery as ad
 
     alert = {
-        "alert_id": "daily_limit:2026-05-10", "rule": "daily_limit", "scope": None, "period": "2026-05-10",
-        "severity": "critical", "message": "m", "value": 2.0, "limit": 1.0,
-        "raised_at": datetime.now(timezone.utc),
-    }  # fmt: skip
+        "alert_id": "daily_limit:2026-05-10",
+        "rule": "daily_limit",
+        "scope": None,
+        "period": "2026-05-10",
+        "severity": "critical",
+        "message": "m",
+        "value": 2.0,
+        "limit": 1.0,
+        "raised_at": datetime.now(UTC),
+    }
     ad.record_alerts([alert], tmp_path)
-    why, _ = run_fingerprint.clock_dependence(tmp_path, datetime.now(timezone.utc), failure_rule=False)
+    why, _ = run_fingerprint.clock_dependence(tmp_path, datetime.now(UTC), failure_rule=False)
     assert why and "pending" in why
     ad.deliver_pending(tmp_path, [], log=lambda _: None)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     assert run_fingerprint.clock_dependence(tmp_path, now, failure_rule=False) == (None, None)
 
 
@@ -329,8 +354,12 @@ def test_the_fast_path_does_not_import_dagster(env, capsys):
         "print('DAGSTER_IMPORTED' if 'dagster' in sys.modules else 'NO_DAGSTER'); sys.exit(rc)"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=env["tmp"],
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=env["tmp"],
         env={**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")},
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert skipped(proc.stdout) and "NO_DAGSTER" in proc.stdout

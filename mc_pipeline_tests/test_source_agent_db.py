@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -18,12 +18,26 @@ from mc_pipeline.ingest.readers.transcript_files import read_transcripts
 from mc_pipeline_tests import homes as h
 from mc_pipeline_tests.openclaw_db import AgentDb
 
-T0 = datetime(2026, 9, 5, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 9, 5, 8, 0, tzinfo=UTC)
 THINK = "Let me check the schema before touching the reader. " * 40
 KEY = ["session_id", "entry_id"]
-COMPARED = ["agent_id", "session_id", "entry_id", "timestamp", "provider", "model", "stop_reason", "input_tokens",
-            "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_recorded_usd", "tool_names",
-            "thinking_chars", "run_id"]
+COMPARED = [
+    "agent_id",
+    "session_id",
+    "entry_id",
+    "timestamp",
+    "provider",
+    "model",
+    "stop_reason",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_recorded_usd",
+    "tool_names",
+    "thinking_chars",
+    "run_id",
+]
 
 
 def session(sid: str, n: int = 3, start: datetime = T0) -> list[dict]:
@@ -31,8 +45,14 @@ def session(sid: str, n: int = 3, start: datetime = T0) -> list[dict]:
     for i in range(n):
         t = start + timedelta(minutes=i)
         lines.append(h.user(t))
-        lines.append(h.assistant(t + timedelta(seconds=3), thinking=THINK if i % 2 == 0 else None, tools=("read",),
-                                 u=h.usage(500 + i, 90 + i, 40, 3, cost=0.002)))
+        lines.append(
+            h.assistant(
+                t + timedelta(seconds=3),
+                thinking=THINK if i % 2 == 0 else None,
+                tools=("read",),
+                u=h.usage(500 + i, 90 + i, 40, 3, cost=0.002),
+            )
+        )
     return lines
 
 
@@ -53,7 +73,9 @@ def test_compressed_events_are_the_lines_they_hold(tmp_path):
     lines = session(sid, 4)
     db = AgentDb(tmp_path / "db", "main")
     db.add_session(sid, lines)
-    n_zstd = db.con.execute("SELECT count(*) FROM transcript_events WHERE event_zstd IS NOT NULL").fetchone()[0]
+    n_zstd = db.con.execute("SELECT count(*) FROM transcript_events WHERE event_zstd IS NOT NULL").fetchone()[
+        0
+    ]
     db.close()
     assert n_zstd == 2  # the two calls with thinking are over 1 KiB: compressed as OpenClaw does
     h.write_session(tmp_path / "files", lines, session_id=sid)
@@ -70,13 +92,23 @@ def test_an_append_reads_only_the_new_rows_and_equals_a_full_read(tmp_path):
     db.add_session(a, session(a))
     db.add_session(b, session(b))
     first = incremental(home)
-    assert first.summary() == {"databases_opened": 1, "sessions_read": 2, "sessions_unchanged": 0, "sessions_vanished": 0}
+    assert first.summary() == {
+        "databases_opened": 1,
+        "sessions_read": 2,
+        "sessions_unchanged": 0,
+        "sessions_vanished": 0,
+    }
     again = incremental(home, first)
     assert again.dbs_opened == 0 and again.batch.records.height == 6  # the file did not change: not opened
 
     db.append(a, [h.assistant(T0 + timedelta(hours=1), u=h.usage(9, 9, cost=0.0001))])
     grown = incremental(home, again)
-    assert grown.summary() == {"databases_opened": 1, "sessions_read": 1, "sessions_unchanged": 1, "sessions_vanished": 0}
+    assert grown.summary() == {
+        "databases_opened": 1,
+        "sessions_read": 1,
+        "sessions_unchanged": 1,
+        "sessions_vanished": 0,
+    }
     full = read_agent_dbs(home)
     assert grown.batch.records.height == 7 and same(grown.batch.records, full.records)
     assert grown.batch.file_counts.sort("source_file").equals(full.file_counts.sort("source_file"))
@@ -91,10 +123,14 @@ def test_a_rewritten_session_is_read_whole(tmp_path):
     a = str(uuid.uuid4())
     db.add_session(a, session(a, 3))
     first = incremental(home)
-    db.rewrite(a, session(a, 2) + [h.assistant(T0 + timedelta(hours=2), u=h.usage(1, 1)), h.user(T0), h.user(T0)])
+    db.rewrite(
+        a, session(a, 2) + [h.assistant(T0 + timedelta(hours=2), u=h.usage(1, 1)), h.user(T0), h.user(T0)]
+    )
     second = incremental(home, first)
     full = read_agent_dbs(home)
-    assert second.batch.records.height == full.records.height == 3 and same(second.batch.records, full.records)
+    assert second.batch.records.height == full.records.height == 3 and same(
+        second.batch.records, full.records
+    )
     # rows before the last seq replaced and more appended, same watermark (a writer that skipped it)
     db.con.execute("DELETE FROM transcript_events WHERE session_id = ? AND seq = 3", (a,))
     db.con.commit()
@@ -186,8 +222,10 @@ def test_an_older_database_without_the_newer_tables_and_columns(tmp_path):
     import sqlite3
 
     con = sqlite3.connect(path)
-    con.execute("CREATE TABLE transcript_events (session_id TEXT NOT NULL, seq INTEGER NOT NULL, event_json TEXT NOT NULL,"
-                " created_at INTEGER NOT NULL, PRIMARY KEY (session_id, seq))")
+    con.execute(
+        "CREATE TABLE transcript_events (session_id TEXT NOT NULL, seq INTEGER NOT NULL, event_json TEXT NOT NULL,"
+        " created_at INTEGER NOT NULL, PRIMARY KEY (session_id, seq))"
+    )
     sid = str(uuid.uuid4())
     for i, line in enumerate(session(sid, 2), 1):
         con.execute("INSERT INTO transcript_events VALUES (?, ?, ?, 0)", (sid, i, json.dumps(line)))

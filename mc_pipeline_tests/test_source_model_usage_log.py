@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -13,9 +13,18 @@ from mc_pipeline.ingest.readers.model_usage_log import read_model_usage_log
 DESCRIPTION = "summarise the email from +4915112345678 about the contract"
 
 
-def entry(ts="2026-03-01T08:00:00Z", model="anthropic/claude-opus-4-6", tin=1000, tout=100, task="coding", cost=0.05):
-    return {"timestamp": ts, "model": model, "tokens_in": tin, "tokens_out": tout, "task_type": task,
-            "description": DESCRIPTION, "estimated_cost": cost}
+def entry(
+    ts="2026-03-01T08:00:00Z", model="anthropic/claude-opus-4-6", tin=1000, tout=100, task="coding", cost=0.05
+):
+    return {
+        "timestamp": ts,
+        "model": model,
+        "tokens_in": tin,
+        "tokens_out": tout,
+        "task_type": task,
+        "description": DESCRIPTION,
+        "estimated_cost": cost,
+    }
 
 
 def write_log(home: Path, lines: list) -> Path:
@@ -26,24 +35,35 @@ def write_log(home: Path, lines: list) -> Path:
 
 
 def test_entries_become_call_records(tmp_path):
-    path = write_log(tmp_path, [
-        entry(),
-        entry(ts="2026-03-01 10:15:00", model="openrouter/minimax/minimax-m2.1", tin=50, tout=5, task=""),
-        entry(ts="2026-03-01T11:00:00.5+01:00", model="openai/gpt-5.1-codex", tin=7.0, tout=3, task="testing"),
-    ])
+    path = write_log(
+        tmp_path,
+        [
+            entry(),
+            entry(ts="2026-03-01 10:15:00", model="openrouter/minimax/minimax-m2.1", tin=50, tout=5, task=""),
+            entry(
+                ts="2026-03-01T11:00:00.5+01:00",
+                model="openai/gpt-5.1-codex",
+                tin=7.0,
+                tout=3,
+                task="testing",
+            ),
+        ],
+    )
     batch = read_model_usage_log(path, tmp_path, tz="UTC")
     rec = batch.records.sort("line_no")
     assert batch.quarantine.height == 0 and batch.problems == []
     assert rec.select("provider", "model").rows() == [
-        ("anthropic", "claude-opus-4-6"), ("openrouter", "minimax/minimax-m2.1"), ("openai", "gpt-5.1-codex")
+        ("anthropic", "claude-opus-4-6"),
+        ("openrouter", "minimax/minimax-m2.1"),
+        ("openai", "gpt-5.1-codex"),
     ]
     assert rec.get_column("input_tokens").to_list() == [1000, 50, 7]
     assert rec.get_column("output_tokens").to_list() == [100, 5, 3]
     assert rec.get_column("given_task_type").to_list() == ["coding", None, "testing"]
     assert rec.get_column("timestamp").to_list() == [
-        datetime(2026, 3, 1, 8, tzinfo=timezone.utc),
-        datetime(2026, 3, 1, 10, 15, tzinfo=timezone.utc),
-        datetime(2026, 3, 1, 10, 0, 0, 500000, tzinfo=timezone.utc),
+        datetime(2026, 3, 1, 8, tzinfo=UTC),
+        datetime(2026, 3, 1, 10, 15, tzinfo=UTC),
+        datetime(2026, 3, 1, 10, 0, 0, 500000, tzinfo=UTC),
     ]
     # the script's estimate is not a recorded cost: the price table decides
     assert rec.get_column("cost_recorded_usd").null_count() == 3
@@ -55,20 +75,26 @@ def test_entries_become_call_records(tmp_path):
 def test_naive_times_are_read_in_the_reporting_zone(tmp_path):
     path = write_log(tmp_path, [entry(ts="2026-03-01 10:15:00")])
     rec = read_model_usage_log(path, tmp_path, tz="America/New_York").records
-    assert rec.get_column("timestamp").to_list() == [datetime(2026, 3, 1, 15, 15, tzinfo=timezone.utc)]
+    assert rec.get_column("timestamp").to_list() == [datetime(2026, 3, 1, 15, 15, tzinfo=UTC)]
 
 
 def test_malformed_lines_are_quarantined_and_every_line_is_accounted_for(tmp_path):
     lines = [
         entry(),
         "",
-        '{"timestamp": "2026-03-01T08:00:00Z", "model": "anthropic/x", "description": "' + DESCRIPTION + '", "tok',
+        '{"timestamp": "2026-03-01T08:00:00Z", "model": "anthropic/x", "description": "'
+        + DESCRIPTION
+        + '", "tok',
         entry(model="claude-opus-4-6"),
         entry(tin=-5),
         entry(tin="many"),
         entry(ts="yesterday"),
         "[1, 2]",
-        {"timestamp": "2026-03-01T09:00:00Z", "model": "anthropic/claude-opus-4-6", "description": DESCRIPTION},
+        {
+            "timestamp": "2026-03-01T09:00:00Z",
+            "model": "anthropic/claude-opus-4-6",
+            "description": DESCRIPTION,
+        },
         entry(tin=None, tout=0, ts="2026-03-01T12:00:00Z"),
     ]
     path = write_log(tmp_path, lines)
@@ -97,8 +123,16 @@ def test_token_counts_outside_zero_to_the_cap_are_quarantined(tmp_path):
     from mc_pipeline.ingest.readers.transcripts import MAX_TOKENS
 
     over = f"implausible token count (over {MAX_TOKENS:,})"
-    cases = [(MAX_TOKENS, None), (MAX_TOKENS + 1, over), (float(MAX_TOKENS) * 2, over), (2**70, over),
-             (1e308, over), (-(2**70), "negative token count"), (-1.0, "negative token count"), (0, None)]
+    cases = [
+        (MAX_TOKENS, None),
+        (MAX_TOKENS + 1, over),
+        (float(MAX_TOKENS) * 2, over),
+        (2**70, over),
+        (1e308, over),
+        (-(2**70), "negative token count"),
+        (-1.0, "negative token count"),
+        (0, None),
+    ]
     pairs = [(1, v) if i % 2 else (v, 1) for i, (v, _) in enumerate(cases)]  # the odd value in either field
     batch = read_model_usage_log(write_log(tmp_path, [entry(tin=a, tout=b) for a, b in pairs]), tmp_path)
     q = batch.quarantine
@@ -121,7 +155,14 @@ def test_an_unreadable_log_is_a_problem(tmp_path):
 
 def test_a_line_gets_the_agent_its_caller_or_agent_field_names(tmp_path):
     (tmp_path / "agents" / "coder" / "sessions").mkdir(parents=True)
-    path = write_log(tmp_path, [{**entry(tin=1), "caller": "agent:ops:main"}, {**entry(tin=2), "agent": "coder"},
-                                {**entry(tin=3), "caller": "nightly.sh"}, entry(tin=4)])  # fmt: skip
+    path = write_log(
+        tmp_path,
+        [
+            {**entry(tin=1), "caller": "agent:ops:main"},
+            {**entry(tin=2), "agent": "coder"},
+            {**entry(tin=3), "caller": "nightly.sh"},
+            entry(tin=4),
+        ],
+    )
     got = read_model_usage_log(path, tmp_path).records.sort("input_tokens")
     assert got.get_column("agent_id").to_list() == ["ops", "coder", None, None]

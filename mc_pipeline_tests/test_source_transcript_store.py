@@ -5,31 +5,50 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from mc_pipeline.ingest.readers.transcript_files import read_transcripts
 from mc_pipeline.ingest.readers.agent_db import read_agent_dbs as read_transcript_store
+from mc_pipeline.ingest.readers.transcript_files import read_transcripts
 from mc_pipeline_tests import homes as h
 
-T0 = datetime(2026, 2, 1, 9, 0, tzinfo=timezone.utc)
-COMPARED = ["agent_id", "session_id", "entry_id", "timestamp", "provider", "model", "stop_reason", "input_tokens",
-            "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_recorded_usd", "tool_names",
-            "thinking_chars"]
+T0 = datetime(2026, 2, 1, 9, 0, tzinfo=UTC)
+COMPARED = [
+    "agent_id",
+    "session_id",
+    "entry_id",
+    "timestamp",
+    "provider",
+    "model",
+    "stop_reason",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_recorded_usd",
+    "tool_names",
+    "thinking_chars",
+]
 
 
-def write_store(home: Path, agent: str, sessions: dict[str, list], seq_start: int = 10, seq_step: int = 3) -> Path:
+def write_store(
+    home: Path, agent: str, sessions: dict[str, list], seq_start: int = 10, seq_step: int = 3
+) -> Path:
     """``agents/<agent>/agent/openclaw-agent.sqlite`` holding each session's lines as events."""
     path = home / "agents" / agent / "agent" / "openclaw-agent.sqlite"
     path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(path)
-    con.execute("CREATE TABLE transcript_events (session_id TEXT, seq INTEGER, event_json TEXT, created_at INTEGER)")
+    con.execute(
+        "CREATE TABLE transcript_events (session_id TEXT, seq INTEGER, event_json TEXT, created_at INTEGER)"
+    )
     for sid, lines in sessions.items():
         for i, line in enumerate(lines):
             text = line if isinstance(line, str) else json.dumps(line)
-            con.execute("INSERT INTO transcript_events VALUES (?, ?, ?, 0)", (sid, seq_start + i * seq_step, text))
+            con.execute(
+                "INSERT INTO transcript_events VALUES (?, ?, ?, 0)", (sid, seq_start + i * seq_step, text)
+            )
     con.commit()
     con.close()
     return path
@@ -39,7 +58,12 @@ def session_lines(sid: str) -> list[dict]:
     return [
         h.session_line(sid, T0),
         h.user(T0),
-        h.assistant(T0 + timedelta(seconds=5), tools=("exec",), thinking="let me think", u=h.usage(1000, 200, 50, 7, cost=0.01)),
+        h.assistant(
+            T0 + timedelta(seconds=5),
+            tools=("exec",),
+            thinking="let me think",
+            u=h.usage(1000, 200, 50, 7, cost=0.01),
+        ),
         h.tool_result(T0 + timedelta(seconds=9)),
         h.assistant(T0 + timedelta(seconds=12), stop="error", error="429 rate limit", u=h.usage(0, 0)),
         h.mirror(T0 + timedelta(seconds=13)),
@@ -68,7 +92,10 @@ def test_store_calls_equal_the_same_lines_read_as_jsonl(tmp_path):
     assert sorted(set(store.records.get_column("line_no").to_list())) == [16, 22]
     assert store.file_counts.get_column("lines_read").to_list() == [6, 6]
     for counts in store.file_counts.iter_rows(named=True):
-        assert counts["lines_read"] == counts["calls"] + counts["other_entries"] + counts["skipped_by_rule"] + counts["quarantined"]
+        assert (
+            counts["lines_read"]
+            == counts["calls"] + counts["other_entries"] + counts["skipped_by_rule"] + counts["quarantined"]
+        )
         assert counts["skipped_by_rule"] == 1  # the delivery mirror
 
 
@@ -89,7 +116,11 @@ def test_an_event_that_is_not_utf8_costs_only_its_line(tmp_path):
     invalid-UTF-8 JSONL line, at its seq."""
     lines = session_lines("s-a")
     path = write_store(tmp_path, "main", {"s-a": lines}, seq_start=1, seq_step=2)
-    bad = json.dumps(h.assistant(T0 + timedelta(seconds=6), u=h.usage(5, 5))).encode().replace(b"assistant", b"assist\xff")
+    bad = (
+        json.dumps(h.assistant(T0 + timedelta(seconds=6), u=h.usage(5, 5)))
+        .encode()
+        .replace(b"assistant", b"assist\xff")
+    )
     con = sqlite3.connect(path)
     con.execute("INSERT INTO transcript_events VALUES ('s-a', 4, ?, 0)", (bad,))
     con.commit()
@@ -97,7 +128,9 @@ def test_an_event_that_is_not_utf8_costs_only_its_line(tmp_path):
     batch = read_transcript_store(tmp_path)
     assert batch.problems == []
     assert batch.records.height == 2  # the session's two model calls
-    assert batch.quarantine.select("line_no", "reason").rows() == [(4, "invalid UTF-8 at byte " + str(bad.index(b"\xff")))]
+    assert batch.quarantine.select("line_no", "reason").rows() == [
+        (4, "invalid UTF-8 at byte " + str(bad.index(b"\xff")))
+    ]
     assert batch.file_counts.get_column("lines_read").to_list() == [len(lines) + 1]
 
 
@@ -115,7 +148,9 @@ def test_one_broken_store_does_not_hide_the_others(tmp_path):
     assert batch.records.height == 2
     assert set(batch.records.get_column("agent_id").to_list()) == {"good"}
     assert len(batch.problems) == 2
-    assert any(p.startswith("agents/bad/agent/openclaw-agent.sqlite: no transcript_events") for p in batch.problems)
+    assert any(
+        p.startswith("agents/bad/agent/openclaw-agent.sqlite: no transcript_events") for p in batch.problems
+    )
     assert any(p.startswith("agents/corrupt/agent/openclaw-agent.sqlite: ") for p in batch.problems)
 
 

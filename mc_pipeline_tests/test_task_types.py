@@ -91,11 +91,18 @@ def test_level3_tools(tools: list[str], expected: tuple[str, str]) -> None:
     assert _assign({"tool_names": tools, "agent_id": "main"}) == [expected]
 
 
-@pytest.mark.parametrize("agent, expected", [("coder", ("coding", "agent_coding")), ("main", ("general", "default")),
-                                             ("researcher", ("research", "agent_research"))])
+@pytest.mark.parametrize(
+    "agent, expected",
+    [
+        ("coder", ("coding", "agent_coding")),
+        ("main", ("general", "default")),
+        ("researcher", ("research", "agent_research")),
+    ],
+)
 def test_read_only_tools_leave_the_task_to_the_agent(agent: str, expected: tuple[str, str]) -> None:
-    """Reading, searching and listing files is what every kind of agent does: such a turn is coding in a coding
-    agent (its id says so), research in a research agent, general elsewhere; never coding by the tools alone."""
+    """Reading, searching and listing files is what every kind of agent does: such a turn is coding in a
+    coding agent (its id says so), research in a research agent, general elsewhere; never coding by the tools
+    alone."""
     assert _assign({"tool_names": ["read", "grep", "glob", "ls", "find"], "agent_id": agent}) == [expected]
 
 

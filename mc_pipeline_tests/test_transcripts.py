@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -13,7 +13,7 @@ from mc_pipeline.ingest.readers.transcript_files import read_transcripts
 from mc_pipeline.ingest.readers.transcripts import parse_transcript
 from mc_pipeline_tests import homes as h
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 needs_real = pytest.mark.skipif(not h.REAL_DIR.exists(), reason="shared/real not present")
 
 
@@ -23,7 +23,9 @@ def parse(lines, **kw):
 
 
 def balanced(chunk) -> bool:
-    return chunk.lines_read == chunk.n_calls + chunk.other_entries + chunk.skipped_by_rule + chunk.n_quarantined
+    return (
+        chunk.lines_read == chunk.n_calls + chunk.other_entries + chunk.skipped_by_rule + chunk.n_quarantined
+    )
 
 
 @pytest.mark.parametrize(
@@ -46,9 +48,15 @@ def test_file_names_decide_what_counts(name, expected):
 
 def test_discovery_counts_archives_and_skips_backups(tmp_path):
     d = h.sessions_dir(tmp_path)
-    for name in ["a.jsonl", "a-topic-1.jsonl", "b.jsonl.reset.2026-03-01T12-00-00.000Z",
-                 "c.jsonl.deleted.2026-03-01T12-00-00.000Z", "a.jsonl.bak.2026-03-01T12-00-00.000Z",
-                 "a.jsonl.lock", "sessions.json"]:
+    for name in [
+        "a.jsonl",
+        "a-topic-1.jsonl",
+        "b.jsonl.reset.2026-03-01T12-00-00.000Z",
+        "c.jsonl.deleted.2026-03-01T12-00-00.000Z",
+        "a.jsonl.bak.2026-03-01T12-00-00.000Z",
+        "a.jsonl.lock",
+        "sessions.json",
+    ]:
         (d / name).write_text("")
     found = discover_transcripts(tmp_path)
     assert sorted(f.kind for f in found.files) == ["deleted", "live", "reset", "topic"]
@@ -58,14 +66,18 @@ def test_discovery_counts_archives_and_skips_backups(tmp_path):
 
 @needs_real
 def test_real_transcripts_match_their_readme():
-    big = parse_transcript((h.REAL_DIR / "before-compaction.jsonl").read_bytes(), rel="x", agent_id="a", session_id="s")
+    big = parse_transcript(
+        (h.REAL_DIR / "before-compaction.jsonl").read_bytes(), rel="x", agent_id="a", session_id="s"
+    )
     assert big.fast_path and balanced(big) and big.n_quarantined == 0
     assert big.n_calls == 484
     stops = dict(big.calls.group_by("stop_reason").len().iter_rows())
     assert stops["aborted"] == 18 and stops["error"] == 1
     assert set(big.calls.get_column("model")) == {"claude-opus-4-5"}
 
-    large = parse_transcript((h.REAL_DIR / "large-session.jsonl").read_bytes(), rel="x", agent_id="a", session_id="s")
+    large = parse_transcript(
+        (h.REAL_DIR / "large-session.jsonl").read_bytes(), rel="x", agent_id="a", session_id="s"
+    )
     assert large.n_calls == 453 and balanced(large)
     models = dict(large.calls.group_by("model").len().iter_rows())
     assert models == {"claude-sonnet-4-5": 452, "gpt-5.1-codex": 1}
@@ -104,8 +116,20 @@ def test_unknown_entry_types_and_keys_are_skipped_by_rule():
 def test_failed_and_aborted_calls_are_calls():
     chunk = parse(
         [
-            h.assistant(T0, stop="error", u=h.usage(0, 0), error='429 {"type":"error","error":{"type":"rate_limit_error"}}', text=""),
-            h.assistant(T0 + timedelta(seconds=5), stop="aborted", u=h.usage(0, 0), error="Request was aborted.", text=""),
+            h.assistant(
+                T0,
+                stop="error",
+                u=h.usage(0, 0),
+                error='429 {"type":"error","error":{"type":"rate_limit_error"}}',
+                text="",
+            ),
+            h.assistant(
+                T0 + timedelta(seconds=5),
+                stop="aborted",
+                u=h.usage(0, 0),
+                error="Request was aborted.",
+                text="",
+            ),
         ]
     )
     assert chunk.calls.get_column("stop_reason").to_list() == ["error", "aborted"]
@@ -148,14 +172,22 @@ def test_call_time_prefers_message_timestamp_and_falls_back_to_entry_time():
         (b'{"type":"message","message":{"role":"assistant","usage":{"input":"12"}}}', "expected an integer"),
         (b'{"type":"message","message":{"role":"assistant","usage":{"input":NaN}}}', "expected an integer"),
         (b'{"type":"message","message":{"role":"assistant","usage":{"input":1.5}}}', "expected an integer"),
-        (b'{"type":"message","message":{"role":"assistant","usage":{"output":1e300}}}', "expected an integer"),
+        (
+            b'{"type":"message","message":{"role":"assistant","usage":{"output":1e300}}}',
+            "expected an integer",
+        ),
         (b'{"type":"message","message":"hello"}', "expected an object"),
         (b'{"type":"message","message":{"role":"assistant"}}\xff\xfe', "invalid UTF-8"),
     ],
 )
 def test_malformed_lines_are_quarantined_with_file_line_and_reason(bad, reason):
     good = json.dumps(h.assistant(T0)).encode()
-    data = good + b"\n" + bad + (b"" if reason.startswith("truncated") else b"\n" + good.replace(b'"id": "', b'"id": "z'))
+    data = (
+        good
+        + b"\n"
+        + bad
+        + (b"" if reason.startswith("truncated") else b"\n" + good.replace(b'"id": "', b'"id": "z'))
+    )
     chunk = parse_transcript(data, rel="agents/main/sessions/s.jsonl", agent_id="main", session_id="s")
     assert chunk.n_quarantined == 1, chunk.quarantine
     q = chunk.quarantine.row(0, named=True)
@@ -172,7 +204,10 @@ def test_malformed_lines_are_quarantined_with_file_line_and_reason(bad, reason):
         (lambda a: a["message"]["usage"].update(input=-5), "negative token count"),
         (lambda a: a["message"]["usage"].update(output=5_000_000_000), "implausible token count"),
         (lambda a: a["message"].pop("model"), "without a model"),
-        (lambda a: (a["message"].pop("timestamp"), a.update(timestamp="yesterday")), "no plausible timestamp"),
+        (
+            lambda a: (a["message"].pop("timestamp"), a.update(timestamp="yesterday")),
+            "no plausible timestamp",
+        ),
         (lambda a: a["message"].pop("usage"), "without usage"),
     ],
 )
@@ -201,15 +236,26 @@ def test_empty_file_and_offsets(tmp_path):
 
 def test_read_transcripts_over_a_home(tmp_path):
     h.write_session(tmp_path, [h.session_line("s1", T0), h.assistant(T0)], session_id="s1")
-    h.write_session(tmp_path, [h.session_line("s2", T0), h.assistant(T0)], session_id="s2",
-                    suffix=".reset.2026-03-02T00-00-00.000Z")
-    h.write_session(tmp_path, [h.session_line("s1", T0), h.assistant(T0)], session_id="s1",
-                    suffix=".bak.2026-03-02T00-00-00.000Z")
+    h.write_session(
+        tmp_path,
+        [h.session_line("s2", T0), h.assistant(T0)],
+        session_id="s2",
+        suffix=".reset.2026-03-02T00-00-00.000Z",
+    )
+    h.write_session(
+        tmp_path,
+        [h.session_line("s1", T0), h.assistant(T0)],
+        session_id="s1",
+        suffix=".bak.2026-03-02T00-00-00.000Z",
+    )
     h.write_session(tmp_path, [h.session_line("s3", T0), h.assistant(T0)], agent="ops", session_id="s3")
     batch = read_transcripts(tmp_path)
     assert batch.records.height == 3
     assert sorted(batch.records.get_column("agent_id").unique()) == ["main", "ops"]
     counts = batch.file_counts
     assert counts.height == 3
-    assert (counts["lines_read"] == counts["calls"] + counts["other_entries"] + counts["skipped_by_rule"] + counts["quarantined"]).all()
+    assert (
+        counts["lines_read"]
+        == counts["calls"] + counts["other_entries"] + counts["skipped_by_rule"] + counts["quarantined"]
+    ).all()
     assert batch.records.schema["timestamp"] == pl.Datetime("us", "UTC")

@@ -10,17 +10,21 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from mc_pipeline.tables.store import Tables
 from mc_pipeline.defs.resources import McSettings
+from mc_pipeline.tables.store import Tables
 from mc_pipeline_tests import upgraded_home
 
 
 def daily(data) -> dict[str, dict]:
     calls = Tables(data).load("llm_calls")
     agg = calls.group_by("day").agg(
-        calls=pl.len(), failed=(pl.col("status") != "ok").sum(), input=pl.col("input_tokens").sum(),
-        output=pl.col("output_tokens").sum(), cache_read=pl.col("cache_read_tokens").sum(),
-        cache_write=pl.col("cache_write_tokens").sum(), cost=pl.col("cost_recorded_usd").sum(),
+        calls=pl.len(),
+        failed=(pl.col("status") != "ok").sum(),
+        input=pl.col("input_tokens").sum(),
+        output=pl.col("output_tokens").sum(),
+        cache_read=pl.col("cache_read_tokens").sum(),
+        cache_write=pl.col("cache_write_tokens").sum(),
+        cost=pl.col("cost_recorded_usd").sum(),
     )
     return {r.pop("day").isoformat(): r for r in agg.iter_rows(named=True)}
 
@@ -50,9 +54,9 @@ def matches(planted: set, rows: set) -> bool:
 
 def checks(result) -> dict[str, bool]:
     return {
-        f"{e.asset_check_evaluation_data.asset_key.to_user_string()}:{e.asset_check_evaluation_data.check_name}":
-            e.asset_check_evaluation_data.passed
-        for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        f"{e.asset_check_evaluation_data.asset_key.to_user_string()}:{e.asset_check_evaluation_data.check_name}": e.asset_check_evaluation_data.passed
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
     }
 
 
@@ -84,36 +88,55 @@ def test_session_keys_cron_jobs_forks_and_billing_come_from_the_databases(tmp_pa
     ops = calls.filter(pl.col("agent_id") == "ops")
     # a cron session named by its key, and one a cron run (state database) attributes; both named
     assert sorted(set(ops.select("cron_job_id", "cron_job_name").rows())) == [
-        ("job-nightly", "Nightly report"), ("job-weekly", "Weekly digest")]
+        ("job-nightly", "Nightly report"),
+        ("job-weekly", "Weekly digest"),
+    ]
     assert set(ops.get_column("trigger").to_list()) == {"cron"}
     by_trigger = Tables(data).load("usage_by_trigger")
     cron = by_trigger.filter((pl.col("window") == "all_time") & (pl.col("trigger") == "cron"))
     assert sorted(cron.select("cron_job_id", "cron_job_name").rows()) == [
-        ("job-nightly", "Nightly report"), ("job-weekly", "Weekly digest")]
+        ("job-nightly", "Nightly report"),
+        ("job-weekly", "Weekly digest"),
+    ]
     # the shared auth store (state database) makes anthropic a subscription for every agent
-    assert set(calls.filter(pl.col("provider") == "anthropic").get_column("billing").to_list()) == {"subscription"}
+    assert set(calls.filter(pl.col("provider") == "anthropic").get_column("billing").to_list()) == {
+        "subscription"
+    }
     assert set(calls.filter(pl.col("provider") == "openai").get_column("billing").to_list()) == {"api"}
     # the session key comes from session_windows: a direct chat on telegram
     direct = calls.filter(pl.col("trigger") == "direct")
     assert direct.height and set(direct.get_column("channel").to_list()) == {"telegram"}
     # the fork's copies of its parent's calls are the parent's; the fork keeps only its own call
-    fork_sid = calls.filter(pl.col("session_key") == "agent:main:fork-1").get_column("session_id").unique().to_list()
+    fork_sid = (
+        calls.filter(pl.col("session_key") == "agent:main:fork-1").get_column("session_id").unique().to_list()
+    )
     assert len(fork_sid) == 1 and calls.filter(pl.col("session_id") == fork_sid[0]).height == 1
     # prompt-errors: the one covered by an assistant error of its run is not a call, the other is
     pe = calls.filter(pl.col("entry_kind") == "prompt_error")
-    assert pe.select("entry_id", "status", "error_class", "run_id").rows() == [("pe000002", "error", "timeout", "run-b")]
-    assert calls.filter((pl.col("run_id") == "run-a")).height == 1
+    assert pe.select("entry_id", "status", "error_class", "run_id").rows() == [
+        ("pe000002", "error", "timeout", "run-b")
+    ]
+    assert calls.filter(pl.col("run_id") == "run-a").height == 1
     # every transcript source reported, with the database preferred over the leftover file
-    assert set(calls.get_column("source").to_list()) == {"transcript", "transcript_store", "transcript_archive",
-                                                         "transcript_cold"}
+    assert set(calls.get_column("source").to_list()) == {
+        "transcript",
+        "transcript_store",
+        "transcript_archive",
+        "transcript_cold",
+    }
     # the summary names every source read, so a user sees at a glance that nothing was left out
     from mc_pipeline.runtime.cli import summary_lines
 
     kept = dict(calls.group_by("source").len().iter_rows())
-    (line,) = [x for x in summary_lines(McSettings(openclaw_home=str(uh.home), data_dir=str(data), timezone="UTC"))
-               if x.startswith("sources:")]
-    assert line == (f"sources:      transcripts (SQLite) {kept['transcript_store']}; archives {kept['transcript_archive']}; "
-                    f"cold {kept['transcript_cold']}; transcripts (files) {kept['transcript']}")
+    (line,) = [
+        x
+        for x in summary_lines(McSettings(openclaw_home=str(uh.home), data_dir=str(data), timezone="UTC"))
+        if x.startswith("sources:")
+    ]
+    assert line == (
+        f"sources:      transcripts (SQLite) {kept['transcript_store']}; archives {kept['transcript_archive']}; "
+        f"cold {kept['transcript_cold']}; transcripts (files) {kept['transcript']}"
+    )
     files = Tables(data).load("source_files")
     assert files.filter(~pl.col("balanced")).height == 0
     assert not any("session-sqlite-import-archive" in f for f in files.get_column("source_file").to_list())

@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -58,26 +58,37 @@ def graphql(port: int, query: str, variables: dict | None = None) -> dict:
 def small_home(home: Path, now: datetime | None = None) -> int:
     """Two agents, four sessions in the real format, calls on three UTC days (the day of ``t``, the two
     before it: see :func:`planted_days`); returns the number of model calls planted."""
-    t = (now or datetime.now(timezone.utc)).replace(microsecond=0) - timedelta(hours=3)
+    t = (now or datetime.now(UTC)).replace(microsecond=0) - timedelta(hours=3)
     main = [h.session_line("web-1", t), h.user(t)]
-    main += [h.assistant(t + timedelta(minutes=i), u=h.usage(100 * i, 20, 500, 10, cost=0.01)) for i in range(1, 5)]
+    main += [
+        h.assistant(t + timedelta(minutes=i), u=h.usage(100 * i, 20, 500, 10, cost=0.01)) for i in range(1, 5)
+    ]
     main += [h.mirror(t)]
     h.write_session(home, main, session_id="web-1")
-    archived = [h.session_line("web-0", t - timedelta(days=2)),
-                h.assistant(t - timedelta(days=2), stop="error", error="529 overloaded", u=h.usage(0, 0))]
+    archived = [
+        h.session_line("web-0", t - timedelta(days=2)),
+        h.assistant(t - timedelta(days=2), stop="error", error="529 overloaded", u=h.usage(0, 0)),
+    ]
     h.write_session(home, archived, session_id="web-0", suffix=".reset.2026-03-01T12-00-00.000Z")
-    worker = [h.session_line("web-2", t),
-              h.assistant(t, provider="openai", model="gpt-5.1-codex", api="openai-responses")]
+    worker = [
+        h.session_line("web-2", t),
+        h.assistant(t, provider="openai", model="gpt-5.1-codex", api="openai-responses"),
+    ]
     h.write_session(home, worker, agent="worker", session_id="web-2")
     h.write_sessions_index(home, "main", {"agent:main:main": "web-1"})
     # one file holding two days (noon UTC, far from midnight): a rerun of one of them reads it again whole
-    d1, d2 = (datetime.combine(t.date() - timedelta(days=n), datetime.min.time(), timezone.utc) + timedelta(hours=12)
-              for n in (1, 2))
-    spanning = [h.session_line("web-3", d2), h.user(d2),
-                h.assistant(d2 + timedelta(minutes=1), u=h.usage(300, 40, 0, 0, cost=0.03)),
-                h.user(d1),
-                h.assistant(d1 + timedelta(minutes=1), u=h.usage(700, 70, 1000, 0, cost=0.07)),
-                h.assistant(d1 + timedelta(minutes=9), u=h.usage(900, 90, 2000, 0, cost=0.11))]
+    d1, d2 = (
+        datetime.combine(t.date() - timedelta(days=n), datetime.min.time(), UTC) + timedelta(hours=12)
+        for n in (1, 2)
+    )
+    spanning = [
+        h.session_line("web-3", d2),
+        h.user(d2),
+        h.assistant(d2 + timedelta(minutes=1), u=h.usage(300, 40, 0, 0, cost=0.03)),
+        h.user(d1),
+        h.assistant(d1 + timedelta(minutes=1), u=h.usage(700, 70, 1000, 0, cost=0.07)),
+        h.assistant(d1 + timedelta(minutes=9), u=h.usage(900, 90, 2000, 0, cost=0.11)),
+    ]
     h.write_session(home, spanning, session_id="web-3")
     return 4 + 1 + 1 + 3
 
@@ -122,9 +133,11 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("web")
     dagster_home = tmp / "dagster_home"
     dagster_home.mkdir()
-    (dagster_home / "dagster.yaml").write_text(dagster_yaml(dagster_home))  # the config `make run`/`make dev` write
+    (dagster_home / "dagster.yaml").write_text(
+        dagster_yaml(dagster_home)
+    )  # the config `make run`/`make dev` write
     init_instance(dagster_home)
-    planted_at = datetime.now(timezone.utc)
+    planted_at = datetime.now(UTC)
     planted = small_home(tmp / "home", planted_at)
     env = {
         **os.environ,
@@ -139,11 +152,19 @@ def server(tmp_path_factory):
     procs = [
         subprocess.Popen(
             [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=ROOT, env=env, stdout=logs["webserver"], stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=env,
+            stdout=logs["webserver"],
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         ),
         subprocess.Popen(
             [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-            cwd=ROOT, env=env, stdout=logs["daemon"], stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=env,
+            stdout=logs["daemon"],
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         ),
     ]
     try:
@@ -180,7 +201,9 @@ def location_loaded(port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def loaded(server):
-    wait_for("code location loaded", lambda: location_loaded(server["port"]), START_TIMEOUT_S, server["procs"])
+    wait_for(
+        "code location loaded", lambda: location_loaded(server["port"]), START_TIMEOUT_S, server["procs"]
+    )
     return server
 
 
@@ -202,13 +225,17 @@ def test_asset_graph_over_graphql(loaded):
     ui = {"/".join(n["assetKey"]["path"]): n for n in nodes}
     # every asset of the code location (built here independently) is in the UI, in its group
     tmp = loaded["tmp"]
-    graph = build_defs(McSettings(openclaw_home=str(tmp / "home"), data_dir=str(tmp / "x"))).resolve_asset_graph()
+    graph = build_defs(
+        McSettings(openclaw_home=str(tmp / "home"), data_dir=str(tmp / "x"))
+    ).resolve_asset_graph()
     expected = {k.to_user_string(): graph.get(k) for k in graph.get_all_asset_keys()}
     assert set(ui) == set(expected)
     for name, node in expected.items():
         assert ui[name]["groupName"] == node.group_name, name
         assert ui[name]["isMaterializable"] == node.is_materializable, name
-        assert {"/".join(d["path"]) for d in ui[name]["dependencyKeys"]} == {p.to_user_string() for p in node.parent_keys}
+        assert {"/".join(d["path"]) for d in ui[name]["dependencyKeys"]} == {
+            p.to_user_string() for p in node.parent_keys
+        }
 
     def upstream(name: str) -> set[str]:
         seen, todo = set(), [name]
@@ -221,9 +248,12 @@ def test_asset_graph_over_graphql(loaded):
         return seen
 
     # lineage from the raw sources through llm_calls (and the marts to usage_data_json when they exist)
-    assert {"openclaw_transcripts", "openclaw_session_index", "openclaw_auth_profiles", "transcript_records"} <= upstream(
-        "llm_calls"
-    )
+    assert {
+        "openclaw_transcripts",
+        "openclaw_session_index",
+        "openclaw_auth_profiles",
+        "transcript_records",
+    } <= upstream("llm_calls")
     if "usage_data_json" in ui:
         assert {"llm_calls", "openclaw_transcripts"} <= upstream("usage_data_json")
 
@@ -261,7 +291,11 @@ query Run($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status st
 
 def launch(port: int, repo_name: str, run_config: dict, value: str) -> str:
     params = {
-        "selector": {"repositoryLocationName": LOCATION, "repositoryName": repo_name, "jobName": "refresh_all"},
+        "selector": {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": repo_name,
+            "jobName": "refresh_all",
+        },
         "runConfigData": run_config,
         "executionMetadata": {"tags": [{"key": REFRESH_TAG, "value": value}]},
     }
@@ -315,11 +349,15 @@ def test_launch_refresh_all_over_graphql_and_wait_for_success(loaded):
 
     every = graphql(port, RUNS_QUERY)["runsOrError"]["results"]
     tagged = [r for r in every if REFRESH_TAG in {t["key"] for t in r["tags"]} and r["startTime"]]
-    assert not [r for r in every if REFRESH_TAG not in {t["key"] for t in r["tags"]}], "a run without the refresh tag"
+    assert not [r for r in every if REFRESH_TAG not in {t["key"] for t in r["tags"]}], (
+        "a run without the refresh tag"
+    )
     spans = sorted((r["startTime"], r["endTime"] or float("inf")) for r in tagged)
     for (_, end), (start, _) in zip(spans, spans[1:]):
         assert end <= start, f"runs tagged {REFRESH_TAG} overlapped: {spans}"
-    assert all(r["status"] in ("SUCCESS", "STARTED", "STARTING") for r in tagged), [r["status"] for r in tagged]
+    assert all(r["status"] in ("SUCCESS", "STARTED", "STARTING") for r in tagged), [
+        r["status"] for r in tagged
+    ]
 
     calls = Tables(tmp / "data").load("llm_calls")
     assert calls.height == loaded["planted"]
@@ -327,7 +365,7 @@ def test_launch_refresh_all_over_graphql_and_wait_for_success(loaded):
     assert calls.filter(pl.col("status") == "error").height == 1
 
 
-# -- the day partitions of llm_calls over GraphQL: status after a refresh, a rerun of one day -----------------
+# -- the day partitions of llm_calls over GraphQL: status after a refresh, a rerun of one day ----------------
 ACTIVE = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"]
 RUNS_FILTERED = """
 query Runs($filter: RunsFilter) { runsOrError(filter: $filter) { __typename
@@ -376,8 +414,10 @@ def runs_where(port: int, **filter_) -> list[dict]:
 
 
 def server_logs(tmp: Path) -> str:
-    return "".join(f"\n--- {n}.log (tail) ---\n" + (tmp / f"{n}.log").read_text(errors="replace")[-3000:]
-                   for n in ("webserver", "daemon"))  # fmt: skip
+    return "".join(
+        f"\n--- {n}.log (tail) ---\n" + (tmp / f"{n}.log").read_text(errors="replace")[-3000:]
+        for n in ("webserver", "daemon")
+    )
 
 
 def wait_run_success(loaded: dict, run_id: str, what: str) -> dict:
@@ -390,22 +430,33 @@ def wait_run_success(loaded: dict, run_id: str, what: str) -> dict:
         return run if run["status"] in ("SUCCESS", "FAILURE", "CANCELED") else None
 
     run = wait_for(f"{what} (run {run_id}) finished", ended, RUN_TIMEOUT_S, loaded["procs"], every=1.0)
-    assert run["status"] == "SUCCESS", f"{what}: run {run_id} ended {run['status']}\n" + failure_text(
-        port, run_id) + server_logs(loaded["tmp"])  # fmt: skip
+    assert run["status"] == "SUCCESS", (
+        f"{what}: run {run_id} ended {run['status']}\n"
+        + failure_text(port, run_id)
+        + server_logs(loaded["tmp"])
+    )
     return run
 
 
 def wait_no_active_run(loaded: dict) -> None:
     port = loaded["port"]
-    wait_for("no run queued or in progress", lambda: not runs_where(port, statuses=ACTIVE), RUN_TIMEOUT_S,
-             loaded["procs"], every=1.0)  # fmt: skip
+    wait_for(
+        "no run queued or in progress",
+        lambda: not runs_where(port, statuses=ACTIVE),
+        RUN_TIMEOUT_S,
+        loaded["procs"],
+        every=1.0,
+    )
 
 
 def stop_automation(port: int) -> list[tuple[str, dict]]:
     """Stop the hourly schedule and the sensor (a refresh run at the top of the hour must not write day files
     while the rerun is measured); returns what to reset afterwards."""
-    repo = next(r for r in graphql(port, AUTOMATION_QUERY)["repositoriesOrError"]["nodes"]
-                if r["location"]["name"] == LOCATION)  # fmt: skip
+    repo = next(
+        r
+        for r in graphql(port, AUTOMATION_QUERY)["repositoriesOrError"]["nodes"]
+        if r["location"]["name"] == LOCATION
+    )
     base = {"repositoryLocationName": LOCATION, "repositoryName": repo["name"]}
     stopped = []
     for s in repo["schedules"]:
@@ -455,11 +506,16 @@ def launch_partition(port: int, repo_name: str, day: str) -> str:
     """What the UI's "Materialize" of one partition of llm_calls sends: the implicit asset job, the asset
     selected, the partition as the run's tag."""
     params = {
-        "selector": {"repositoryLocationName": LOCATION, "repositoryName": repo_name, "jobName": "__ASSET_JOB",
-                     "assetSelection": [LLM_CALLS_KEY], "assetCheckSelection": []},
+        "selector": {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": repo_name,
+            "jobName": "__ASSET_JOB",
+            "assetSelection": [LLM_CALLS_KEY],
+            "assetCheckSelection": [],
+        },
         "runConfigData": {},
         "executionMetadata": {"tags": [{"key": "dagster/partition", "value": day}]},
-    }  # fmt: skip
+    }
     launched = graphql(port, LAUNCH, {"params": params})["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     return launched["run"]["runId"]
@@ -486,7 +542,9 @@ def test_llm_calls_partitions_and_rerun_of_one_day_over_graphql(loaded):
         on_disk = day_files(data)
         assert sorted(on_disk) == expected, f"day folders {sorted(on_disk)} != days with calls {expected}"
         done, node = materialized_partitions(port)
-        assert done == expected, f"materialized partitions {done} != days with calls {expected}; {node['assetPartitionStatuses']}"
+        assert done == expected, (
+            f"materialized partitions {done} != days with calls {expected}; {node['assetPartitionStatuses']}"
+        )
         stats = node["partitionStats"]
         assert (stats["numMaterialized"], stats["numFailed"], stats["numMaterializing"]) == (3, 0, 0), stats
         keys = node["partitionKeysByDimension"][0]["partitionKeys"]
@@ -496,11 +554,17 @@ def test_llm_calls_partitions_and_rerun_of_one_day_over_graphql(loaded):
         now_ms = time.time() * 1000
         before = latest_by_partition(port, expected)
         for day, mat in before.items():
-            assert mat is not None, f"{day}: no materialization of llm_calls (partition statuses say materialized)"
+            assert mat is not None, (
+                f"{day}: no materialization of llm_calls (partition statuses say materialized)"
+            )
             assert mat["partition"] == day, mat
-            assert mat["runId"] in refresh_ids, f"{day}: materialized by {mat['runId']}, not a refresh run {refresh_ids}"
+            assert mat["runId"] in refresh_ids, (
+                f"{day}: materialized by {mat['runId']}, not a refresh run {refresh_ids}"
+            )
             assert mat["timestamp"] and 0 < float(mat["timestamp"]) <= now_ms, mat
-        history = graphql(port, MATERIALIZATIONS, {"key": LLM_CALLS_KEY, "partitions": expected})["assetOrError"]
+        history = graphql(port, MATERIALIZATIONS, {"key": LLM_CALLS_KEY, "partitions": expected})[
+            "assetOrError"
+        ]
         assert history["__typename"] == "Asset", history
         assert {m["partition"] for m in history["assetMaterializations"]} == set(expected), history
 
@@ -528,10 +592,14 @@ def test_llm_calls_partitions_and_rerun_of_one_day_over_graphql(loaded):
         new = tables.read_days("llm_calls", [datetime.fromisoformat(day).date()])
         assert new.height == old.height, (old.height, new.height)
         assert new.get_column("cost_usd").sum() == pytest.approx(old.get_column("cost_usd").sum()), (old, new)
-        assert new.sort("call_id").equals(old.sort("call_id")), "the rerun's rows differ from the full build's"
+        assert new.sort("call_id").equals(old.sort("call_id")), (
+            "the rerun's rows differ from the full build's"
+        )
 
         latest = latest_by_partition(port, expected)
-        assert latest[day]["runId"] == run_id, f"{day}: latest materialization {latest[day]}, not the rerun {run_id}"
+        assert latest[day]["runId"] == run_id, (
+            f"{day}: latest materialization {latest[day]}, not the rerun {run_id}"
+        )
         assert float(latest[day]["timestamp"]) >= float(before[day]["timestamp"]), (before[day], latest[day])
         assert {d: latest[d] for d in expected if d != day} == {d: before[d] for d in expected if d != day}
         done, node = materialized_partitions(port)

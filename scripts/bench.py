@@ -24,12 +24,12 @@ is dropped):
 
   1. ``python -c "import dagster, polars, pandera"`` x3 (median);
   2. empty home: one run to create the instance and data dir, then 3 runs with ``--force`` (median);
-  3. small home: full build into a fresh data dir, then ccusage; a run with nothing new (the CLI's fast
-     path), then ccusage; a rerun of one day in the middle of the history (``python -m mc_pipeline rerun
-     --day D`` when mc_pipeline/runtime/cli.py has that subcommand, else an in-process Dagster materialisation of the
+  3. small home: full build into a fresh data dir, then ccusage; a run with nothing new (the CLI's fast path),
+     then ccusage; a rerun of one day in the middle of the history (``python -m mc_pipeline rerun --day D``
+     when mc_pipeline/runtime/cli.py has that subcommand, else an in-process Dagster materialisation of the
      ``llm_calls`` and ``usage_daily`` partitions by a helper script written to the work dir); ~1% new
-     sessions (``synth_home.py --add-mb``, fixed ``--add-seed``), then a run; one assistant call appended
-     to the newest live transcript, then a run;
+     sessions (``synth_home.py --add-mb``, fixed ``--add-seed``), then a run; one assistant call appended to
+     the newest live transcript, then a run;
   4. big home: full build into a fresh data dir, then ccusage; the same new sessions added, then a run;
   5. fleet (``--fleet-homes`` homes of ``--fleet-mb`` MB, ``synth_home.py --layout upgraded``, seeds
      ``--fleet-seed``, +1, ...; every file of each read once first), ``--fleet-repeats`` times, the order
@@ -38,13 +38,13 @@ is dropped):
      other, wall times summed; the fleet run with ``MC_MAX_CONCURRENT=1``. Medians. Each fleet run's
      ``usage-data.json`` summary (totalRequests, totalCost) must equal the sum of the single runs' (the case
      FAILS otherwise). Memory: besides wait4's peak (one process: the fleet's step processes are the
-     forkserver's children, never waited for by the CLI), the peak of the summed PSS of the whole process tree,
-     sampled every 0.2 s (for every run of this case alike). Each fleet run's steps are read back from its
-     Dagster event log (STEP_WORKER_STARTING / STEP_START / STEP_SUCCESS) by a helper child process;
+     forkserver's children, never waited for by the CLI), the peak of the summed PSS of the whole process
+     tree, sampled every 0.2 s (for every run of this case alike). Each fleet run's steps are read back from
+     its Dagster event log (STEP_WORKER_STARTING / STEP_START / STEP_SUCCESS) by a helper child process;
   6. Postgres fixed cost: a PostgreSQL server (``mc_pipeline_tests/postgres_server.py``; skipped, saying why,
-     without initdb/pg_ctl), empty homes (``--fleet-homes`` of them as a fleet, and one alone), ``run --force``
-     with ``MC_DAGSTER_POSTGRES_URL`` (one fresh database per configuration) and without it (SQLite files):
-     a first run of each (it creates the storage; reported apart), then ``--pg-repeats`` runs of each,
+     without initdb/pg_ctl), empty homes (``--fleet-homes`` of them as a fleet, and one alone), ``run
+     --force`` with ``MC_DAGSTER_POSTGRES_URL`` (one fresh database per configuration) and without it (SQLite
+     files): a first run of each (it creates the storage; reported apart), then ``--pg-repeats`` runs of each,
      interleaved; medians.
 
 ``--only core,fleet,postgres`` (env ``MC_BENCH_ONLY``) runs some of them: ``core`` is steps 1-4 (the eight
@@ -181,7 +181,8 @@ def stderr_excerpt(t: Timed, head: int = 12, tail: int = 6) -> str:
 class TreeMemory(threading.Thread):
     """The peak of the summed PSS (proportional set size: shared pages split between the processes sharing
     them) of a process and all its descendants, sampled every ``every`` s from /proc. wait4's peak is one
-    process's: a fleet's step processes are children of Dagster's forkserver, which the CLI never waits for."""
+    process's: a fleet's step processes are children of Dagster's forkserver, which the CLI never waits
+    for."""
 
     def __init__(self, pid: int, every: float = 0.2):
         super().__init__(daemon=True)
@@ -310,18 +311,35 @@ def code_state() -> dict:
     """The tree the bench measures: git HEAD, uncommitted files of mc_pipeline/ + scripts/synth_home.py, and
     a digest of their contents (to notice edits made while the bench ran)."""
     digest = hashlib.sha256()
-    for f in sorted([*(ROOT / "mc_pipeline").rglob("*"), ROOT / "scripts" / "synth_home.py",
-                     *(ROOT / rel for rel in SYNTH_TEST_MODULES)]):  # fmt: skip
+    for f in sorted(
+        [
+            *(ROOT / "mc_pipeline").rglob("*"),
+            ROOT / "scripts" / "synth_home.py",
+            *(ROOT / rel for rel in SYNTH_TEST_MODULES),
+        ]
+    ):
         if f.is_file() and "__pycache__" not in f.parts:
             digest.update(f.relative_to(ROOT).as_posix().encode() + b"\0" + f.read_bytes())
     state = {"digest": digest.hexdigest()[:16]}
     try:
         git = ["git", "-C", str(ROOT)]
-        state["head"] = subprocess.run([*git, "rev-parse", "--short", "HEAD"], check=True, capture_output=True,
-                                       text=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run([*git, "status", "--porcelain", "--", "mc_pipeline", "scripts/synth_home.py",
-                                *SYNTH_TEST_MODULES],
-                               check=True, capture_output=True, text=True).stdout.splitlines()  # fmt: skip
+        state["head"] = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [
+                *git,
+                "status",
+                "--porcelain",
+                "--",
+                "mc_pipeline",
+                "scripts/synth_home.py",
+                *SYNTH_TEST_MODULES,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.splitlines()
         state["uncommitted"] = [ln[3:] for ln in dirty]
     except (OSError, subprocess.CalledProcessError):
         pass
@@ -416,8 +434,10 @@ class CachedHome:
         shutil.rmtree(self.dir, ignore_errors=True)
         partial = self.dir / "home.partial"
         partial.parent.mkdir(parents=True, exist_ok=True)
-        log(f"generating {self.size_mb:g} MB home (seed {self.seed}, {self.days or 'default'} days, {self.layout} "
-            f"layout) in {partial}")  # fmt: skip
+        log(
+            f"generating {self.size_mb:g} MB home (seed {self.seed}, {self.days or 'default'} days, {self.layout} "
+            f"layout) in {partial}"
+        )
         t0 = time.perf_counter()
         cmd = [
             py,
@@ -443,8 +463,16 @@ class CachedHome:
                 dst = self.saved / rel
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(self.home / rel, dst)
-        doc = {"size_mb": self.size_mb, "seed": self.seed, "days": self.days, "layout": self.layout,
-               "synth_sha": synth_hash(), "generated_s": round(time.perf_counter() - t0, 1), "stats": self.stats, "files": files}  # fmt: skip
+        doc = {
+            "size_mb": self.size_mb,
+            "seed": self.seed,
+            "days": self.days,
+            "layout": self.layout,
+            "synth_sha": synth_hash(),
+            "generated_s": round(time.perf_counter() - t0, 1),
+            "stats": self.stats,
+            "files": files,
+        }
         self.record.write_text(json.dumps(doc))
         log(f"  generated in {doc['generated_s']:.0f} s: {self.stats}")
 
@@ -542,17 +570,34 @@ def append_call(home: Path) -> dict:
 
     p_in = rate("input", 3e-6)
     inp, outp, cread, cwrite = 1200, 350, u.get("cacheRead", 0), 800
-    cost = {"input": inp * p_in, "output": outp * rate("output", 15e-6), "cacheRead": cread * rate("cacheRead", p_in * 0.1),
-            "cacheWrite": cwrite * rate("cacheWrite", p_in * 1.25)}  # fmt: skip
+    cost = {
+        "input": inp * p_in,
+        "output": outp * rate("output", 15e-6),
+        "cacheRead": cread * rate("cacheRead", p_in * 0.1),
+        "cacheWrite": cwrite * rate("cacheWrite", p_in * 1.25),
+    }
     cost["total"] = sum(cost.values())
-    m.update(content=[{"type": "text", "text": "synthetic call appended by mc_pipeline scripts/bench.py"}],
-             usage={"input": inp, "output": outp, "cacheRead": cread, "cacheWrite": cwrite,
-                    "totalTokens": inp + outp + cread + cwrite, "cost": cost},
-             stopReason="stop", timestamp=int(now.timestamp() * 1000))  # fmt: skip
+    m.update(
+        content=[{"type": "text", "text": "synthetic call appended by mc_pipeline scripts/bench.py"}],
+        usage={
+            "input": inp,
+            "output": outp,
+            "cacheRead": cread,
+            "cacheWrite": cwrite,
+            "totalTokens": inp + outp + cread + cwrite,
+            "cost": cost,
+        },
+        stopReason="stop",
+        timestamp=int(now.timestamp() * 1000),
+    )
     if "responseId" in m:
         m["responseId"] = f"msg_{new_id}{rng.getrandbits(32):08x}"
-    e.update(id=new_id, parentId=last_id, timestamp=now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
-             message=m)  # fmt: skip
+    e.update(
+        id=new_id,
+        parentId=last_id,
+        timestamp=now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
+        message=m,
+    )
     with open(newest, "rb+") as fh:
         fh.seek(0, os.SEEK_END)
         if fh.tell():
@@ -692,8 +737,15 @@ class Tools:
     def __init__(self, py: str, work: Path, ccusage: str | None, rerun_via: str = "auto"):
         self.py, self.work, self.ccusage, self.rerun_via = py, work, ccusage, rerun_via
 
-    def run(self, label: str, home: Path, data: Path, *flags: str, extra: dict[str, str] | None = None,
-            tree: bool = False) -> Timed:  # fmt: skip
+    def run(
+        self,
+        label: str,
+        home: Path,
+        data: Path,
+        *flags: str,
+        extra: dict[str, str] | None = None,
+        tree: bool = False,
+    ) -> Timed:
         return timed(
             label,
             [self.py, "-m", "mc_pipeline", "run", "--quiet", *flags],
@@ -701,8 +753,16 @@ class Tools:
             tree=tree,
         )
 
-    def fleet(self, label: str, homes: list[tuple[str, Path]], data: Path, concurrent: int | None, *flags: str,
-              extra: dict[str, str] | None = None, tree: bool = False) -> Timed:  # fmt: skip
+    def fleet(
+        self,
+        label: str,
+        homes: list[tuple[str, Path]],
+        data: Path,
+        concurrent: int | None,
+        *flags: str,
+        extra: dict[str, str] | None = None,
+        tree: bool = False,
+    ) -> Timed:
         return timed(
             label,
             [self.py, "-m", "mc_pipeline", "run", "--quiet", *flags],
@@ -716,10 +776,19 @@ class Tools:
         helper = self.work / "run_steps.py"
         if not helper.exists():
             helper.write_text(STEPS_HELPER)
-        env = clean_env() | {"DAGSTER_HOME": str(dagster_home), "PYTHONPATH": pipeline_env(Path(), Path())["PYTHONPATH"],
-                             **(extra or {})}  # fmt: skip
-        proc = subprocess.run([self.py, str(helper), str(dagster_home)], cwd=CODE, env=env, check=False,
-                              capture_output=True, text=True)  # fmt: skip
+        env = clean_env() | {
+            "DAGSTER_HOME": str(dagster_home),
+            "PYTHONPATH": pipeline_env(Path(), Path())["PYTHONPATH"],
+            **(extra or {}),
+        }
+        proc = subprocess.run(
+            [self.py, str(helper), str(dagster_home)],
+            cwd=CODE,
+            env=env,
+            check=False,
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             log(f"  reading the event log of {dagster_home} failed: {proc.stderr.strip().splitlines()[-1:]}")
             return {}
@@ -830,9 +899,17 @@ class Case:
         return ", ".join(f"{m} <= {lim}x" for m, lim in t) if len(t) > 1 else f"<= {t[0][1]}x"
 
     def as_json(self) -> dict:
-        return {"case": self.key, "name": self.name, "measured": self.measured, "reference": self.reference,
-                "ratios": {m: r for m, r, _ in self.ratios}, "targets": dict(TARGETS[self.key]),
-                "result": self.result, "failed": self.failed, "note": self.note}  # fmt: skip
+        return {
+            "case": self.key,
+            "name": self.name,
+            "measured": self.measured,
+            "reference": self.reference,
+            "ratios": {m: r for m, r, _ in self.ratios},
+            "targets": dict(TARGETS[self.key]),
+            "result": self.result,
+            "failed": self.failed,
+            "note": self.note,
+        }
 
 
 def s(t: Timed) -> str:
@@ -877,8 +954,9 @@ def build_cases(m: dict[str, Timed | None], info: dict, small: str, big: str) ->
 
     c = Case("add_small", f"+{info['add_pct']:g}% new sessions ({small} home)")
     t = m.get("add_small")
-    c.failed = info.get("add_small_error") or why_failed(("mc_pipeline", t), ("empty home", empty),
-                                                         (f"full build {small}", full_s))  # fmt: skip
+    c.failed = info.get("add_small_error") or why_failed(
+        ("mc_pipeline", t), ("empty home", empty), (f"full build {small}", full_s)
+    )
     if t and t.ok and empty and empty.ok:
         c.measured = f"wall {s(t)}, work {t.wall_s - empty.wall_s:.2f} s"
     if full_work is not None:
@@ -987,8 +1065,14 @@ def step_profile(doc: dict, t: Timed) -> dict:
         if start is None or end is None:
             continue
         queued = ev.get("STEP_WORKER_STARTING", start)
-        rows.append({"step": key, "queued": round(queued - t.started_at, 2), "start": round(start - t.started_at, 2),
-                     "end": round(end - t.started_at, 2)})  # fmt: skip
+        rows.append(
+            {
+                "step": key,
+                "queued": round(queued - t.started_at, 2),
+                "start": round(start - t.started_at, 2),
+                "end": round(end - t.started_at, 2),
+            }
+        )
     rows.sort(key=lambda r: (r["queued"], r["step"]))
     kinds: dict[str, list[float]] = {}
     for r in rows:
@@ -1009,11 +1093,13 @@ def step_profile(doc: dict, t: Timed) -> dict:
 
 def profile_text(p: dict) -> str:
     kinds = ", ".join(f"{k} {v['n']} x {v['total_s'] / v['n']:.2f} s" for k, v in p["by_kind"].items())
-    return (f"wall {p['wall_s']:.2f} s = {p['before_first_event_s']:.2f} s before the first event + "
-            f"{p['wall_s'] - p['before_first_event_s'] - p['after_last_event_s']:.2f} s of events + "
-            f"{p['after_last_event_s']:.2f} s after the last; {len(p['steps'])} steps: {p['step_s']:.2f} s in steps "
-            f"({kinds}), {p['step_startup_s']:.2f} s queued -> started; {p['mean_running']} steps running on "
-            f"average over {p['steps_span_s']:.2f} s")  # fmt: skip
+    return (
+        f"wall {p['wall_s']:.2f} s = {p['before_first_event_s']:.2f} s before the first event + "
+        f"{p['wall_s'] - p['before_first_event_s'] - p['after_last_event_s']:.2f} s of events + "
+        f"{p['after_last_event_s']:.2f} s after the last; {len(p['steps'])} steps: {p['step_s']:.2f} s in steps "
+        f"({kinds}), {p['step_startup_s']:.2f} s queued -> started; {p['mean_running']} steps running on "
+        f"average over {p['steps_span_s']:.2f} s"
+    )
 
 
 def closest_to_median(runs: list[Timed]) -> int | None:
@@ -1035,7 +1121,8 @@ def run_fleet(
     args, tools: Tools, work: Path, fleet: list[CachedHome], m: dict, raw: list[Timed], info: dict
 ) -> None:
     """Step 5: one fleet run (MC_MAX_CONCURRENT=--fleet-concurrent) vs the homes one after another as single
-    runs vs the fleet run with MC_MAX_CONCURRENT=1, --fleet-repeats times in rotated order; the totals checked."""
+    runs vs the fleet run with MC_MAX_CONCURRENT=1, --fleet-repeats times in rotated order; the totals
+    checked."""
     homes = [(f"h{i + 1}", h.home) for i, h in enumerate(fleet)]
     for h in fleet:
         log(f"warming the page cache: {h.home}")
@@ -1058,8 +1145,9 @@ def run_fleet(
                     singles.append(t)
                     found.append(usage_totals(data))
                 runs[kind].append(summed(singles, f"{len(homes)} homes one after another ({i + 1}/{n})"))
-                totals["singles"] = ((sum(f[0] for f in found), sum(f[1] for f in found))
-                                     if all(found) else None)  # fmt: skip
+                totals["singles"] = (
+                    (sum(f[0] for f in found), sum(f[1] for f in found)) if all(found) else None
+                )
                 totals["each"] = found
                 continue
             c = conc if kind == "parallel" else 1
@@ -1075,19 +1163,25 @@ def run_fleet(
         check["equal"] = all(same_totals(totals.get(k), totals.get("singles")) for k in ("parallel", "one"))
         checks.append(check)
         if not check["equal"]:
-            log(f"FLEET TOTALS DIFFER (repeat {i + 1}): singles {totals.get('singles')}, fleet MC_MAX_CONCURRENT={conc} "
-                f"{totals.get('parallel')}, MC_MAX_CONCURRENT=1 {totals.get('one')}")  # fmt: skip
+            log(
+                f"FLEET TOTALS DIFFER (repeat {i + 1}): singles {totals.get('singles')}, fleet MC_MAX_CONCURRENT={conc} "
+                f"{totals.get('parallel')}, MC_MAX_CONCURRENT=1 {totals.get('one')}"
+            )
     info["fleet_totals"] = checks
     bad = [c for c in checks if not c["equal"]]
     if bad:
         c = bad[0]
-        info["fleet_error"] = (f"TOTALS DIFFER in {len(bad)} of {len(checks)} repeat(s): (totalRequests, totalCost) "
-                               f"of the {len(homes)} single runs summed {c['singles']}, fleet "
-                               f"MC_MAX_CONCURRENT={conc} {c['parallel']}, MC_MAX_CONCURRENT=1 {c['one']} "
-                               f"(repeat {c['repeat']})")  # fmt: skip
-    for kind, key, label in (("parallel", "fleet_parallel", f"fleet, MC_MAX_CONCURRENT={conc} (median)"),
-                             ("sequential", "fleet_sequential", "homes one after another (median of sums)"),
-                             ("one", "fleet_one", "fleet, MC_MAX_CONCURRENT=1 (median)")):  # fmt: skip
+        info["fleet_error"] = (
+            f"TOTALS DIFFER in {len(bad)} of {len(checks)} repeat(s): (totalRequests, totalCost) "
+            f"of the {len(homes)} single runs summed {c['singles']}, fleet "
+            f"MC_MAX_CONCURRENT={conc} {c['parallel']}, MC_MAX_CONCURRENT=1 {c['one']} "
+            f"(repeat {c['repeat']})"
+        )
+    for kind, key, label in (
+        ("parallel", "fleet_parallel", f"fleet, MC_MAX_CONCURRENT={conc} (median)"),
+        ("sequential", "fleet_sequential", "homes one after another (median of sums)"),
+        ("one", "fleet_one", "fleet, MC_MAX_CONCURRENT=1 (median)"),
+    ):
         m[key] = median_of(runs[kind], label)
     info["fleet_profiles"] = profiles
     info["fleet_walls"] = {kind: [round(t.wall_s, 2) for t in runs[kind]] for kind in kinds}
@@ -1164,8 +1258,11 @@ def build_extra_cases(m: dict[str, Timed | None], info: dict, only: set[str], ar
     cases = []
     if "fleet" in only:
         n, conc = args.fleet_repeats, args.fleet_concurrent
-        c = Case("fleet", f"fleet of {args.fleet_homes} x {size_label(args.fleet_mb)} homes (upgraded layout), "
-                          f"MC_MAX_CONCURRENT={conc} (median of {n})")  # fmt: skip
+        c = Case(
+            "fleet",
+            f"fleet of {args.fleet_homes} x {size_label(args.fleet_mb)} homes (upgraded layout), "
+            f"MC_MAX_CONCURRENT={conc} (median of {n})",
+        )
         par, seq, one = m.get("fleet_parallel"), m.get("fleet_sequential"), m.get("fleet_one")
         c.failed = (
             info.get("fleet_run_error")
@@ -1181,25 +1278,34 @@ def build_extra_cases(m: dict[str, Timed | None], info: dict, only: set[str], ar
             c.measured = f"one fleet run: wall {s(par)} (CPU {par.cpu_s:.1f} s; {mem(par)})"
         refs = []
         if seq:
-            refs.append(f"{args.fleet_homes} single runs one after another: wall {s(seq)} summed (CPU {seq.cpu_s:.1f} s; "
-                        f"{mem(seq)})")  # fmt: skip
+            refs.append(
+                f"{args.fleet_homes} single runs one after another: wall {s(seq)} summed (CPU {seq.cpu_s:.1f} s; "
+                f"{mem(seq)})"
+            )
         if one:
             refs.append(f"fleet run, MC_MAX_CONCURRENT=1: wall {s(one)} (CPU {one.cpu_s:.1f} s; {mem(one)})")
         c.reference = "; ".join(refs) or "-"
         if not c.failed:
-            c.ratios = [("vs sequential", par.wall_s / seq.wall_s, 0.65),
-                        ("vs MC_MAX_CONCURRENT=1", par.wall_s / one.wall_s, None)]  # fmt: skip
+            c.ratios = [
+                ("vs sequential", par.wall_s / seq.wall_s, 0.65),
+                ("vs MC_MAX_CONCURRENT=1", par.wall_s / one.wall_s, None),
+            ]
         cases.append(c)
     if "postgres" in only:
         n = args.pg_repeats
         skip = info.get("postgres_skip")
-        for shape, key, name in (("fleet", "postgres_fleet", f"Postgres fixed cost, fleet of {args.fleet_homes} empty homes"),
-                                 ("single", "postgres_single", "Postgres fixed cost, one empty home")):  # fmt: skip
+        for shape, key, name in (
+            ("fleet", "postgres_fleet", f"Postgres fixed cost, fleet of {args.fleet_homes} empty homes"),
+            ("single", "postgres_single", "Postgres fixed cost, one empty home"),
+        ):
             c = Case(key, f"{name} (median of {n}, --force)")
             pg, lite = m.get(f"pg_{shape}_pg"), m.get(f"pg_{shape}_sqlite")
             pg1, lite1 = m.get(f"pg_{shape}_pg_first"), m.get(f"pg_{shape}_sqlite_first")
-            c.failed = (f"skipped: {skip}" if skip else info.get("postgres_error")
-                        or why_failed(("Postgres", pg), ("SQLite", lite)))  # fmt: skip
+            c.failed = (
+                f"skipped: {skip}"
+                if skip
+                else info.get("postgres_error") or why_failed(("Postgres", pg), ("SQLite", lite))
+            )
             if pg:
                 c.measured = f"Postgres: wall {s(pg)}" + (f" (first run {s(pg1)})" if pg1 else "")
             if lite:
@@ -1249,8 +1355,12 @@ def main(argv: list[str] | None = None) -> int:
         default=env_float("MC_BENCH_BIG_MB", default=2560),
         help="the big home, MB (default 2560 = 2.5 GB; env MC_BENCH_BIG_MB)",
     )
-    p.add_argument("--big-days", type=int, help=f"days of history of the big home (default {HISTORY_DAYS} x big/small: "
-                   f"the same calls per day as the small home's {HISTORY_DAYS} days)")  # fmt: skip
+    p.add_argument(
+        "--big-days",
+        type=int,
+        help=f"days of history of the big home (default {HISTORY_DAYS} x big/small: "
+        f"the same calls per day as the small home's {HISTORY_DAYS} days)",
+    )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument(
         "--add-pct", type=float, default=1.0, help="new sessions, %% of the small home (default 1)"
@@ -1281,22 +1391,41 @@ def main(argv: list[str] | None = None) -> int:
         "made at the start (edits made while the bench runs would then mix versions)",
     )
     p.add_argument("--python", default=sys.executable, help="the Python of mc_pipeline (default: this one)")
-    p.add_argument("--only", default=os.environ.get("MC_BENCH_ONLY", ""),
-                   help=f"comma-separated groups of cases to run: {', '.join(GROUPS)} (default all; env MC_BENCH_ONLY)")  # fmt: skip
-    p.add_argument("--fleet-mb", type=float, default=env_float("MC_BENCH_FLEET_MB", default=300),
-                   help="size of each home of the fleet case, MB (default 300; env MC_BENCH_FLEET_MB)")  # fmt: skip
-    p.add_argument("--fleet-homes", type=int, default=4,
-                   help="homes in the fleet case, and empty homes in the Postgres fleet (default 4)")  # fmt: skip
+    p.add_argument(
+        "--only",
+        default=os.environ.get("MC_BENCH_ONLY", ""),
+        help=f"comma-separated groups of cases to run: {', '.join(GROUPS)} (default all; env MC_BENCH_ONLY)",
+    )
+    p.add_argument(
+        "--fleet-mb",
+        type=float,
+        default=env_float("MC_BENCH_FLEET_MB", default=300),
+        help="size of each home of the fleet case, MB (default 300; env MC_BENCH_FLEET_MB)",
+    )
+    p.add_argument(
+        "--fleet-homes",
+        type=int,
+        default=4,
+        help="homes in the fleet case, and empty homes in the Postgres fleet (default 4)",
+    )
     p.add_argument(
         "--fleet-seed", type=int, default=101, help="seed of the first fleet home (+1 for each next)"
     )
     p.add_argument(
         "--fleet-concurrent", type=int, default=2, help="MC_MAX_CONCURRENT of the fleet run (default 2)"
     )
-    p.add_argument("--fleet-repeats", type=int, default=5,
-                   help="repeats of the fleet case's three measurements (median; default 5)")  # fmt: skip
-    p.add_argument("--pg-repeats", type=int, default=5,
-                   help="--force runs of each Postgres/SQLite configuration after its first run (median; default 5)")  # fmt: skip
+    p.add_argument(
+        "--fleet-repeats",
+        type=int,
+        default=5,
+        help="repeats of the fleet case's three measurements (median; default 5)",
+    )
+    p.add_argument(
+        "--pg-repeats",
+        type=int,
+        default=5,
+        help="--force runs of each Postgres/SQLite configuration after its first run (median; default 5)",
+    )
     args = p.parse_args(argv)
     only = {g.strip() for g in args.only.split(",") if g.strip()} or set(GROUPS)
     if only - set(GROUPS):
@@ -1325,13 +1454,21 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True)
     if not args.no_snapshot:
         CODE = snapshot_code(work)
-    log(f"code: {CODE} (HEAD {code_start.get('head', '?')}, {len(code_start.get('uncommitted', []))} uncommitted "
-        f"file(s) of mc_pipeline/ and synth_home.py, digest {code_start['digest']})")  # fmt: skip
+    log(
+        f"code: {CODE} (HEAD {code_start.get('head', '?')}, {len(code_start.get('uncommitted', []))} uncommitted "
+        f"file(s) of mc_pipeline/ and synth_home.py, digest {code_start['digest']})"
+    )
 
     small = CachedHome(homes, args.small_mb, args.seed, HISTORY_DAYS) if "core" in only else None
     big = None if args.skip_big or not small else CachedHome(homes, args.big_mb, args.seed, big_days)
-    fleet = ([CachedHome(homes, args.fleet_mb, args.fleet_seed + i, None, layout="upgraded")
-              for i in range(args.fleet_homes)] if "fleet" in only else [])  # fmt: skip
+    fleet = (
+        [
+            CachedHome(homes, args.fleet_mb, args.fleet_seed + i, None, layout="upgraded")
+            for i in range(args.fleet_homes)
+        ]
+        if "fleet" in only
+        else []
+    )
     for h in (small, big, *fleet):
         if h:
             h.prepare(args.python, args.fresh)
@@ -1360,16 +1497,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if small:  # --only core
             # 1-2. the floor: imports, the empty home
-            imports = [timed(f"import dagster, polars, pandera ({i + 1}/{args.repeats})",
-                             [args.python, "-c", "import dagster, polars, pandera"], clean_env())
-                       for i in range(args.repeats)]  # fmt: skip
+            imports = [
+                timed(
+                    f"import dagster, polars, pandera ({i + 1}/{args.repeats})",
+                    [args.python, "-c", "import dagster, polars, pandera"],
+                    clean_env(),
+                )
+                for i in range(args.repeats)
+            ]
             raw += imports
             m["imports"] = median_of(imports, "import (median)")
             empty_home, empty_data = work / "empty-home", work / "data-empty"
             empty_home.mkdir()
             keep("empty_first", tools.run("empty home, first run", empty_home, empty_data))
-            empties = [tools.run(f"empty home --force ({i + 1}/{args.repeats})", empty_home, empty_data, "--force")
-                       for i in range(args.repeats)]  # fmt: skip
+            empties = [
+                tools.run(f"empty home --force ({i + 1}/{args.repeats})", empty_home, empty_data, "--force")
+                for i in range(args.repeats)
+            ]
             raw += empties
             m["empty"] = median_of(empties, "empty home (median)")
 
@@ -1449,15 +1593,25 @@ def main(argv: list[str] | None = None) -> int:
     cases += build_extra_cases(m, info, only, args)
     out = []
     mem = mem_total_gib()
-    out.append(f"machine: {os.cpu_count()} cores{f', {mem:.0f} GiB' if mem else ''}; load average (1/5/15 min) "
-               f"{'/'.join(f'{x:.2f}' for x in load_start)} at start, {'/'.join(f'{x:.2f}' for x in load_end)} at end")  # fmt: skip
+    out.append(
+        f"machine: {os.cpu_count()} cores{f', {mem:.0f} GiB' if mem else ''}; load average (1/5/15 min) "
+        f"{'/'.join(f'{x:.2f}' for x in load_start)} at start, {'/'.join(f'{x:.2f}' for x in load_end)} at end"
+    )
     uncommitted = code_start.get("uncommitted", [])
-    out.append(f"code: HEAD {code_start.get('head', '?')}" + (f" + uncommitted {', '.join(uncommitted)}" if uncommitted
-               else "") + (f"; run from a copy made at the start ({CODE})" if CODE != ROOT else "; run in place"))  # fmt: skip
+    out.append(
+        f"code: HEAD {code_start.get('head', '?')}"
+        + (f" + uncommitted {', '.join(uncommitted)}" if uncommitted else "")
+        + (f"; run from a copy made at the start ({CODE})" if CODE != ROOT else "; run in place")
+    )
     if code_end["digest"] != code_start["digest"]:
-        out.append(f"note: mc_pipeline/ was edited while the bench ran (HEAD {code_end.get('head', '?')} at the end)"
-                   + ("; the copy kept every measurement on the starting code" if CODE != ROOT
-                      else ": the measurements may mix versions"))  # fmt: skip
+        out.append(
+            f"note: mc_pipeline/ was edited while the bench ran (HEAD {code_end.get('head', '?')} at the end)"
+            + (
+                "; the copy kept every measurement on the starting code"
+                if CODE != ROOT
+                else ": the measurements may mix versions"
+            )
+        )
     for label, h in ((small_label, small), (big_label, big)):
         if h:
             b, n = home_bytes(h.home)
@@ -1467,11 +1621,15 @@ def main(argv: list[str] | None = None) -> int:
     for i, h in enumerate(fleet):
         on_disk = sum(size for size, _ in home_files(h.home).values())
         calls = (h.stats.get("truth") or {}).get("calls")
-        out.append(f"fleet home h{i + 1}: {h.home} ({on_disk / 1e6:,.0f} MB on disk, {h.layout} layout, seed {h.seed}, "
-                   f"{h.stats.get('days', '?')} days, {f'{calls:,}' if calls else '?'} calls)")  # fmt: skip
+        out.append(
+            f"fleet home h{i + 1}: {h.home} ({on_disk / 1e6:,.0f} MB on disk, {h.layout} layout, seed {h.seed}, "
+            f"{h.stats.get('days', '?')} days, {f'{calls:,}' if calls else '?'} calls)"
+        )
     if "added" in info:
-        out.append(f"new sessions: {info['added'].get('bytes', 0) / 1e6:,.1f} MB in {info['added'].get('files')} files "
-                   f"(--add-mb {add_mb:g} --add-seed {args.add_seed})" + (", the same in both homes" if big else ""))  # fmt: skip
+        out.append(
+            f"new sessions: {info['added'].get('bytes', 0) / 1e6:,.1f} MB in {info['added'].get('files')} files "
+            f"(--add-mb {add_mb:g} --add-seed {args.add_seed})" + (", the same in both homes" if big else "")
+        )
     out += [
         "",
         "| case | measured | reference | ratio | target | result |",
@@ -1493,8 +1651,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         ours, theirs = tot["mc_pipeline"].get("transcript"), tot["ccusage"]
         line = f"recorded cost, full build {label}: "
-        line += (f"mc_pipeline ${ours['recorded_cost']:,.2f} ({ours['calls']:,} calls, {ours['tokens']:,} tokens)"
-                 if ours else "mc_pipeline -")  # fmt: skip
+        line += (
+            f"mc_pipeline ${ours['recorded_cost']:,.2f} ({ours['calls']:,} calls, {ours['tokens']:,} tokens)"
+            if ours
+            else "mc_pipeline -"
+        )
         line += (
             f"; ccusage ${theirs['totalCost']:,.2f} ({theirs['totalTokens']:,} tokens)"
             if theirs
@@ -1509,13 +1670,17 @@ def main(argv: list[str] | None = None) -> int:
 
     for chk in info.get("fleet_totals", []):
         each = " + ".join(f"{t[0]:,} / ${t[1]:,.2f}" if t else "?" for t in chk.get("each") or [])
-        out.append(f"fleet totals, repeat {chk['repeat']}: single runs {each} = {tot(chk['singles'])}; fleet "
-                   f"MC_MAX_CONCURRENT={args.fleet_concurrent} {tot(chk['parallel'])}; MC_MAX_CONCURRENT=1 "
-                   f"{tot(chk['one'])} -> {'EQUAL' if chk['equal'] else 'DIFFERENT'}")  # fmt: skip
+        out.append(
+            f"fleet totals, repeat {chk['repeat']}: single runs {each} = {tot(chk['singles'])}; fleet "
+            f"MC_MAX_CONCURRENT={args.fleet_concurrent} {tot(chk['parallel'])}; MC_MAX_CONCURRENT=1 "
+            f"{tot(chk['one'])} -> {'EQUAL' if chk['equal'] else 'DIFFERENT'}"
+        )
     walls = info.get("fleet_walls")
     if walls:
-        out.append(f"fleet walls per repeat (s): one fleet run {walls['parallel']}; single runs summed "
-                   f"{walls['sequential']}; MC_MAX_CONCURRENT=1 {walls['one']}")  # fmt: skip
+        out.append(
+            f"fleet walls per repeat (s): one fleet run {walls['parallel']}; single runs summed "
+            f"{walls['sequential']}; MC_MAX_CONCURRENT=1 {walls['one']}"
+        )
     walls = info.get("postgres_walls")
     if walls:
         out.append("empty homes, walls per repeat (s): " + "; ".join(f"{k} {v}" for k, v in walls.items()))
@@ -1525,22 +1690,37 @@ def main(argv: list[str] | None = None) -> int:
     ):
         prof = info.get(f"fleet_profile_{kind}")
         if prof:
-            out.append(f"fleet run {label} (repeat {prof['repeat']}, the median one), from its event log: "
-                       + profile_text(prof))  # fmt: skip
+            out.append(
+                f"fleet run {label} (repeat {prof['repeat']}, the median one), from its event log: "
+                + profile_text(prof)
+            )
     for cfg, label in (("fleet_sqlite", "SQLite"), ("fleet_pg", "Postgres")):
         prof = info.get(f"postgres_profile_{cfg}")
         if prof:
-            out.append(f"empty fleet run on {label} (repeat {prof['repeat']}, the median one), from its event log: "
-                       + profile_text(prof))  # fmt: skip
+            out.append(
+                f"empty fleet run on {label} (repeat {prof['repeat']}, the median one), from its event log: "
+                + profile_text(prof)
+            )
     prof = info.get("fleet_profile_parallel")
     if prof:
-        out += ["", f"Steps of that fleet run (MC_MAX_CONCURRENT={args.fleet_concurrent}), seconds after launch:", "",
-                "| step | queued | started | ended | in step s |", "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
-        out += [f"| {r['step']} | {r['queued']:.2f} | {r['start']:.2f} | {r['end']:.2f} | {r['end'] - r['start']:.2f} |"
-                for r in prof["steps"]]  # fmt: skip
-    out += ["", "All measurements (each a fresh process):", "",
-            "| step | wall s | CPU s | peak RSS MiB | exit | mc_pipeline said |",
-            "| --- | ---: | ---: | ---: | ---: | --- |"]  # fmt: skip
+        out += [
+            "",
+            f"Steps of that fleet run (MC_MAX_CONCURRENT={args.fleet_concurrent}), seconds after launch:",
+            "",
+            "| step | queued | started | ended | in step s |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        out += [
+            f"| {r['step']} | {r['queued']:.2f} | {r['start']:.2f} | {r['end']:.2f} | {r['end'] - r['start']:.2f} |"
+            for r in prof["steps"]
+        ]
+    out += [
+        "",
+        "All measurements (each a fresh process):",
+        "",
+        "| step | wall s | CPU s | peak RSS MiB | exit | mc_pipeline said |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
     for t in raw:
         out.append(
             f"| {t.label} | {t.wall_s:.2f} | {t.cpu_s:.2f} | {t.peak_mib:,.0f} | {t.returncode} | {t.said} |"
@@ -1552,22 +1732,54 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.json:
         doc = {
-            "machine": {"cores": os.cpu_count(), "mem_gib": mem, "loadavg_start": load_start, "loadavg_end": load_end},
-            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()} | {"big_days": big_days},
+            "machine": {
+                "cores": os.cpu_count(),
+                "mem_gib": mem,
+                "loadavg_start": load_start,
+                "loadavg_end": load_end,
+            },
+            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+            | {"big_days": big_days},
             "ccusage": ccusage,
             "code": {"start": code_start, "end": code_end, "snapshot": str(CODE) if CODE != ROOT else None},
-            "homes": {lbl: {"path": str(h.home), "days": h.days, "seed": h.seed, "layout": h.layout, "stats": h.stats}
-                      for lbl, h in ((small_label, small), (big_label, big),
-                                     *((f"fleet h{i + 1}", h) for i, h in enumerate(fleet))) if h},
+            "homes": {
+                lbl: {
+                    "path": str(h.home),
+                    "days": h.days,
+                    "seed": h.seed,
+                    "layout": h.layout,
+                    "stats": h.stats,
+                }
+                for lbl, h in (
+                    (small_label, small),
+                    (big_label, big),
+                    *((f"fleet h{i + 1}", h) for i, h in enumerate(fleet)),
+                )
+                if h
+            },
             "cases": [c.as_json() for c in cases],
             "measurements": [t.brief() for t in raw],
-            "medians": {k: m[k].brief() for k in ("imports", "empty", "fleet_parallel", "fleet_sequential", "fleet_one",
-                                                  *(f"pg_{c}" for c in ("fleet_pg", "fleet_sqlite", "single_pg",
-                                                                        "single_sqlite"))) if m.get(k)},
-            "totals": {k: {"mc_pipeline": {kk: vv for kk, vv in v["mc_pipeline"].items() if kk != "days"},
-                           "ccusage": v["ccusage"]} for k, v in totals.items()},
+            "medians": {
+                k: m[k].brief()
+                for k in (
+                    "imports",
+                    "empty",
+                    "fleet_parallel",
+                    "fleet_sequential",
+                    "fleet_one",
+                    *(f"pg_{c}" for c in ("fleet_pg", "fleet_sqlite", "single_pg", "single_sqlite")),
+                )
+                if m.get(k)
+            },
+            "totals": {
+                k: {
+                    "mc_pipeline": {kk: vv for kk, vv in v["mc_pipeline"].items() if kk != "days"},
+                    "ccusage": v["ccusage"],
+                }
+                for k, v in totals.items()
+            },
             "info": info,
-        }  # fmt: skip
+        }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(doc, indent=1, default=str) + "\n")
         log(f"results written to {args.json}")

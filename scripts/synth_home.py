@@ -43,7 +43,7 @@ import random
 import sys
 import uuid
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Self
 
@@ -52,7 +52,7 @@ MARKER = "SYNTHETIC.txt"
 TRUTH = "TRUTH.json"
 LAYOUTS = ("jsonl", "upgraded")
 #: When the synthetic home was upgraded to OpenClaw 2026.8 (sessions starting later live in SQLite).
-UPGRADE_AT = datetime(2026, 8, 1, tzinfo=timezone.utc)
+UPGRADE_AT = datetime(2026, 8, 1, tzinfo=UTC)
 #: Share of sessions that start before the upgrade when ``--days`` is not given (or the range misses it).
 BEFORE_SHARE = 0.3
 CRON_JOBS = (("job-1", "Synthetic nightly digest"), ("job-2", "Synthetic weekly cleanup"))
@@ -77,11 +77,52 @@ ERRORS = (
     "fetch failed",
     "You have hit your ChatGPT usage limit (plus plan). Try again in ~12 min.",
 )
-WORDS = (
-    "synthetic alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november "
-    "oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee zulu function return value "
-    "config build test deploy refactor module parser schema table column index query cache token"
-).split()
+WORDS = [
+    "synthetic",
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+    "mike",
+    "november",
+    "oscar",
+    "papa",
+    "quebec",
+    "romeo",
+    "sierra",
+    "tango",
+    "uniform",
+    "victor",
+    "whiskey",
+    "xray",
+    "yankee",
+    "zulu",
+    "function",
+    "return",
+    "value",
+    "config",
+    "build",
+    "test",
+    "deploy",
+    "refactor",
+    "module",
+    "parser",
+    "schema",
+    "table",
+    "column",
+    "index",
+    "query",
+    "cache",
+    "token",
+]
 
 
 def _text_pool(rng: random.Random, n_chars: int = 1 << 20) -> str:
@@ -149,10 +190,22 @@ def session_lines(w: Writer, session_id: str, start: datetime, target_bytes: int
             r = rng.random()
             if r < 0.03:  # a failed call: empty content, zero usage, an error message
                 msg = {
-                    "role": "assistant", "content": [], "api": api, "provider": provider, "model": model,
-                    "usage": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0, "totalTokens": 0,
-                              "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0, "total": 0}},
-                    "stopReason": "error", "timestamp": _ms(ts), "errorMessage": rng.choice(ERRORS),
+                    "role": "assistant",
+                    "content": [],
+                    "api": api,
+                    "provider": provider,
+                    "model": model,
+                    "usage": {
+                        "input": 0,
+                        "output": 0,
+                        "cacheRead": 0,
+                        "cacheWrite": 0,
+                        "totalTokens": 0,
+                        "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0, "total": 0},
+                    },
+                    "stopReason": "error",
+                    "timestamp": _ms(ts),
+                    "errorMessage": rng.choice(ERRORS),
                 }
                 line = entry("message", message=msg)
                 out.append(line)
@@ -160,29 +213,52 @@ def session_lines(w: Writer, session_id: str, start: datetime, target_bytes: int
                 continue
             if r < 0.04:  # the gateway's own bookkeeping row (not a model call)
                 msg = {
-                    "role": "assistant", "content": [{"type": "text", "text": w.text(20, 200)}], "api": "openclaw",
-                    "provider": "openclaw", "model": "delivery-mirror",
-                    "usage": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0, "totalTokens": 0,
-                              "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0, "total": 0}},
-                    "stopReason": "stop", "timestamp": _ms(ts),
+                    "role": "assistant",
+                    "content": [{"type": "text", "text": w.text(20, 200)}],
+                    "api": "openclaw",
+                    "provider": "openclaw",
+                    "model": "delivery-mirror",
+                    "usage": {
+                        "input": 0,
+                        "output": 0,
+                        "cacheRead": 0,
+                        "cacheWrite": 0,
+                        "totalTokens": 0,
+                        "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0, "total": 0},
+                    },
+                    "stopReason": "stop",
+                    "timestamp": _ms(ts),
                 }
                 out.append(entry("message", message=msg))
                 continue
             if r < 0.045:
-                line = entry("custom", customType="openclaw:prompt-error",
-                             data={"provider": provider, "model": model, "api": api, "error": rng.choice(ERRORS)})
+                line = entry(
+                    "custom",
+                    customType="openclaw:prompt-error",
+                    data={"provider": provider, "model": model, "api": api, "error": rng.choice(ERRORS)},
+                )
                 out.append(line)
                 continue
             blocks: list[dict] = []
             if rng.random() < 0.4:
-                blocks.append({"type": "thinking", "thinking": w.text(50, 3000), "thinkingSignature": w.eid() * 8})
+                blocks.append(
+                    {"type": "thinking", "thinking": w.text(50, 3000), "thinkingSignature": w.eid() * 8}
+                )
             if rng.random() < 0.7:
                 blocks.append({"type": "text", "text": w.text(10, 1200)})
             tools = [rng.choice(TOOLS) for _ in range(rng.choice((0, 0, 1, 1, 1, 2, 3)))]
             for name in tools:
-                blocks.append({"type": "toolCall", "id": f"toolu_{w.eid()}{w.eid()}", "name": name,
-                               "arguments": {"path": f"{CWD}/src/{w.text(3, 12).replace(' ', '_')}.py",
-                                             "command": w.text(5, 200)}})
+                blocks.append(
+                    {
+                        "type": "toolCall",
+                        "id": f"toolu_{w.eid()}{w.eid()}",
+                        "name": name,
+                        "arguments": {
+                            "path": f"{CWD}/src/{w.text(3, 12).replace(' ', '_')}.py",
+                            "command": w.text(5, 200),
+                        },
+                    }
+                )
             inp = rng.randint(1, 4000)
             cache_write = rng.randint(0, 3000)
             cache_read = cache
@@ -190,22 +266,46 @@ def session_lines(w: Writer, session_id: str, start: datetime, target_bytes: int
             outp = rng.randint(20, 4000)
             c_in, c_out = inp * pin / 1e6, outp * pout / 1e6
             c_cr, c_cw = cache_read * pin * 0.1 / 1e6, cache_write * pin * 1.25 / 1e6
-            usage = {"input": inp, "output": outp, "cacheRead": cache_read, "cacheWrite": cache_write,
-                     "totalTokens": inp + outp + cache_read + cache_write,
-                     "cost": {"input": c_in, "output": c_out, "cacheRead": c_cr, "cacheWrite": c_cw,
-                              "total": c_in + c_out + c_cr + c_cw}}
-            msg = {"role": "assistant", "content": blocks, "api": api, "provider": provider, "model": model,
-                   "usage": usage, "stopReason": "toolUse" if tools else "stop", "timestamp": _ms(ts),
-                   "responseId": f"msg_{w.eid()}{w.eid()}", "durationMs": rng.randint(300, 90000)}
+            usage = {
+                "input": inp,
+                "output": outp,
+                "cacheRead": cache_read,
+                "cacheWrite": cache_write,
+                "totalTokens": inp + outp + cache_read + cache_write,
+                "cost": {
+                    "input": c_in,
+                    "output": c_out,
+                    "cacheRead": c_cr,
+                    "cacheWrite": c_cw,
+                    "total": c_in + c_out + c_cr + c_cw,
+                },
+            }
+            msg = {
+                "role": "assistant",
+                "content": blocks,
+                "api": api,
+                "provider": provider,
+                "model": model,
+                "usage": usage,
+                "stopReason": "toolUse" if tools else "stop",
+                "timestamp": _ms(ts),
+                "responseId": f"msg_{w.eid()}{w.eid()}",
+                "durationMs": rng.randint(300, 90000),
+            }
             line = entry("message", message=msg)
             out.append(line)
             size += len(line)
             for name in tools:
                 ts += timedelta(seconds=rng.randint(0, 30))
                 body = w.text(50, 1500) if rng.random() < 0.7 else w.text(2000, 20000)
-                msg = {"role": "toolResult", "toolCallId": f"toolu_{w.eid()}", "toolName": name,
-                       "content": [{"type": "text", "text": body}], "isError": rng.random() < 0.05,
-                       "timestamp": _ms(ts)}
+                msg = {
+                    "role": "toolResult",
+                    "toolCallId": f"toolu_{w.eid()}",
+                    "toolName": name,
+                    "content": [{"type": "text", "text": body}],
+                    "isError": rng.random() < 0.05,
+                    "timestamp": _ms(ts),
+                }
                 line = entry("message", message=msg)
                 out.append(line)
                 size += len(line)
@@ -227,11 +327,11 @@ def _ts_name(ts: datetime) -> str:
 
 
 def _end_dt(end: date) -> datetime:
-    return datetime(end.year, end.month, end.day, tzinfo=timezone.utc) + timedelta(days=1)
+    return datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1)
 
 
 def _day_of_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).date().isoformat()
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).date().isoformat()
 
 
 FIELDS = ("calls", "failed", "input", "output", "cacheRead", "cacheWrite", "cost")
@@ -247,9 +347,16 @@ class Truth:
     UTC day of ``message.timestamp`` (ms) when present, else of the entry's ISO ``timestamp``."""
 
     def __init__(self, doc: dict | None = None):
-        self.doc = doc or {"days": {}, "totals": dict.fromkeys(FIELDS, 0), "sessions": {"jsonl": 0, "db": 0},
-                           "id_collisions": {"same_session": 0, "cross_session": 0}, "adds": []}
-        self._ids: dict[tuple[str, str], str] = {}  # (agent, entry id) -> session id (this process's sessions)
+        self.doc = doc or {
+            "days": {},
+            "totals": dict.fromkeys(FIELDS, 0),
+            "sessions": {"jsonl": 0, "db": 0},
+            "id_collisions": {"same_session": 0, "cross_session": 0},
+            "adds": [],
+        }
+        self._ids: dict[
+            tuple[str, str], str
+        ] = {}  # (agent, entry id) -> session id (this process's sessions)
         self.max_ms = self.doc.get("max_call_ms", 0)
 
     def add_session(self, agent: str, sid: str, lines: list[str], where: str) -> None:
@@ -265,9 +372,14 @@ class Truth:
                     continue
                 u = m.get("usage") or {}
                 ms = m.get("timestamp")
-                row = {"input": u.get("input", 0), "output": u.get("output", 0), "cacheRead": u.get("cacheRead", 0),
-                       "cacheWrite": u.get("cacheWrite", 0), "cost": (u.get("cost") or {}).get("total", 0),
-                       "failed": int(m.get("stopReason") in ("error", "aborted"))}
+                row = {
+                    "input": u.get("input", 0),
+                    "output": u.get("output", 0),
+                    "cacheRead": u.get("cacheRead", 0),
+                    "cacheWrite": u.get("cacheWrite", 0),
+                    "cost": (u.get("cost") or {}).get("total", 0),
+                    "failed": int(m.get("stopReason") in ("error", "aborted")),
+                }
             elif e.get("type") == "custom" and e.get("customType") == PROMPT_ERROR:
                 ms = (e.get("data") or {}).get("timestamp")
                 row = {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0, "cost": 0.0, "failed": 1}
@@ -365,11 +477,18 @@ class Upgraded:
             fresh = not path.exists()
             db = self.dbs[agent] = self.odb.AgentDb(self.home, agent)
             if fresh:
-                db.set_auth({"anthropic:default": {"type": "api_key" if agent != "main" else "oauth",
-                                                   "provider": "anthropic"}})
+                db.set_auth(
+                    {
+                        "anthropic:default": {
+                            "type": "api_key" if agent != "main" else "oauth",
+                            "provider": "anthropic",
+                        }
+                    }
+                )
             rel = f"agents/{agent}/agent/openclaw-agent.sqlite"
-            if not self.state.con.execute("SELECT 1 FROM agent_databases WHERE agent_id = ? AND path = ?",
-                                          (agent, rel)).fetchone():
+            if not self.state.con.execute(
+                "SELECT 1 FROM agent_databases WHERE agent_id = ? AND path = ?", (agent, rel)
+            ).fetchone():
                 self.state.register(agent, rel)
         return db
 
@@ -403,19 +522,29 @@ class Upgraded:
         if fate == "db_archived_zstd":
             db.archive(sid, reason=rng.choice(("reset", "deleted")), encoding="zstd", when=when, publish=True)
         elif fate == "db_archived_identity":
-            db.archive(sid, reason=rng.choice(("reset", "deleted")), encoding="identity", when=when, publish=False)
+            db.archive(
+                sid, reason=rng.choice(("reset", "deleted")), encoding="identity", when=when, publish=False
+            )
         elif fate in ("db_cold_file", "db_cold_sqlite"):
             db.cold(sid, storage=fate.rsplit("_", 1)[1])
         elif fate == "db_cold_restored":
             db.cold(sid, storage=rng.choice(("file", "sqlite")), restore=True)
         elif fate == "db_leftover_jsonl":
             half = lines[: len(lines) // 2]
-            (self.home / "agents" / agent / "sessions" / f"{sid}.jsonl").write_bytes(("\n".join(half) + "\n").encode())
+            (self.home / "agents" / agent / "sessions" / f"{sid}.jsonl").write_bytes(
+                ("\n".join(half) + "\n").encode()
+            )
         return fate
 
 
 def write_sessions(
-    home: Path, size_bytes: int, seed: int, end: date, days: int, prefix: str = "", archives: bool = True,
+    home: Path,
+    size_bytes: int,
+    seed: int,
+    end: date,
+    days: int,
+    prefix: str = "",
+    archives: bool = True,
     upgraded: Upgraded | None = None,
 ) -> dict:
     """Write sessions until about ``size_bytes`` are on disk; returns what was written. With ``upgraded``,
@@ -475,8 +604,19 @@ def write_sessions(
         auth = home / "agents" / agent / "agent" / "auth-profiles.json"
         if not auth.exists():
             auth.parent.mkdir(parents=True, exist_ok=True)
-            auth.write_text(json.dumps({"version": 1, "profiles": {
-                "anthropic:default": {"type": "api_key" if agent != "main" else "oauth", "provider": "anthropic"}}}))
+            auth.write_text(
+                json.dumps(
+                    {
+                        "version": 1,
+                        "profiles": {
+                            "anthropic:default": {
+                                "type": "api_key" if agent != "main" else "oauth",
+                                "provider": "anthropic",
+                            }
+                        },
+                    }
+                )
+            )
     return {"bytes": written, "files": files, **stats}
 
 
@@ -499,8 +639,14 @@ def _truth_doc(out: Path) -> dict | None:
     return json.loads((out / TRUTH).read_text()) if (out / TRUTH).exists() else None
 
 
-def generate(out: Path, size_mb: float, seed: int = 42, end: date = date(2026, 10, 31), days: int | None = None,
-             layout: str = "jsonl") -> dict:
+def generate(
+    out: Path,
+    size_mb: float,
+    seed: int = 42,
+    end: date = date(2026, 10, 31),
+    days: int | None = None,
+    layout: str = "jsonl",
+) -> dict:
     if layout not in LAYOUTS:
         raise SystemExit(f"unknown layout {layout!r} (one of {', '.join(LAYOUTS)})")
     if (out / "agents").exists() and not (out / MARKER).exists():
@@ -518,15 +664,35 @@ def generate(out: Path, size_mb: float, seed: int = 42, end: date = date(2026, 1
     cut, truth = upgrade_cut(end, days), Truth()
     with Upgraded(out, seed, cut, truth, archives=True) as up:
         stats = write_sessions(out, int(size_mb * 1e6), seed, end, days, upgraded=up)
-    truth.write(out, synthetic=True, layout="upgraded", seed=seed, end_date=end.isoformat(), span_days=days,
-                upgrade_at=_iso(cut))
-    return {"layout": "upgraded", "days": days, "upgrade_at": _iso(cut), **stats, "truth": truth.doc["totals"]}
+    truth.write(
+        out,
+        synthetic=True,
+        layout="upgraded",
+        seed=seed,
+        end_date=end.isoformat(),
+        span_days=days,
+        upgrade_at=_iso(cut),
+    )
+    return {
+        "layout": "upgraded",
+        "days": days,
+        "upgrade_at": _iso(cut),
+        **stats,
+        "truth": truth.doc["totals"],
+    }
 
 
-def add_sessions(out: Path, add_mb: float, seed: int, end: date = date(2026, 10, 31), days: int = 2,
-                 layout: str | None = None) -> dict:
+def add_sessions(
+    out: Path,
+    add_mb: float,
+    seed: int,
+    end: date = date(2026, 10, 31),
+    days: int = 2,
+    layout: str | None = None,
+) -> dict:
     """New live sessions (about ``add_mb``) in the last ``days`` days: what an hour or a day adds. In an
-    upgraded home (its ``TRUTH.json`` says so) they go into the agent databases and ``TRUTH.json`` is updated."""
+    upgraded home (its ``TRUTH.json`` says so) they go into the agent databases and ``TRUTH.json`` is
+    updated."""
     if not (out / MARKER).exists():
         raise SystemExit(f"{out} is not a synthetic home (no {MARKER})")
     doc = _truth_doc(out)
@@ -539,11 +705,13 @@ def add_sessions(out: Path, add_mb: float, seed: int, end: date = date(2026, 10,
     if seed in used:  # the same seed would write the same session ids again
         raise SystemExit(f"seed {seed} was already used for {out} (used: {used}); pick another --add-seed")
     truth = Truth(doc)
-    with Upgraded(out, seed, datetime.min.replace(tzinfo=timezone.utc), truth, archives=False) as up:
-        stats = write_sessions(out, int(add_mb * 1e6), seed, end, days, prefix=f"s{seed}-", archives=False,
-                               upgraded=up)
-    truth.doc["adds"].append({"seed": seed, "mb": add_mb, "end_date": end.isoformat(), "days": days,
-                              "sessions": stats["db_hot"]})
+    with Upgraded(out, seed, datetime.min.replace(tzinfo=UTC), truth, archives=False) as up:
+        stats = write_sessions(
+            out, int(add_mb * 1e6), seed, end, days, prefix=f"s{seed}-", archives=False, upgraded=up
+        )
+    truth.doc["adds"].append(
+        {"seed": seed, "mb": add_mb, "end_date": end.isoformat(), "days": days, "sessions": stats["db_hot"]}
+    )
     truth.write(out)
     return {"layout": "upgraded", **stats, "truth": truth.doc["totals"]}
 
@@ -554,11 +722,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size-mb", type=float, default=1024.0)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--end-date", type=date.fromisoformat, default=date(2026, 10, 31))
-    p.add_argument("--days", type=int, help="days of history before --end-date (default 120; for --layout "
-                   "upgraded, enough that ~30%% of sessions start before the 2026-08-01 upgrade)")
-    p.add_argument("--layout", choices=LAYOUTS, help="jsonl (default): JSONL files only; upgraded: a home upgraded "
-                   "to OpenClaw 2026.8+ (later sessions in SQLite) with TRUTH.json; with --add-mb, the home's own")
-    p.add_argument("--add-mb", type=float, help="add this many MB of new sessions to an existing synthetic home")
+    p.add_argument(
+        "--days",
+        type=int,
+        help="days of history before --end-date (default 120; for --layout "
+        "upgraded, enough that ~30%% of sessions start before the 2026-08-01 upgrade)",
+    )
+    p.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        help="jsonl (default): JSONL files only; upgraded: a home upgraded "
+        "to OpenClaw 2026.8+ (later sessions in SQLite) with TRUTH.json; with --add-mb, the home's own",
+    )
+    p.add_argument(
+        "--add-mb", type=float, help="add this many MB of new sessions to an existing synthetic home"
+    )
     p.add_argument("--add-seed", type=int, default=1)
     args = p.parse_args(argv)
     if any(part == "data" for part in args.out.resolve().parts):
@@ -567,7 +745,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.add_mb:
         stats = add_sessions(args.out, args.add_mb, args.add_seed, args.end_date, layout=args.layout)
     else:
-        stats = generate(args.out, args.size_mb, args.seed, args.end_date, args.days, layout=args.layout or "jsonl")
+        stats = generate(
+            args.out, args.size_mb, args.seed, args.end_date, args.days, layout=args.layout or "jsonl"
+        )
     print(json.dumps({"home": str(args.out), **stats}))
     return 0
 

@@ -1,12 +1,12 @@
 """Budgets people ask for: per agent, cron job, model, provider or everything, per day or month, with
 warning thresholds, a forecast, and rolling subscription windows (pure; rules in ``alert_rules.toml``).
 
-A budget (``[[budgets.budget]]``: ``scope`` = ``global`` | ``agent`` | ``cron_job`` | ``model`` |
-``provider`` | ``home`` (a fleet's home, MC_OPENCLAW_HOMES), ``name``, ``period`` = ``daily`` | ``monthly``, ``limit_usd``) is evaluated on the current
-period of the per-day aggregate ``usage_daily`` (spend = ``cost_usd``; subscription calls left out unless
-``include_subscription``; a cron job matches its id or its name). Each threshold (``thresholds_percent``,
-default 50, 80, 100) that the spend reaches raises one alert per period (``alert_id``
-``budget:<scope>=<name>:<period>:<threshold>``): warning below 100%, critical at 100%.
+A budget (``[[budgets.budget]]``: ``scope`` = ``global`` | ``agent`` | ``cron_job`` | ``model`` | ``provider``
+| ``home`` (a fleet's home, MC_OPENCLAW_HOMES), ``name``, ``period`` = ``daily`` | ``monthly``, ``limit_usd``)
+is evaluated on the current period of the per-day aggregate ``usage_daily`` (spend = ``cost_usd``;
+subscription calls left out unless ``include_subscription``; a cron job matches its id or its name). Each
+threshold (``thresholds_percent``, default 50, 80, 100) that the spend reaches raises one alert per period
+(``alert_id`` ``budget:<scope>=<name>:<period>:<threshold>``): warning below 100%, critical at 100%.
 
 Forecast, at the recent rate: a daily budget projects today's spend per elapsed hour to the end of the day
 (and the time the limit is crossed); a monthly budget adds, to the month so far, the mean daily spend of
@@ -25,9 +25,9 @@ window's use and its reset time come from the calls of the last 8 days (``llm_ca
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
-from typing import Mapping
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -76,13 +76,21 @@ class BudgetRules:
     include_subscription: bool = False
 
 
-def rules_from_doc(doc: Mapping, where: str = "alert rules", include_subscription: bool = False) -> BudgetRules:
+def rules_from_doc(
+    doc: Mapping, where: str = "alert rules", include_subscription: bool = False
+) -> BudgetRules:
     section = doc.get("budgets", {}) or {}
     thresholds = section.get("thresholds_percent", list(DEFAULT_THRESHOLDS))
-    if not isinstance(thresholds, list) or not thresholds or not all(
-        isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t <= 1000 for t in thresholds
+    if (
+        not isinstance(thresholds, list)
+        or not thresholds
+        or not all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t <= 1000 for t in thresholds
+        )
     ):
-        raise BudgetRulesError(f"{where}: budgets.thresholds_percent must be a list of percents, e.g. [50, 80, 100]")
+        raise BudgetRulesError(
+            f"{where}: budgets.thresholds_percent must be a list of percents, e.g. [50, 80, 100]"
+        )
     budgets = []
     for i, b in enumerate(section.get("budget", []) or [], 1):
         if not isinstance(b, Mapping):
@@ -90,25 +98,42 @@ def rules_from_doc(doc: Mapping, where: str = "alert rules", include_subscriptio
         scope, period, limit = b.get("scope", "global"), b.get("period", "daily"), b.get("limit_usd")
         name = b.get("name")
         if scope not in SCOPES:
-            raise BudgetRulesError(f"{where}: budgets.budget #{i}: scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+            raise BudgetRulesError(
+                f"{where}: budgets.budget #{i}: scope must be one of {', '.join(SCOPES)}, not {scope!r}"
+            )
         if period not in PERIODS:
-            raise BudgetRulesError(f"{where}: budgets.budget #{i}: period must be daily or monthly, not {period!r}")
+            raise BudgetRulesError(
+                f"{where}: budgets.budget #{i}: period must be daily or monthly, not {period!r}"
+            )
         if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit <= 0:
-            raise BudgetRulesError(f"{where}: budgets.budget #{i}: limit_usd must be a positive number, not {limit!r}")
+            raise BudgetRulesError(
+                f"{where}: budgets.budget #{i}: limit_usd must be a positive number, not {limit!r}"
+            )
         if scope != "global" and not (isinstance(name, str) and name.strip()):
             raise BudgetRulesError(f"{where}: budgets.budget #{i}: a {scope} budget needs a name")
         budgets.append(Budget(scope, name.strip() if isinstance(name, str) else None, period, float(limit)))
     windows = []
     for i, w in enumerate(doc.get("subscription_window", []) or [], 1):
-        if not isinstance(w, Mapping) or not isinstance(w.get("provider"), str) or w.get("window") not in WINDOWS:
-            raise BudgetRulesError(f"{where}: subscription_window #{i} needs provider and window = \"5h\" or \"weekly\"")
+        if (
+            not isinstance(w, Mapping)
+            or not isinstance(w.get("provider"), str)
+            or w.get("window") not in WINDOWS
+        ):
+            raise BudgetRulesError(
+                f'{where}: subscription_window #{i} needs provider and window = "5h" or "weekly"'
+            )
         tokens, requests = w.get("limit_tokens"), w.get("limit_requests")
         if (tokens is None) == (requests is None) or not all(
-            x is None or (isinstance(x, int) and not isinstance(x, bool) and x > 0) for x in (tokens, requests)
+            x is None or (isinstance(x, int) and not isinstance(x, bool) and x > 0)
+            for x in (tokens, requests)
         ):
-            raise BudgetRulesError(f"{where}: subscription_window #{i} needs one of limit_tokens or limit_requests (> 0)")
+            raise BudgetRulesError(
+                f"{where}: subscription_window #{i} needs one of limit_tokens or limit_requests (> 0)"
+            )
         windows.append(SubscriptionWindow(w["provider"], w["window"], tokens, requests))
-    return BudgetRules(tuple(budgets), tuple(windows), tuple(sorted(float(t) for t in thresholds)), include_subscription)
+    return BudgetRules(
+        tuple(budgets), tuple(windows), tuple(sorted(float(t) for t in thresholds)), include_subscription
+    )
 
 
 # -- evaluation ------------------------------------------------------------------------------------------
@@ -145,10 +170,19 @@ class BudgetStatus:
 
     def as_json(self) -> dict:
         b = self.budget
-        return {"scope": b.scope, "name": b.name, "period": b.period, "periodKey": self.period,
-                "limitUsd": b.limit_usd, "spendUsd": self.spend_usd, "percent": round(self.percent, 2),
-                "projectedUsd": round(self.projected_usd, 6), "crossesAt": self.crosses_at, "crossed": self.crossed,
-                "thresholdsReached": self.thresholds_reached}  # fmt: skip
+        return {
+            "scope": b.scope,
+            "name": b.name,
+            "period": b.period,
+            "periodKey": self.period,
+            "limitUsd": b.limit_usd,
+            "spendUsd": self.spend_usd,
+            "percent": round(self.percent, 2),
+            "projectedUsd": round(self.projected_usd, 6),
+            "crossesAt": self.crosses_at,
+            "crossed": self.crossed,
+            "thresholdsReached": self.thresholds_reached,
+        }
 
 
 def budget_status(usage: pl.DataFrame, b: Budget, now: datetime, tz: str, rules: BudgetRules) -> BudgetStatus:
@@ -159,7 +193,9 @@ def budget_status(usage: pl.DataFrame, b: Budget, now: datetime, tz: str, rules:
     frame = _scoped(usage, b, rules.include_subscription)
     day_start = datetime(today.year, today.month, today.day, tzinfo=zone)
     elapsed_h = max((local - day_start).total_seconds() / 3600, 1 / 60)
-    day_hours = ((day_start + timedelta(days=1)).astimezone(timezone.utc) - day_start.astimezone(timezone.utc)).total_seconds() / 3600
+    day_hours = (
+        (day_start + timedelta(days=1)).astimezone(UTC) - day_start.astimezone(UTC)
+    ).total_seconds() / 3600
     today_spend = _spend(frame, today, today)
     if b.period == "daily":
         spend, key = today_spend, today.isoformat()
@@ -171,7 +207,7 @@ def budget_status(usage: pl.DataFrame, b: Budget, now: datetime, tz: str, rules:
         elif per_hour > 0:
             at = local + timedelta(hours=(b.limit_usd - spend) / per_hour)
             if at.date() == today:
-                crosses = at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+                crosses = at.astimezone(UTC).isoformat().replace("+00:00", "Z")
     else:
         first = today.replace(day=1)
         nxt = (first + timedelta(days=32)).replace(day=1)
@@ -184,7 +220,9 @@ def budget_status(usage: pl.DataFrame, b: Budget, now: datetime, tz: str, rules:
         if spend < b.limit_usd and rate > 0:
             days_needed = (b.limit_usd - spend) / rate
             if days_needed <= left:
-                crosses = (today + timedelta(days=math.floor(elapsed_h / day_hours + days_needed))).isoformat()
+                crosses = (
+                    today + timedelta(days=math.floor(elapsed_h / day_hours + days_needed))
+                ).isoformat()
     percent = 100.0 * spend / b.limit_usd
     reached = [t for t in rules.thresholds if percent >= t]
     return BudgetStatus(b, key, spend, percent, projected, crosses, spend >= b.limit_usd, reached)
@@ -194,22 +232,32 @@ def _usd(x: float) -> str:
     return f"${x:,.2f}"
 
 
-def budget_alerts(usage: pl.DataFrame, rules: BudgetRules, now: datetime, tz: str) -> tuple[list[dict], list[BudgetStatus]]:
+def budget_alerts(
+    usage: pl.DataFrame, rules: BudgetRules, now: datetime, tz: str
+) -> tuple[list[dict], list[BudgetStatus]]:
     """(alert rows for ``schemas.ALERTS``, every budget's status)."""
     alerts, statuses = [], []
     for b in rules.budgets:
         st = budget_status(usage, b, now, tz, rules)
         statuses.append(st)
         for t in st.thresholds_reached:
-            forecast = (f"; at the recent rate {_usd(st.projected_usd)} by the end of the period"
-                        + (f", crossing the limit at {st.crosses_at}" if st.crosses_at else ""))  # fmt: skip
-            alerts.append({
-                "alert_id": f"budget:{b.key}:{st.period}:{t:g}", "rule": "budget", "scope": f"{b.scope}:{b.name or '*'}",
-                "period": st.period, "severity": "critical" if t >= 100 else "warning",
-                "message": f"{b.period.capitalize()} budget of {b.label} {st.period}: {_usd(st.spend_usd)} is {st.percent:.0f}% "
-                           f"of {_usd(b.limit_usd)} (threshold {t:g}%){forecast}",
-                "value": st.spend_usd, "limit": b.limit_usd * t / 100, "raised_at": now,
-            })  # fmt: skip
+            forecast = f"; at the recent rate {_usd(st.projected_usd)} by the end of the period" + (
+                f", crossing the limit at {st.crosses_at}" if st.crosses_at else ""
+            )
+            alerts.append(
+                {
+                    "alert_id": f"budget:{b.key}:{st.period}:{t:g}",
+                    "rule": "budget",
+                    "scope": f"{b.scope}:{b.name or '*'}",
+                    "period": st.period,
+                    "severity": "critical" if t >= 100 else "warning",
+                    "message": f"{b.period.capitalize()} budget of {b.label} {st.period}: {_usd(st.spend_usd)} is {st.percent:.0f}% "
+                    f"of {_usd(b.limit_usd)} (threshold {t:g}%){forecast}",
+                    "value": st.spend_usd,
+                    "limit": b.limit_usd * t / 100,
+                    "raised_at": now,
+                }
+            )
     return alerts, statuses
 
 
@@ -227,7 +275,9 @@ class WindowStatus:
 
     @property
     def limit(self) -> int:
-        return self.window.limit_tokens if self.window.limit_tokens is not None else self.window.limit_requests
+        return (
+            self.window.limit_tokens if self.window.limit_tokens is not None else self.window.limit_requests
+        )
 
     @property
     def percent(self) -> float:
@@ -235,19 +285,34 @@ class WindowStatus:
 
     def as_json(self) -> dict:
         w = self.window
-        iso = (lambda t: t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if t else None)  # noqa: E731
-        return {"provider": w.provider, "window": w.window, "start": iso(self.start), "resetsAt": iso(self.resets_at),
-                "tokens": self.tokens, "requests": self.requests, "limitTokens": w.limit_tokens,
-                "limitRequests": w.limit_requests, "percent": round(self.percent, 2)}  # fmt: skip
+        iso = lambda t: t.astimezone(UTC).isoformat().replace("+00:00", "Z") if t else None  # noqa: E731
+        return {
+            "provider": w.provider,
+            "window": w.window,
+            "start": iso(self.start),
+            "resetsAt": iso(self.resets_at),
+            "tokens": self.tokens,
+            "requests": self.requests,
+            "limitTokens": w.limit_tokens,
+            "limitRequests": w.limit_requests,
+            "percent": round(self.percent, 2),
+        }
 
 
 def window_status(calls: pl.DataFrame, w: SubscriptionWindow, now: datetime) -> WindowStatus:
     """The window holding ``now``: windows start at the first call after the previous one ended (how plan
     quotas reset); none holds now when the last one ended (use 0 until the next call)."""
     span = WINDOWS[w.window]
-    rows = (calls.filter((pl.col("provider") == w.provider) & (pl.col("billing") == "subscription")
-                         & (pl.col("timestamp") <= now) & (pl.col("timestamp") > now - timedelta(days=8)))
-            .sort("timestamp").select("timestamp", "total_tokens"))  # fmt: skip
+    rows = (
+        calls.filter(
+            (pl.col("provider") == w.provider)
+            & (pl.col("billing") == "subscription")
+            & (pl.col("timestamp") <= now)
+            & (pl.col("timestamp") > now - timedelta(days=8))
+        )
+        .sort("timestamp")
+        .select("timestamp", "total_tokens")
+    )
     start = end = None
     for ts in rows.get_column("timestamp").to_list():
         if end is None or ts >= end:
@@ -258,7 +323,9 @@ def window_status(calls: pl.DataFrame, w: SubscriptionWindow, now: datetime) -> 
     return WindowStatus(w, start, end, int(inside.get_column("total_tokens").sum() or 0), inside.height)
 
 
-def window_alerts(calls: pl.DataFrame, rules: BudgetRules, now: datetime) -> tuple[list[dict], list[WindowStatus]]:
+def window_alerts(
+    calls: pl.DataFrame, rules: BudgetRules, now: datetime
+) -> tuple[list[dict], list[WindowStatus]]:
     alerts, statuses = [], []
     for w in rules.windows:
         st = window_status(calls, w, now)
@@ -268,14 +335,20 @@ def window_alerts(calls: pl.DataFrame, rules: BudgetRules, now: datetime) -> tup
         what = "tokens" if w.limit_tokens is not None else "requests"
         for t in rules.thresholds:
             if st.percent >= t:
-                start = st.start.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
-                alerts.append({
-                    "alert_id": f"subscription_window:{w.provider}:{w.window}:{start}:{t:g}", "rule": "subscription_window",
-                    "scope": f"{w.provider}:{w.window}", "period": start,
-                    "severity": "critical" if t >= 100 else "warning",
-                    "message": f"{w.provider} {w.window} window since {start}: {st.used:,} {what} is {st.percent:.0f}% of "
-                               f"{st.limit:,} (threshold {t:g}%); resets at "
-                               f"{st.resets_at.astimezone(timezone.utc).strftime('%Y-%m-%dT%H:%MZ')}",
-                    "value": float(st.used), "limit": st.limit * t / 100, "raised_at": now,
-                })  # fmt: skip
+                start = st.start.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
+                alerts.append(
+                    {
+                        "alert_id": f"subscription_window:{w.provider}:{w.window}:{start}:{t:g}",
+                        "rule": "subscription_window",
+                        "scope": f"{w.provider}:{w.window}",
+                        "period": start,
+                        "severity": "critical" if t >= 100 else "warning",
+                        "message": f"{w.provider} {w.window} window since {start}: {st.used:,} {what} is {st.percent:.0f}% of "
+                        f"{st.limit:,} (threshold {t:g}%); resets at "
+                        f"{st.resets_at.astimezone(UTC).strftime('%Y-%m-%dT%H:%MZ')}",
+                        "value": float(st.used),
+                        "limit": st.limit * t / 100,
+                        "raised_at": now,
+                    }
+                )
     return alerts, statuses

@@ -23,11 +23,11 @@ import os
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
 from urllib.parse import urlsplit
 
 import polars as pl
@@ -64,8 +64,8 @@ def _locked(data_dir: Path, blocking: bool = True) -> Iterator[bool]:
 def _jsonable(value: object) -> object:
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
@@ -161,7 +161,10 @@ def post_json(url: str, payload: dict, timeout: float) -> None:
     """POST ``payload`` as JSON; raise unless the answer is 2xx."""
     body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
     req = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": "application/json", "User-Agent": "mc_pipeline"}
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "mc_pipeline"},
     )
     with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - user-configured URL
         if not 200 <= resp.status < 300:
@@ -182,7 +185,9 @@ class DeliveryReport:
     delivered: list[tuple[str, str]] = field(default_factory=list)  # (alert_id, target)
     pending: list[tuple[str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    actions: list[tuple[str, int | None]] = field(default_factory=list)  # (alert_id, exit code) of actions run
+    actions: list[tuple[str, int | None]] = field(
+        default_factory=list
+    )  # (alert_id, exit code) of actions run
     busy: bool = False  # another process was delivering: nothing done this time
 
     def summary(self) -> str:
@@ -197,7 +202,9 @@ class DeliveryReport:
 ACTION_OUTPUT_BYTES = 2000
 
 
-def run_action(record: dict, alert: Mapping, command: list[str], timeout_s: float, save: Callable[[], None]) -> None:
+def run_action(
+    record: dict, alert: Mapping, command: list[str], timeout_s: float, save: Callable[[], None]
+) -> None:
     """Run the configured command once for a critical alert: the alert as JSON on stdin, with a timeout.
 
     ``started_at`` is saved before the command starts, so a crash while it runs can never run it twice;
@@ -211,15 +218,22 @@ def run_action(record: dict, alert: Mapping, command: list[str], timeout_s: floa
         record.update(finished_at=_now_iso(), exit_code=None, error="no action configured any more; not run")
         return
     try:
-        proc = subprocess.run(command, input=json.dumps(alert_dicts([alert])[0]), capture_output=True, text=True,
-                              timeout=timeout_s)  # fmt: skip
+        proc = subprocess.run(
+            command,
+            input=json.dumps(alert_dicts([alert])[0]),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
         record.update(exit_code=proc.returncode, output=(proc.stdout + proc.stderr)[-ACTION_OUTPUT_BYTES:])
         if proc.returncode:
             record["error"] = f"exited with status {proc.returncode}"
     except subprocess.TimeoutExpired as exc:
         out = (exc.stdout or b"") + (exc.stderr or b"")
         out = out.decode(errors="replace") if isinstance(out, bytes) else out
-        record.update(exit_code=None, error=f"timed out after {timeout_s:g} s", output=out[-ACTION_OUTPUT_BYTES:])
+        record.update(
+            exit_code=None, error=f"timed out after {timeout_s:g} s", output=out[-ACTION_OUTPUT_BYTES:]
+        )
     except OSError as exc:
         record.update(exit_code=None, error=f"could not start: {exc.strerror or exc}")
     record["finished_at"] = _now_iso()
@@ -236,7 +250,7 @@ def read_state(data_dir: Path) -> dict:
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 def deliver_pending(
@@ -274,10 +288,18 @@ def deliver_pending(
             entry = seen.get(aid)
             if entry is None:
                 entry = seen[aid] = {"targets": {LOG_TARGET: {}, **{k: {} for k in by_key}}}
-                if action and alert.get("severity") == "critical":  # decided once, when the alert is first seen
+                if (
+                    action and alert.get("severity") == "critical"
+                ):  # decided once, when the alert is first seen
                     entry["action"] = {"command": action[0]}
             if entry.get("action") and "started_at" not in entry["action"]:
-                run_action(entry["action"], alert, action or [], action_timeout_s, lambda: storage.write_json(state, data_dir / STATE_FILE))
+                run_action(
+                    entry["action"],
+                    alert,
+                    action or [],
+                    action_timeout_s,
+                    lambda: storage.write_json(state, data_dir / STATE_FILE),
+                )
                 report.actions.append((aid, entry["action"].get("exit_code")))
                 storage.write_json(state, data_dir / STATE_FILE)
             targets: dict = entry["targets"]

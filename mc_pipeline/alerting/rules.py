@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Mapping
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -139,7 +139,9 @@ def rules_from_doc(doc: Mapping, where: str = "alert rules") -> AlertRules:
         action = shlex.split(action)
     if not isinstance(action, list) or not all(isinstance(a, str) for a in action):
         raise AlertRulesError(f"{where}: action.command must be a command line or a list of strings")
-    timeout = _number((doc.get("action", {}) or {}).get("timeout_s", 30), f"{where}: action.timeout_s", allow_off=False)
+    timeout = _number(
+        (doc.get("action", {}) or {}).get("timeout_s", 30), f"{where}: action.timeout_s", allow_off=False
+    )
     return AlertRules(
         budgets=budgets,
         action=tuple(action),
@@ -149,7 +151,9 @@ def rules_from_doc(doc: Mapping, where: str = "alert rules") -> AlertRules:
         monthly_limit_usd=_number(spend.get("monthly_limit_usd"), f"{where}: spend.monthly_limit_usd"),
         model_daily_limit_usd=model_limits,
         include_subscription=include,
-        failure_rate_threshold=_number(failure.get("threshold_percent"), f"{where}: failure_rate.threshold_percent"),
+        failure_rate_threshold=_number(
+            failure.get("threshold_percent"), f"{where}: failure_rate.threshold_percent"
+        ),
         failure_min_calls=min_calls,
         spike_factor=_number(spike.get("factor"), f"{where}: spike.factor"),
         spike_min_usd=_number(spike.get("min_usd", 0), f"{where}: spike.min_usd", allow_off=False) or 0.0,
@@ -182,21 +186,29 @@ def load_alert_rules(path: str | Path | None = None, env: Mapping[str, str] | No
         if var in env:
             changes[attr] = _number(env[var], var)
     if "MC_MODEL_DAILY_LIMITS_USD" in env:
-        changes["model_daily_limit_usd"] = _model_limits(env["MC_MODEL_DAILY_LIMITS_USD"], "MC_MODEL_DAILY_LIMITS_USD")
+        changes["model_daily_limit_usd"] = _model_limits(
+            env["MC_MODEL_DAILY_LIMITS_USD"], "MC_MODEL_DAILY_LIMITS_USD"
+        )
     if env.get("MC_FAILURE_MIN_CALLS", "").strip():
         try:
             changes["failure_min_calls"] = max(1, int(env["MC_FAILURE_MIN_CALLS"]))
         except ValueError as exc:
-            raise AlertRulesError(f"MC_FAILURE_MIN_CALLS: {env['MC_FAILURE_MIN_CALLS']!r} is not a whole number") from exc
+            raise AlertRulesError(
+                f"MC_FAILURE_MIN_CALLS: {env['MC_FAILURE_MIN_CALLS']!r} is not a whole number"
+            ) from exc
     if "MC_ALERTS_INCLUDE_SUBSCRIPTION" in env:
-        changes["include_subscription"] = _bool(env["MC_ALERTS_INCLUDE_SUBSCRIPTION"], "MC_ALERTS_INCLUDE_SUBSCRIPTION")
+        changes["include_subscription"] = _bool(
+            env["MC_ALERTS_INCLUDE_SUBSCRIPTION"], "MC_ALERTS_INCLUDE_SUBSCRIPTION"
+        )
         changes["budgets"] = replace(rules.budgets, include_subscription=changes["include_subscription"])
     if env.get("MC_ALERT_ACTION", "").strip():
         import shlex
 
         changes["action"] = tuple(shlex.split(env["MC_ALERT_ACTION"]))
     if env.get("MC_ALERT_ACTION_TIMEOUT_S", "").strip():
-        changes["action_timeout_s"] = _number(env["MC_ALERT_ACTION_TIMEOUT_S"], "MC_ALERT_ACTION_TIMEOUT_S", allow_off=False)
+        changes["action_timeout_s"] = _number(
+            env["MC_ALERT_ACTION_TIMEOUT_S"], "MC_ALERT_ACTION_TIMEOUT_S", allow_off=False
+        )
     return replace(rules, **changes)
 
 
@@ -212,7 +224,7 @@ def month_period(day: date) -> str:
 
 def local_today(now: datetime, tz: str) -> date:
     if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
+        now = now.replace(tzinfo=UTC)
     return now.astimezone(ZoneInfo(tz)).date()
 
 
@@ -227,7 +239,9 @@ def _spend_frame(calls: pl.DataFrame, rules: AlertRules) -> pl.DataFrame:
     return calls.filter(pl.col("billing").fill_null("unknown") != "subscription")
 
 
-def _alert(rule: str, period: str, message: str, value: float, limit: float, now: datetime, scope: str | None = None) -> dict:
+def _alert(
+    rule: str, period: str, message: str, value: float, limit: float, now: datetime, scope: str | None = None
+) -> dict:
     alert_id = f"{rule}:{scope}:{period}" if scope else f"{rule}:{period}"
     return {
         "alert_id": alert_id,
@@ -249,7 +263,9 @@ def evaluate_alerts(calls: pl.DataFrame, rules: AlertRules, now: datetime, tz: s
     return evaluate_alerts_daily(usage_daily(calls), calls, rules, now, tz)
 
 
-def evaluate_alerts_daily(usage: pl.DataFrame, recent: pl.DataFrame, rules: AlertRules, now: datetime, tz: str) -> pl.DataFrame:
+def evaluate_alerts_daily(
+    usage: pl.DataFrame, recent: pl.DataFrame, rules: AlertRules, now: datetime, tz: str
+) -> pl.DataFrame:
     """The alerts that hold at ``now``, from the per-day aggregate ``usage`` (``usage_daily`` rows: spend per
     day, model, agent, billing) and the ``recent`` calls (``llm_calls`` rows of at least the last 24 h:
     the failure rate).
@@ -258,8 +274,8 @@ def evaluate_alerts_daily(usage: pl.DataFrame, recent: pl.DataFrame, rules: Aler
     there were), subscription calls left out unless ``rules.include_subscription``.
     """
     if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
-    now = now.astimezone(timezone.utc)
+        now = now.replace(tzinfo=UTC)
+    now = now.astimezone(UTC)
     today = local_today(now, tz)
     out: list[dict] = []
     calls = recent
@@ -278,12 +294,33 @@ def evaluate_alerts_daily(usage: pl.DataFrame, recent: pl.DataFrame, rules: Aler
     )
     for rule, limit, value, period, label in (
         ("daily_limit", rules.daily_limit_usd, sums["today"], today.isoformat(), f"Daily spend on {today}"),
-        ("weekly_limit", rules.weekly_limit_usd, sums["week"], week_period(today), f"Weekly spend in {week_period(today)}"),
-        ("monthly_limit", rules.monthly_limit_usd, sums["month"], month_period(today), f"Monthly spend in {month_period(today)}"),
+        (
+            "weekly_limit",
+            rules.weekly_limit_usd,
+            sums["week"],
+            week_period(today),
+            f"Weekly spend in {week_period(today)}",
+        ),
+        (
+            "monthly_limit",
+            rules.monthly_limit_usd,
+            sums["month"],
+            month_period(today),
+            f"Monthly spend in {month_period(today)}",
+        ),
     ):
         if limit is not None and (value or 0.0) > limit:
             note = unpriced_note if rule == "daily_limit" else ""
-            out.append(_alert(rule, period, f"{label} {_usd(value)} exceeds the limit {_usd(limit)}{note}", value, limit, now))
+            out.append(
+                _alert(
+                    rule,
+                    period,
+                    f"{label} {_usd(value)} exceeds the limit {_usd(limit)}{note}",
+                    value,
+                    limit,
+                    now,
+                )
+            )
 
     if rules.model_daily_limit_usd:
         by_model = (
@@ -376,13 +413,13 @@ def run_failure_alert(job_name: str, run_id: str, error: str | None, now: dateti
     """The alert for a failed pipeline run (one per run): its job, short run id and the error's first line."""
     first = (error or "").strip().splitlines()[0][:200] if (error or "").strip() else "no error message"
     if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
+        now = now.replace(tzinfo=UTC)
     return _alert(
         "run_failure",
         run_id,
         f"Pipeline run {run_id[:8]} of {job_name} failed: {first}",
         1.0,
         0.0,
-        now.astimezone(timezone.utc),
+        now.astimezone(UTC),
         scope=job_name,
     )

@@ -25,18 +25,23 @@ from pathlib import Path
 
 import polars as pl
 
-from mc_pipeline.tables import storage
-from mc_pipeline.costing.billing import AuthProfiles
-from mc_pipeline.calls.llm_calls import build_llm_calls
 from mc_pipeline.calls.daily import DailyTables, daily_tables
-from mc_pipeline.ingest.day_store import MARGIN, DayStore, day_bounds
-from mc_pipeline.tables.schemas import CALL_RECORDS, LLM_CALLS, QUARANTINE, conform
+from mc_pipeline.calls.llm_calls import build_llm_calls
+from mc_pipeline.costing.billing import AuthProfiles
 from mc_pipeline.costing.task_types import DEFAULT_RULES_PATH, TaskRules
+from mc_pipeline.ingest.day_store import MARGIN, DayStore, day_bounds
+from mc_pipeline.tables import storage
+from mc_pipeline.tables.schemas import CALL_RECORDS, LLM_CALLS, QUARANTINE, conform
 
 #: Records built together (the days of a chunk and their neighbours' margins are in memory at once).
 CHUNK_ROWS = 120_000
 BUILT_FILE = "_built.parquet"
-BUILT: dict[str, pl.DataType] = {"day": pl.Date(), "key": pl.String(), "calls": pl.Int64(), "cost_usd": pl.Float64()}
+BUILT: dict[str, pl.DataType] = {
+    "day": pl.Date(),
+    "key": pl.String(),
+    "calls": pl.Int64(),
+    "cost_usd": pl.Float64(),
+}
 #: Per day and unit: what became of its call records (for the line reconciliation).
 ACCOUNTING: dict[str, pl.DataType] = {
     "day": pl.Date(),
@@ -74,8 +79,19 @@ class Enrichment:
             prices = metadata.version("genai-prices")
         except metadata.PackageNotFoundError:
             prices = ""
-        return _hash([self.tz, self.cost_mode, rules_text, self.billing_overrides or {}, profiles, self.salt, prices,
-                      self.code, pl.__version__])
+        return _hash(
+            [
+                self.tz,
+                self.cost_mode,
+                rules_text,
+                self.billing_overrides or {},
+                profiles,
+                self.salt,
+                prices,
+                self.code,
+                pl.__version__,
+            ]
+        )
 
 
 def _hash(obj: object) -> str:
@@ -88,8 +104,11 @@ def _index_digests(stores: list[DayStore], session_index: pl.DataFrame) -> dict[
     ds = pl.concat(parts).unique() if parts else pl.DataFrame()
     if ds.height == 0:
         return {}
-    cols = [c for c in ("session_key", "trigger", "channel", "cron_job_id", "cron_job_name", "is_fork")
-            if c in session_index.columns]  # fmt: skip
+    cols = [
+        c
+        for c in ("session_key", "trigger", "channel", "cron_job_id", "cron_job_name", "is_fork")
+        if c in session_index.columns
+    ]
     idx = session_index.select("agent_id", "session_id", *cols)
     by_agent = idx.filter(pl.col("agent_id").is_not_null()).unique(["agent_id", "session_id"], keep="first")
     by_sid = idx.filter(pl.col("agent_id").is_null()).drop("agent_id").unique("session_id", keep="first")
@@ -170,8 +189,10 @@ def chunk_records(days: list[date], stores: list[DayStore], tz: str) -> pl.DataF
         return pl.DataFrame(schema=CALL_RECORDS)
     frame = pl.concat(parts)
     rank = {s: i for i, s in enumerate(SOURCES)}
-    return frame.sort(pl.col("source").replace_strict(rank, default=len(SOURCES), return_dtype=pl.Int32),
-                      maintain_order=True)  # fmt: skip
+    return frame.sort(
+        pl.col("source").replace_strict(rank, default=len(SOURCES), return_dtype=pl.Int32),
+        maintain_order=True,
+    )
 
 
 @dataclass
@@ -191,7 +212,9 @@ class BuildReport:
     rows: int = 0
 
 
-def build_days(days: list[date], stores: list[DayStore], enrich: Enrichment, chunk_rows: int = CHUNK_ROWS) -> Iterator[DayBuild]:
+def build_days(
+    days: list[date], stores: list[DayStore], enrich: Enrichment, chunk_rows: int = CHUNK_ROWS
+) -> Iterator[DayBuild]:
     """Build ``days`` chunk by chunk; one :class:`DayBuild` per day, in order. The per-day aggregates are
     computed once per chunk (their keys include the day) and split by day."""
     from mc_pipeline.calls.daily import DailyTables
@@ -200,9 +223,15 @@ def build_days(days: list[date], stores: list[DayStore], enrich: Enrichment, chu
     for group in chunks(days, stores, chunk_rows):
         records = chunk_records(group, stores, enrich.tz)
         built = build_llm_calls(
-            records, session_index=enrich.session_index, auth=enrich.auth, task_rules=enrich.task_rules,
-            tz=enrich.tz, cost_mode=enrich.cost_mode, billing_overrides=enrich.billing_overrides, days=set(group),
-        )  # fmt: skip
+            records,
+            session_index=enrich.session_index,
+            auth=enrich.auth,
+            task_rules=enrich.task_rules,
+            tz=enrich.tz,
+            cost_mode=enrich.cost_mode,
+            billing_overrides=enrich.billing_overrides,
+            days=set(group),
+        )
         del records
         by_day = _split(built.calls)
         tables = daily_tables(built.calls, enrich.salt)
@@ -213,8 +242,14 @@ def build_days(days: list[date], stores: list[DayStore], enrich: Enrichment, chu
             daily = DailyTables(*(split[name].get(day, getattr(empty, name)) for name, _ in tables.items()))
             rejected = rejected_by_day.get(day, built.rejected.clear())
             dupes = dupes_by_day.get(day, built.duplicates.clear())
-            yield DayBuild(day, calls, daily, accounting(day, calls, dupes, rejected), conform(rejected, QUARANTINE),
-                           rejected_rows=rejected.height)  # fmt: skip
+            yield DayBuild(
+                day,
+                calls,
+                daily,
+                accounting(day, calls, dupes, rejected),
+                conform(rejected, QUARANTINE),
+                rejected_rows=rejected.height,
+            )
 
 
 def _split(frame: pl.DataFrame) -> dict[date, pl.DataFrame]:
@@ -223,7 +258,9 @@ def _split(frame: pl.DataFrame) -> dict[date, pl.DataFrame]:
     return {d: p for (d,), p in frame.partition_by("day", as_dict=True).items()}
 
 
-def accounting(day: date, calls: pl.DataFrame, duplicates: pl.DataFrame, rejected: pl.DataFrame) -> pl.DataFrame:
+def accounting(
+    day: date, calls: pl.DataFrame, duplicates: pl.DataFrame, rejected: pl.DataFrame
+) -> pl.DataFrame:
     key = ["source", "source_file"]
     parts = [
         calls.group_by(key).agg(calls=pl.len().cast(pl.Int64)),
@@ -237,30 +274,43 @@ def accounting(day: date, calls: pl.DataFrame, duplicates: pl.DataFrame, rejecte
     return conform(out, ACCOUNTING).sort("source", "source_file")
 
 
-def load_enrichment(home: Path, *, tz: str, cost_mode: str, task_rules_path: str = "", billing_overrides_path: str = "",
-                    salt: str = "") -> tuple[Enrichment, list[str]]:
+def load_enrichment(
+    home: Path,
+    *,
+    tz: str,
+    cost_mode: str,
+    task_rules_path: str = "",
+    billing_overrides_path: str = "",
+    salt: str = "",
+) -> tuple[Enrichment, list[str]]:
     """What the calls of every day are enriched with, read from the home now (session keys of both eras,
     auth profiles, cron jobs; the task rules and billing overrides files), and the problems seen."""
     from mc_pipeline.costing.billing import load_billing_overrides, read_auth_profiles
+    from mc_pipeline.costing.task_types import load_task_rules
     from mc_pipeline.ingest.readers.agent_db import read_agent_facts
     from mc_pipeline.ingest.readers.session_index import read_sessions
     from mc_pipeline.ingest.readers.state_db import read_state_db
     from mc_pipeline.runtime.fingerprint import package_digest
-    from mc_pipeline.costing.task_types import load_task_rules
 
     state = read_state_db(home)
     facts = read_agent_facts(home, state.agent_dbs)
     index, problems = read_sessions(home, state, facts)
     auth, auth_problems = read_auth_profiles(home, facts.auth_stores, state.shared_auth)
     enrich = Enrichment(
-        session_index=index, auth=auth, task_rules=load_task_rules(task_rules_path or None), tz=tz, cost_mode=cost_mode,
+        session_index=index,
+        auth=auth,
+        task_rules=load_task_rules(task_rules_path or None),
+        tz=tz,
+        cost_mode=cost_mode,
         billing_overrides=load_billing_overrides(billing_overrides_path) if billing_overrides_path else None,
-        salt=salt, task_rules_path=task_rules_path or None, code=package_digest(),
-    )  # fmt: skip
+        salt=salt,
+        task_rules_path=task_rules_path or None,
+        code=package_digest(),
+    )
     return enrich, problems + auth_problems
 
 
-# -- a run: build what changed, write every table it touches --------------------------------------------------
+# -- a run: build what changed, write every table it touches -------------------------------------------------
 @dataclass
 class DayResult:
     day: date
@@ -284,17 +334,24 @@ class DaysRun:
     total_days: int = 0
 
 
-def build_and_write(config, *, days: list[date] | None = None, aggregates_only: bool = False,
-                    progress=None, chunk_rows: int = CHUNK_ROWS) -> DaysRun:
+def build_and_write(
+    config,
+    *,
+    days: list[date] | None = None,
+    aggregates_only: bool = False,
+    progress=None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> DaysRun:
     """Build the stale days (``days`` None) or exactly ``days`` (a rerun), write ``llm_calls`` and the
     per-day aggregates of each, the all-days copies, the quarantine and the line reconciliation.
 
-    ``aggregates_only``: rebuild the aggregates of ``days`` from ``llm_calls`` as written (no records read)."""
+    ``aggregates_only``: rebuild the aggregates of ``days`` from ``llm_calls`` as written (no records
+    read)."""
     import time
 
     from mc_pipeline.calls.daily import daily_tables
-    from mc_pipeline.ingest.staging import states
     from mc_pipeline.ingest.reconcile import reconcile_accounting
+    from mc_pipeline.ingest.staging import states
     from mc_pipeline.tables.store import AGGREGATES, Tables
 
     tables = Tables(config.data)
@@ -307,9 +364,14 @@ def build_and_write(config, *, days: list[date] | None = None, aggregates_only: 
         todo, removed, keys = sorted(days or []), [], dict(built.select("day", "key").iter_rows())
         enrich = None
     else:
-        enrich, run.problems = load_enrichment(config.home, tz=config.tz, cost_mode=config.cost_mode,
-                                               task_rules_path=config.task_rules_path,
-                                               billing_overrides_path=config.billing_overrides_path, salt=salt)  # fmt: skip
+        enrich, run.problems = load_enrichment(
+            config.home,
+            tz=config.tz,
+            cost_mode=config.cost_mode,
+            task_rules_path=config.task_rules_path,
+            billing_overrides_path=config.billing_overrides_path,
+            salt=salt,
+        )
         keys = build_keys(stores, enrich)
         todo, removed = stale(keys, built)
         if days is not None:  # a rerun of these days, whatever their state
@@ -365,8 +427,14 @@ def build_and_write(config, *, days: list[date] | None = None, aggregates_only: 
             for name in ("accounting", "rejected"):
                 frames = [f for f in outputs[name] if f.height]
                 tables.replace_staged_days(name, changed, pl.concat(frames) if frames else pl.DataFrame())
-            new_built = pl.DataFrame([{"day": r.day, "key": r.key, "calls": r.calls, "cost_usd": r.cost_usd}
-                                      for r in run.days if not r.removed], schema=BUILT)  # fmt: skip
+            new_built = pl.DataFrame(
+                [
+                    {"day": r.day, "key": r.key, "calls": r.calls, "cost_usd": r.cost_usd}
+                    for r in run.days
+                    if not r.removed
+                ],
+                schema=BUILT,
+            )
             built = pl.concat([built.filter(~pl.col("day").is_in(changed)), new_built]).sort("day")
             storage.write_parquet(built, tables.table_dir("llm_calls") / BUILT_FILE)
     if not aggregates_only:
@@ -376,10 +444,13 @@ def build_and_write(config, *, days: list[date] | None = None, aggregates_only: 
             from mc_pipeline.ingest.readers.transcript_files import with_line_excerpts
 
             rejected = with_line_excerpts(config.home, rejected)
-        quarantine = pl.concat([readers_q, rejected.cast(QUARANTINE)]).sort("source", "source_file", "line_no", nulls_last=True)
+        quarantine = pl.concat([readers_q, rejected.cast(QUARANTINE)]).sort(
+            "source", "source_file", "line_no", nulls_last=True
+        )
         run.quarantine = quarantine
-        run.source_files = reconcile_accounting(pl.concat([s.file_counts() for s in st.values()]),
-                                                tables.staged("accounting"), quarantine)  # fmt: skip
+        run.source_files = reconcile_accounting(
+            pl.concat([s.file_counts() for s in st.values()]), tables.staged("accounting"), quarantine
+        )
         tables.write("quarantine", quarantine)
         tables.write("source_files", run.source_files)
     return run

@@ -17,12 +17,29 @@ from dataclasses import dataclass, fields
 
 import polars as pl
 
-from mc_pipeline.tables.schemas import API_HEALTH, ERROR_CLASSES, LLM_CALLS, SESSIONS_DAILY, USAGE_DAILY, conform
+from mc_pipeline.tables.schemas import (
+    API_HEALTH,
+    ERROR_CLASSES,
+    LLM_CALLS,
+    SESSIONS_DAILY,
+    USAGE_DAILY,
+    conform,
+)
 
 TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "total_tokens")
 
-DAILY_KEYS = ["day", "agent_id", "provider", "model", "task_type", "billing", "trigger", "channel", "cron_job_id",
-              "cron_job_name"]
+DAILY_KEYS = [
+    "day",
+    "agent_id",
+    "provider",
+    "model",
+    "task_type",
+    "billing",
+    "trigger",
+    "channel",
+    "cron_job_id",
+    "cron_job_name",
+]
 SESSION_KEYS = ["day", "agent_id", "session_id", "provider", "model"]
 
 
@@ -45,8 +62,9 @@ def measures() -> list[pl.Expr]:
     ]
 
 
-def health_aggs(status_ok: pl.Expr, status_error: pl.Expr, aborted: pl.Expr, error_class: pl.Expr,
-                http: pl.Expr) -> list[pl.Expr]:
+def health_aggs(
+    status_ok: pl.Expr, status_error: pl.Expr, aborted: pl.Expr, error_class: pl.Expr, http: pl.Expr
+) -> list[pl.Expr]:
     """Health counts of a group of calls; ``duration_sum_ms``/``duration_calls`` make the mean summable."""
     return [
         pl.len().cast(pl.Int64).alias("calls"),
@@ -73,11 +91,15 @@ class DailyTables:
         return [(f.name, getattr(self, f.name)) for f in fields(self)]
 
     @classmethod
-    def empty(cls) -> "DailyTables":
-        return cls(pl.DataFrame(schema=USAGE_DAILY), pl.DataFrame(schema=SESSIONS_DAILY), pl.DataFrame(schema=API_HEALTH))
+    def empty(cls) -> DailyTables:
+        return cls(
+            pl.DataFrame(schema=USAGE_DAILY),
+            pl.DataFrame(schema=SESSIONS_DAILY),
+            pl.DataFrame(schema=API_HEALTH),
+        )
 
     @classmethod
-    def concat(cls, parts: list["DailyTables"]) -> "DailyTables":
+    def concat(cls, parts: list[DailyTables]) -> DailyTables:
         if not parts:
             return cls.empty()
         return cls(*(pl.concat([getattr(p, f.name) for p in parts]) for f in fields(cls)))
@@ -138,8 +160,15 @@ def health_daily(calls: pl.DataFrame) -> pl.DataFrame:
     status = pl.col("status")
     out = (
         calls.group_by("provider", "day")
-        .agg(health_aggs(status == "ok", status == "error", status == "aborted", pl.col("error_class"),
-                         pl.col("http_status")))  # fmt: skip
+        .agg(
+            health_aggs(
+                status == "ok",
+                status == "error",
+                status == "aborted",
+                pl.col("error_class"),
+                pl.col("http_status"),
+            )
+        )
         .rename({"provider": "name"})
         .with_columns(kind=pl.lit("provider"))
         .with_columns(success_rate=pl.when(pl.col("calls") > 0).then(pl.col("ok_calls") / pl.col("calls")))

@@ -48,7 +48,15 @@ ZERO_TOKEN_TOLERANCE = timedelta(seconds=5)
 #: Sources whose rows have a real entry identity (rule 1 covers their repeats).
 ENTRY_SOURCES = TRANSCRIPT_SOURCES
 #: What makes two transcript rows of different sessions the same call (a fork's copy of its parent's entry).
-FORK_KEY = ("entry_id", "timestamp", "model", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+FORK_KEY = (
+    "entry_id",
+    "timestamp",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+)
 EXACT_KEY = (
     "session_id",
     "timestamp",
@@ -82,7 +90,9 @@ class Deduped:
 
 
 def _rank() -> pl.Expr:
-    return pl.col("source").replace_strict({s: i for i, s in enumerate(SOURCES)}, default=len(SOURCES), return_dtype=pl.Int32)
+    return pl.col("source").replace_strict(
+        {s: i for i, s in enumerate(SOURCES)}, default=len(SOURCES), return_dtype=pl.Int32
+    )
 
 
 def _keys(df: pl.DataFrame) -> pl.DataFrame:
@@ -106,7 +116,9 @@ def _matched(lower: pl.DataFrame, higher: pl.DataFrame, by: list[str], tolerance
         return set()
     right = higher.select(*by, "_t", _hit=pl.lit(True)).sort("_t")
     left = lower.select("_i", *by, "_t").sort("_t")
-    joined = left.join_asof(right, on="_t", by=by, strategy="nearest", tolerance=tolerance, check_sortedness=False)
+    joined = left.join_asof(
+        right, on="_t", by=by, strategy="nearest", tolerance=tolerance, check_sortedness=False
+    )
     return set(joined.filter(pl.col("_hit").fill_null(False)).get_column("_i").to_list())
 
 
@@ -163,7 +175,9 @@ def _mark(df: pl.DataFrame, rows: pl.Series, rule: str) -> pl.DataFrame:
     if rows.len() == 0:
         return df
     return df.with_columns(
-        _rule=pl.when(pl.col("_i").is_in(rows.implode()) & pl.col("_rule").is_null()).then(pl.lit(rule)).otherwise("_rule")
+        _rule=pl.when(pl.col("_i").is_in(rows.implode()) & pl.col("_rule").is_null())
+        .then(pl.lit(rule))
+        .otherwise("_rule")
     )
 
 
@@ -177,7 +191,9 @@ def dedupe_calls(calls: pl.DataFrame) -> Deduped:
     df = _mark(df, _covered_prompt_errors(df), "prompt_error_covered")
 
     key = pl.struct(["source", *EXACT_KEY])
-    rest = df.filter(pl.col("_rule").is_null() & pl.col("source").is_in(SOURCES) & ~pl.col("source").is_in(ENTRY_SOURCES))
+    rest = df.filter(
+        pl.col("_rule").is_null() & pl.col("source").is_in(SOURCES) & ~pl.col("source").is_in(ENTRY_SOURCES)
+    )
     repeats = rest.filter(key.is_duplicated() & ~key.is_first_distinct()).get_column("_i")
     df = _mark(df, repeats, "exact_repeat")
 

@@ -14,8 +14,8 @@ import polars as pl
 from mc_pipeline.costing.billing import assign_billing
 from mc_pipeline.costing.error_classes import classify_status
 from mc_pipeline.costing.pricing import price_calls
-from mc_pipeline.tables.schemas import LLM_CALLS, QUARANTINE, conform
 from mc_pipeline.costing.task_types import TaskRules, assign_task_types
+from mc_pipeline.tables.schemas import LLM_CALLS, QUARANTINE, conform
 
 #: Characters of thinking text per token when a call's thinking must be estimated (English prose
 #: averages ~4 characters per token with Claude/GPT tokenizers; such rows carry thinking_estimated=True).
@@ -25,7 +25,9 @@ CHARS_PER_THINKING_TOKEN = 4
 @dataclass
 class BuiltCalls:
     calls: pl.DataFrame  # LLM_CALLS, validated
-    rejected: pl.DataFrame  # QUARANTINE rows + their day (excerpt left null: the caller knows where the line is)
+    rejected: (
+        pl.DataFrame
+    )  # QUARANTINE rows + their day (excerpt left null: the caller knows where the line is)
     duplicates: pl.DataFrame  # source, source_file, day, duplicates: rows dropped as repeats of a call
 
 
@@ -40,7 +42,9 @@ def with_identity(records: pl.DataFrame, tz: str) -> pl.DataFrame:
             [pl.col("agent_id").fill_null("-"), pl.col("session_id").fill_null("-"), entry], separator="/"
         ),
         day=pl.col("timestamp").dt.convert_time_zone(tz).dt.date(),
-        total_tokens=pl.sum_horizontal("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"),
+        total_tokens=pl.sum_horizontal(
+            "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"
+        ),
         tool_calls=pl.col("tool_names").list.len().fill_null(0).cast(pl.Int64),
     )
 
@@ -59,17 +63,26 @@ def with_sessions(calls: pl.DataFrame, session_index: pl.DataFrame) -> pl.DataFr
         if c not in idx.columns:
             idx = idx.with_columns(pl.lit(None, pl.Boolean if c == "is_fork" else pl.String).alias(c))
     out = calls.drop([c for c in (*SESSION_COLUMNS, "is_fork") if c in calls.columns])
-    out = out.join(idx.filter(pl.col("agent_id").is_not_null()), on=["agent_id", "session_id"], how="left",
-                   nulls_equal=False, maintain_order="left")  # fmt: skip
+    out = out.join(
+        idx.filter(pl.col("agent_id").is_not_null()),
+        on=["agent_id", "session_id"],
+        how="left",
+        nulls_equal=False,
+        maintain_order="left",
+    )
     by_sid = idx.filter(pl.col("agent_id").is_null()).drop("agent_id").unique("session_id", keep="first")
     if by_sid.height:
-        out = out.join(by_sid, on="session_id", how="left", suffix="_sid", maintain_order="left").with_columns(
-            [pl.coalesce(c, f"{c}_sid").alias(c) for c in (*SESSION_COLUMNS, "is_fork")]
-        ).drop([f"{c}_sid" for c in (*SESSION_COLUMNS, "is_fork")])
+        out = (
+            out.join(by_sid, on="session_id", how="left", suffix="_sid", maintain_order="left")
+            .with_columns([pl.coalesce(c, f"{c}_sid").alias(c) for c in (*SESSION_COLUMNS, "is_fork")])
+            .drop([f"{c}_sid" for c in (*SESSION_COLUMNS, "is_fork")])
+        )
     fork = pl.col("is_fork").fill_null(False)
     if "session_is_fork" in out.columns:
         fork = fork | pl.col("session_is_fork").fill_null(False)
-    return out.with_columns(trigger=pl.col("trigger").fill_null("unknown"), session_is_fork=fork).drop("is_fork")
+    return out.with_columns(trigger=pl.col("trigger").fill_null("unknown"), session_is_fork=fork).drop(
+        "is_fork"
+    )
 
 
 def with_thinking(calls: pl.DataFrame) -> pl.DataFrame:
@@ -90,8 +103,8 @@ def with_thinking(calls: pl.DataFrame) -> pl.DataFrame:
 
 
 def drop_duplicates(calls: pl.DataFrame, days=None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Each call once: same ``call_id``, exact repeats inside a source, and copies of a richer source's
-    call (``mc_pipeline.calls.dedupe``); returns (kept rows, source/source_file/duplicates dropped). ``days``: the
+    """Each call once: same ``call_id``, exact repeats inside a source, and copies of a richer source's call
+    (``mc_pipeline.calls.dedupe``); returns (kept rows, source/source_file/duplicates dropped). ``days``: the
     days being built (rows of other days only take part in the matching)."""
     from mc_pipeline.calls.dedupe import dedupe_calls
 
@@ -118,7 +131,9 @@ def validate(calls: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         raise ValueError(f"llm_calls does not match its schema: {frame_cases.rows()[:5]}")
     reasons = (
         row_cases.with_columns(
-            msg=pl.format("failed {} on {} (value {})", "check", "column", pl.col("failure_case").str.slice(0, 60))
+            msg=pl.format(
+                "failed {} on {} (value {})", "check", "column", pl.col("failure_case").str.slice(0, 60)
+            )
         )
         .group_by("index")
         .agg(reason=pl.col("msg").str.join("; "))
@@ -126,7 +141,9 @@ def validate(calls: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     )
     bad = calls.join(reasons, left_on="_row", right_on="index", how="inner")
     good = calls.join(reasons, left_on="_row", right_on="index", how="anti").drop("_row")
-    return good, conform(bad.select("source", "source_file", "line_no", "reason", "day"), {**QUARANTINE, "day": pl.Date()})
+    return good, conform(
+        bad.select("source", "source_file", "line_no", "reason", "day"), {**QUARANTINE, "day": pl.Date()}
+    )
 
 
 def build_llm_calls(
@@ -145,7 +162,9 @@ def build_llm_calls(
     ``days``: build only the calls of these days (reporting zone); the other records (a neighbouring day's
     first or last hour) only take part in de-duplication, and their duplicates are not counted here."""
     calls = with_identity(records, tz)
-    calls = with_sessions(calls, session_index)  # before de-duplication: a fork's copies are dropped, not its parent's
+    calls = with_sessions(
+        calls, session_index
+    )  # before de-duplication: a fork's copies are dropped, not its parent's
     calls, duplicates = drop_duplicates(calls, days)
     calls = classify_status(calls)
     calls = with_thinking(calls)

@@ -147,7 +147,8 @@ def read_auth_profiles(
 ) -> AuthProfiles:
     """Auth type per agent and provider, from each agent's store: its database's ``auth_profile_store``
     (OpenClaw 2026.8+, ``db_stores``: agent id -> (where, parsed JSON), see
-    :func:`mc_pipeline.ingest.readers.agent_db.read_agent_facts`) or else ``agents/<id>/agent/auth-profiles.json``.
+    :func:`mc_pipeline.ingest.readers.agent_db.read_agent_facts`) or else
+    ``agents/<id>/agent/auth-profiles.json``.
 
     Every agent directory (and every agent with a database store) gets an entry (empty when it has no
     profiles). Agents inherit the shared store, their own winning per profile id, as OpenClaw merges them:
@@ -188,7 +189,9 @@ def read_auth_profiles(
     base = shared_key if shared_store is not None else MAIN_AGENT_ID
 
     result: dict[str, dict[str, str]] = {}
-    if base in stores:  # an agent known only from its calls (e.g. a database the state registry lists) inherits the base
+    if (
+        base in stores
+    ):  # an agent known only from its calls (e.g. a database the state registry lists) inherits the base
         result[ANY_AGENT] = _by_provider(types[base], [stores[base]])
     for agent in sorted({d.name for d in agent_dirs} | set(db_stores or {})):
         chain = [a for a in dict.fromkeys([base, agent]) if a in stores]

@@ -151,8 +151,7 @@ def _classify_distinct(keys: pl.DataFrame) -> pl.DataFrame:
             _message=_blank_to_null(pl.col("_em")),
         )
         .with_columns(
-            _unknown_reason=reason.is_not_null()
-            & ~reason.is_in([*OK_STOP_REASONS, "error", "aborted"]),
+            _unknown_reason=reason.is_not_null() & ~reason.is_in([*OK_STOP_REASONS, "error", "aborted"]),
         )
         .with_columns(
             status=pl.when(reason == "aborted")

@@ -1,11 +1,11 @@
 """Alerts in Dagster: the ``budget_alerts`` asset, the delivery sensor and the run-failure sensor.
 
-Deciding is in ``mc_pipeline.alerting.rules``, recording and delivering in ``mc_pipeline.alerting.delivery``; this
-module only wires them to settings, the ``llm_calls`` table and the Dagster log.
+Deciding is in ``mc_pipeline.alerting.rules``, recording and delivering in ``mc_pipeline.alerting.delivery``;
+this module only wires them to settings, the ``llm_calls`` table and the Dagster log.
 """
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -82,8 +82,8 @@ def build_alert_asset(fleet: bool = False) -> dg.AssetsDefinition:
         name="budget_alerts",
         group_name=ALERTS_GROUP,
         kinds={"parquet"},
-        # usage_daily and llm_calls are built by day_tables in a refresh run; health_daily (written by the same
-        # step) puts this step after it; a fleet's combined tables come from fleet_tables
+        # usage_daily and llm_calls are built by day_tables in a refresh run; health_daily (written by the
+        # same step) puts this step after it; a fleet's combined tables come from fleet_tables
         deps=["fleet_tables"] if fleet else ["usage_daily", "llm_calls", "health_daily"],
         description=(
             "Alerts that hold now: spend limits, budgets per agent, cron job, model, provider or home with thresholds "
@@ -98,14 +98,16 @@ def build_alert_asset(fleet: bool = False) -> dg.AssetsDefinition:
     return budget_alerts
 
 
-def evaluate(context, settings: McSettings, alert_settings: AlertSettings, fleet: bool) -> dg.MaterializeResult:
+def evaluate(
+    context, settings: McSettings, alert_settings: AlertSettings, fleet: bool
+) -> dg.MaterializeResult:
     from datetime import timedelta
 
     from mc_pipeline.alerting.rules import evaluate_alerts_daily, local_today
     from mc_pipeline.tables.store import Tables
 
     rules = alert_settings.rules()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     tables = Tables(settings.data)
     today = local_today(now, settings.timezone)
     # the last 8 days of calls: the 24 h failure rate and the weekly subscription windows
@@ -119,16 +121,20 @@ def evaluate(context, settings: McSettings, alert_settings: AlertSettings, fleet
     usage = tables.staged("usage_daily")
     alerts = evaluate_alerts_daily(usage, recent, rules, now, settings.timezone)
     tables.write("budget_alerts", alerts)
-    from mc_pipeline.tables import storage
     from mc_pipeline.alerting.budgets import budget_alerts as budgets_now
     from mc_pipeline.alerting.budgets import window_alerts
+    from mc_pipeline.tables import storage
 
-    status = {"budgets": [b.as_json() for b in budgets_now(usage, rules.budgets, now, settings.timezone)[1]],
-              "subscriptionWindows": [w.as_json() for w in window_alerts(recent, rules.budgets, now)[1]]}
+    status = {
+        "budgets": [b.as_json() for b in budgets_now(usage, rules.budgets, now, settings.timezone)[1]],
+        "subscriptionWindows": [w.as_json() for w in window_alerts(recent, rules.budgets, now)[1]],
+    }
     storage.write_json(status, settings.data / "staging" / BUDGETS_FILE)
     new = record_alerts(alerts, settings.data)
     if new:
-        context.log.info(f"{len(new)} new alert(s) recorded in alerts.jsonl: " + ", ".join(a["alert_id"] for a in new))
+        context.log.info(
+            f"{len(new)} new alert(s) recorded in alerts.jsonl: " + ", ".join(a["alert_id"] for a in new)
+        )
     # Deliver right away too (a one-shot `make run` has no sensor daemon); the sensor retries what is left.
     report = _deliver(context.log.warning, settings, alert_settings, deadline_s=20.0)
     if report.errors:
@@ -166,10 +172,12 @@ def alert_delivery(context: dg.SensorEvaluationContext, settings: McSettings, al
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Reports a failed pipeline run as a critical alert (alerts.jsonl, log, webhooks).",
 )
-def run_failure_alerts(context: dg.RunFailureSensorContext, settings: McSettings, alert_settings: AlertSettings):
+def run_failure_alerts(
+    context: dg.RunFailureSensorContext, settings: McSettings, alert_settings: AlertSettings
+):
     run = context.dagster_run
     error = context.failure_event.message if context.failure_event else None
-    alert = run_failure_alert(run.job_name, run.run_id, error, datetime.now(timezone.utc))
+    alert = run_failure_alert(run.job_name, run.run_id, error, datetime.now(UTC))
     record_alerts([alert], settings.data)
     report = _deliver(context.log.warning, settings, alert_settings, deadline_s=40.0)
     for problem in report.errors:

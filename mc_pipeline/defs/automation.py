@@ -1,25 +1,27 @@
 """Automation: the hourly refresh and a sensor that refreshes soon after a transcript is written.
 
 Both launch the ``refresh_all`` job (defined in ``mc_pipeline/definitions.py``) with the run tag
-``mc_pipeline/refresh``; the run queue allows one run with that tag at a time (``tag_concurrency_limits``
-in the ``dagster.yaml`` that ``mc_pipeline.runtime.cli`` writes), and neither asks for a run while one is already
+``mc_pipeline/refresh``; the run queue allows one run with that tag at a time (``tag_concurrency_limits`` in
+the ``dagster.yaml`` that ``mc_pipeline.runtime.cli`` writes), and neither asks for a run while one is already
 waiting in the queue (that run will read the latest files anyway), so runs cannot pile up.
 """
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from mc_pipeline.tables import storage
 from mc_pipeline.defs.resources import McSettings
 from mc_pipeline.ingest.source_state import file_states, fleet_file_states, last_read_digest, states_digest
+from mc_pipeline.tables import storage
 
 REFRESH_JOB = "refresh_all"
 #: Run tags (instance.py's dagster.yaml spells REFRESH_TAG literally; test_definitions checks they agree).
 REFRESH_TAG = "mc_pipeline/refresh"  # refresh runs (schedule, sensor, CLI): queued one at a time
-FULL_REBUILD_TAG = "mc_pipeline/full_rebuild"  # "true" on a run: re-read every source file (as MC_FULL_REBUILD)
+FULL_REBUILD_TAG = (
+    "mc_pipeline/full_rebuild"  # "true" on a run: re-read every source file (as MC_FULL_REBUILD)
+)
 RERUN_TAG = "mc_pipeline/rerun"  # a rerun of days (`python -m mc_pipeline rerun`)
 #: Runs that have not started yet: one of these already covers whatever changed.
 WAITING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING]
@@ -31,7 +33,7 @@ STUCK_AFTER = timedelta(hours=2)
 
 def refresh_waiting(instance: dg.DagsterInstance, now: datetime | None = None) -> bool:
     """True when a refresh run created in the last two hours is queued but has not started reading yet."""
-    since = (now or datetime.now(timezone.utc)) - STUCK_AFTER
+    since = (now or datetime.now(UTC)) - STUCK_AFTER
     runs = instance.get_runs(
         filters=dg.RunsFilter(job_name=REFRESH_JOB, statuses=WAITING, created_after=since), limit=1
     )

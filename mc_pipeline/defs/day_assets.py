@@ -3,22 +3,21 @@ plus the all-days aggregates, quarantine and line reconciliation written with th
 
 One step (``daily``, a multi-asset that can be subset):
 
-- in a refresh run (no partition: the schedule, the sensor, ``make run``) it builds the days whose
-  inputs changed (``mc_pipeline.calls.build_days``: today, a late archive's old day, every day after a price or
+- in a refresh run (no partition: the schedule, the sensor, ``make run``) it builds the days whose inputs
+  changed (``mc_pipeline.calls.build_days``: today, a late archive's old day, every day after a price or
   setting change) and records a materialisation of ``llm_calls`` and ``usage_daily`` for exactly those days;
-- in a run for one day or a range (the UI's partition picker or a backfill, one run for the whole range)
-  it reads again from the raw sources the files and database sessions that hold those days, and builds
-  them: the figures of a full rebuild. Selecting only ``usage_daily`` rebuilds it from ``llm_calls`` as written.
+- in a run for one day or a range (the UI's partition picker or a backfill, one run for the whole range) it
+  reads again from the raw sources the files and database sessions that hold those days, and builds them: the
+  figures of a full rebuild. Selecting only ``usage_daily`` rebuilds it from ``llm_calls`` as written.
 """
 
-
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import polars as pl
 
-from mc_pipeline.defs.source_assets import READERS, key
 from mc_pipeline.defs.resources import McSettings
+from mc_pipeline.defs.source_assets import READERS, key
 from mc_pipeline.reporting.markdown import markdown_table
 
 INGEST_GROUP = "ingest"
@@ -36,33 +35,57 @@ def day_partitions(tz: str) -> dg.DailyPartitionsDefinition:
 # Checks of the calls built are on the unpartitioned source_files/quarantine of the same step: a refresh run
 # has no partition, and Dagster cannot attach its check results to a day of the partitioned llm_calls.
 CHECKS = [
-    dg.AssetCheckSpec("matches_schema", asset="source_files",
-                      description="Every call of the days built in this run satisfies the llm_calls contract (columns, types, "
-                      "allowed values, non-negative tokens and costs); a call that fails it is quarantined, never written."),
-    dg.AssetCheckSpec("unique_call_ids", asset="source_files",
-                      description="call_id is unique within each llm_calls day built in this run."),
-    dg.AssetCheckSpec("lines_reconcile", asset="source_files",
-                      description="Per input file: lines read = calls + other entries + skipped by rule + quarantined."),
-    dg.AssetCheckSpec("sources_not_silent", asset="source_files",
-                      description="No source was written in the last 7 days without a call dated in them being read from "
-                      "it (a reader that finds files but no calls: a changed format). WARN."),
-    dg.AssetCheckSpec("quarantine_share_stable", asset="quarantine",
-                      description="No source's share of quarantined lines jumped since the last run. WARN."),
-]  # fmt: skip
+    dg.AssetCheckSpec(
+        "matches_schema",
+        asset="source_files",
+        description="Every call of the days built in this run satisfies the llm_calls contract (columns, types, "
+        "allowed values, non-negative tokens and costs); a call that fails it is quarantined, never written.",
+    ),
+    dg.AssetCheckSpec(
+        "unique_call_ids",
+        asset="source_files",
+        description="call_id is unique within each llm_calls day built in this run.",
+    ),
+    dg.AssetCheckSpec(
+        "lines_reconcile",
+        asset="source_files",
+        description="Per input file: lines read = calls + other entries + skipped by rule + quarantined.",
+    ),
+    dg.AssetCheckSpec(
+        "sources_not_silent",
+        asset="source_files",
+        description="No source was written in the last 7 days without a call dated in them being read from "
+        "it (a reader that finds files but no calls: a changed format). WARN.",
+    ),
+    dg.AssetCheckSpec(
+        "quarantine_share_stable",
+        asset="quarantine",
+        description="No source's share of quarantined lines jumped since the last run. WARN.",
+    ),
+]
 
 
 def _day_event(asset: dg.AssetKey, r, extra: dict | None = None) -> dg.AssetMaterialization:
-    meta = {"dagster/row_count": dg.MetadataValue.int(r.calls), "cost_usd": dg.MetadataValue.float(round(r.cost_usd, 2))}
+    meta = {
+        "dagster/row_count": dg.MetadataValue.int(r.calls),
+        "cost_usd": dg.MetadataValue.float(round(r.cost_usd, 2)),
+    }
     if r.removed:
         meta["removed"] = dg.MetadataValue.text("no call is on this day any more: its files were removed")
-    return dg.AssetMaterialization(asset_key=asset, partition=r.day.isoformat(), metadata={**meta, **(extra or {})},
-                                   tags={"dagster/data_version": r.key} if r.key else None)  # fmt: skip
+    return dg.AssetMaterialization(
+        asset_key=asset,
+        partition=r.day.isoformat(),
+        metadata={**meta, **(extra or {})},
+        tags={"dagster/data_version": r.key} if r.key else None,
+    )
 
 
 PARTITIONED = ("llm_calls", "usage_daily")
 
 
-def build_daily_assets(partitions: dg.DailyPartitionsDefinition, home: str | None = None) -> list[dg.AssetsDefinition]:
+def build_daily_assets(
+    partitions: dg.DailyPartitionsDefinition, home: str | None = None
+) -> list[dg.AssetsDefinition]:
     """(the day-partitioned ``daily`` assets, the unpartitioned ``day_tables`` step of refresh runs) of one home."""
     readers = [key(r, home) for r in READERS]
 
@@ -70,21 +93,37 @@ def build_daily_assets(partitions: dg.DailyPartitionsDefinition, home: str | Non
         return key(name, home)
 
     daily_specs = [
-        dg.AssetSpec(k("llm_calls"), group_name=INGEST_GROUP, partitions_def=partitions, skippable=True, kinds={"parquet"},
-                     deps=[*readers, k("openclaw_session_index"), k("openclaw_auth_profiles"), k("openclaw_state_db")],
-                     metadata={"partition_by": "day"},
-                     description="One row per model call of every source, each call once: when, which agent, session, "
-                     "provider and model, tokens, cost (recorded or from the price table, or unpriced), status and error "
-                     "class, task type, billing, trigger. A folder per day (parquet/llm_calls/day=YYYY-MM-DD/). Refresh "
-                     "runs build the days that changed; materialising days here reads them again from the raw sources."),
-        dg.AssetSpec(k("usage_daily"), group_name=MARTS_GROUP, partitions_def=partitions, skippable=True,
-                     kinds={"parquet", "csv"}, deps=[k("llm_calls")],
-                     description="Per day: agent x provider x model x task type x billing x trigger x cron job; every "
-                     "summable measure. The windowed marts, the dashboard and the alerts read this, never all calls."),
-    ]  # fmt: skip
+        dg.AssetSpec(
+            k("llm_calls"),
+            group_name=INGEST_GROUP,
+            partitions_def=partitions,
+            skippable=True,
+            kinds={"parquet"},
+            deps=[*readers, k("openclaw_session_index"), k("openclaw_auth_profiles"), k("openclaw_state_db")],
+            metadata={"partition_by": "day"},
+            description="One row per model call of every source, each call once: when, which agent, session, "
+            "provider and model, tokens, cost (recorded or from the price table, or unpriced), status and error "
+            "class, task type, billing, trigger. A folder per day (parquet/llm_calls/day=YYYY-MM-DD/). Refresh "
+            "runs build the days that changed; materialising days here reads them again from the raw sources.",
+        ),
+        dg.AssetSpec(
+            k("usage_daily"),
+            group_name=MARTS_GROUP,
+            partitions_def=partitions,
+            skippable=True,
+            kinds={"parquet", "csv"},
+            deps=[k("llm_calls")],
+            description="Per day: agent x provider x model x task type x billing x trigger x cron job; every "
+            "summable measure. The windowed marts, the dashboard and the alerts read this, never all calls.",
+        ),
+    ]
 
-    @dg.multi_asset(specs=daily_specs, can_subset=True, backfill_policy=dg.BackfillPolicy.single_run(),
-                    name=f"{home}__daily" if home else "daily")  # fmt: skip
+    @dg.multi_asset(
+        specs=daily_specs,
+        can_subset=True,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        name=f"{home}__daily" if home else "daily",
+    )
     def daily(context: dg.AssetExecutionContext, settings: McSettings):
         """A rerun of days (one partition or a range, one run): from the raw sources for llm_calls, from
         llm_calls as written for usage_daily alone."""
@@ -96,30 +135,61 @@ def build_daily_assets(partitions: dg.DailyPartitionsDefinition, home: str | Non
         days = [date.fromisoformat(p) for p in context.partition_keys]
         if "llm_calls" in selected:  # exactly the files and database sessions that hold these days
             units = units_holding(config, set(days))
-            context.log.info("reading again: " + (", ".join(f"{len(u)} unit(s) of {r}" for r, u in units.items()) or "nothing"))
+            context.log.info(
+                "reading again: "
+                + (", ".join(f"{len(u)} unit(s) of {r}" for r, u in units.items()) or "nothing")
+            )
             stage_sources(config, set(units), reread=units, progress=context.log.info)
-        run = build_and_write(config, days=days, aggregates_only="llm_calls" not in selected, progress=context.log.info)
+        run = build_and_write(
+            config, days=days, aggregates_only="llm_calls" not in selected, progress=context.log.info
+        )
         _log_days(context, run, selected, home)
         if run.schema_errors or run.duplicate_ids:
-            raise dg.Failure(f"llm_calls contract: {'; '.join(run.schema_errors)[:1000]} duplicates={run.duplicate_ids}")
+            raise dg.Failure(
+                f"llm_calls contract: {'; '.join(run.schema_errors)[:1000]} duplicates={run.duplicate_ids}"
+            )
         return
         yield  # a generator that yields nothing: the days are recorded as materialisations above
 
     tables_specs = [
-        dg.AssetSpec(k("sessions_daily"), group_name=MARTS_GROUP, kinds={"parquet"}, deps=readers,
-                     description="Per day, session (UUID or salted hash) and model: calls, tokens, cost, tools (all days)."),
-        dg.AssetSpec(k("health_daily"), group_name=MARTS_GROUP, kinds={"parquet"}, deps=readers,
-                     description="Per day and provider: ok, errors by class, rate limits, 5xx, durations (all days)."),
-        dg.AssetSpec(k("quarantine"), group_name=INGEST_GROUP, kinds={"parquet"}, deps=readers,
-                     description="Every line or row that could not be used, with its file, line and reason."),
-        dg.AssetSpec(k("source_files"), group_name=INGEST_GROUP, kinds={"parquet"}, deps=readers,
-                     description="Per input file: how its lines were accounted for (the reconciliation), and the checks "
-                     "of the calls built."),
-    ]  # fmt: skip
+        dg.AssetSpec(
+            k("sessions_daily"),
+            group_name=MARTS_GROUP,
+            kinds={"parquet"},
+            deps=readers,
+            description="Per day, session (UUID or salted hash) and model: calls, tokens, cost, tools (all days).",
+        ),
+        dg.AssetSpec(
+            k("health_daily"),
+            group_name=MARTS_GROUP,
+            kinds={"parquet"},
+            deps=readers,
+            description="Per day and provider: ok, errors by class, rate limits, 5xx, durations (all days).",
+        ),
+        dg.AssetSpec(
+            k("quarantine"),
+            group_name=INGEST_GROUP,
+            kinds={"parquet"},
+            deps=readers,
+            description="Every line or row that could not be used, with its file, line and reason.",
+        ),
+        dg.AssetSpec(
+            k("source_files"),
+            group_name=INGEST_GROUP,
+            kinds={"parquet"},
+            deps=readers,
+            description="Per input file: how its lines were accounted for (the reconciliation), and the checks "
+            "of the calls built.",
+        ),
+    ]
 
-    checks = [dg.AssetCheckSpec(c.name, asset=k(c.asset_key.path[-1]), description=c.description) for c in CHECKS]
+    checks = [
+        dg.AssetCheckSpec(c.name, asset=k(c.asset_key.path[-1]), description=c.description) for c in CHECKS
+    ]
 
-    @dg.multi_asset(specs=tables_specs, check_specs=checks, name=f"{home}__day_tables" if home else "day_tables")
+    @dg.multi_asset(
+        specs=tables_specs, check_specs=checks, name=f"{home}__day_tables" if home else "day_tables"
+    )
     def day_tables(context: dg.AssetExecutionContext, settings: McSettings):
         """A refresh: build the days whose inputs changed (llm_calls and usage_daily materialisations recorded
         for exactly those days), then the all-days tables, quarantine and reconciliation."""
@@ -137,21 +207,33 @@ def build_daily_assets(partitions: dg.DailyPartitionsDefinition, home: str | Non
         storage.write_csv(tables.staged("usage_daily"), config.data / "csv" / "usage_daily.csv")
         for name in ("sessions_daily", "health_daily"):
             frame = tables.staged(name)
-            yield dg.MaterializeResult(asset_key=k(name), metadata={
-                "dagster/row_count": dg.MetadataValue.int(frame.height),
-                "days_rebuilt": dg.MetadataValue.int(len(run.days))})  # fmt: skip
+            yield dg.MaterializeResult(
+                asset_key=k(name),
+                metadata={
+                    "dagster/row_count": dg.MetadataValue.int(frame.height),
+                    "days_rebuilt": dg.MetadataValue.int(len(run.days)),
+                },
+            )
         q = run.quarantine
-        yield dg.MaterializeResult(asset_key=k("quarantine"), metadata={
-            "dagster/row_count": dg.MetadataValue.int(q.height),
-            "reasons": dg.MetadataValue.md(markdown_table(q.group_by("reason").agg(lines=pl.len()).sort("lines", descending=True))),
-        })  # fmt: skip
+        yield dg.MaterializeResult(
+            asset_key=k("quarantine"),
+            metadata={
+                "dagster/row_count": dg.MetadataValue.int(q.height),
+                "reasons": dg.MetadataValue.md(
+                    markdown_table(q.group_by("reason").agg(lines=pl.len()).sort("lines", descending=True))
+                ),
+            },
+        )
         files = run.source_files
         dropped = files.group_by("source").agg(pl.col("duplicates").sum()).sort("source")
-        yield dg.MaterializeResult(asset_key=k("source_files"), metadata={
-            "dagster/row_count": dg.MetadataValue.int(files.height),
-            "duplicates_dropped": dg.MetadataValue.int(int(files.get_column("duplicates").sum() or 0)),
-            **{f"duplicates_dropped_{s}": dg.MetadataValue.int(int(n)) for s, n in dropped.iter_rows()},
-        })  # fmt: skip
+        yield dg.MaterializeResult(
+            asset_key=k("source_files"),
+            metadata={
+                "dagster/row_count": dg.MetadataValue.int(files.height),
+                "duplicates_dropped": dg.MetadataValue.int(int(files.get_column("duplicates").sum() or 0)),
+                **{f"duplicates_dropped_{s}": dg.MetadataValue.int(int(n)) for s, n in dropped.iter_rows()},
+            },
+        )
         yield from _checks(context, settings, run, home)
 
     return [daily, day_tables]
@@ -171,52 +253,111 @@ def _checks(context, settings: McSettings, run, home: str | None = None):
         return True
 
     if want("source_files", "matches_schema"):
-        yield dg.AssetCheckResult(check_name="matches_schema", asset_key=key("source_files", home), passed=not run.schema_errors,
-                                  metadata={"days_checked": len(run.days), "rows_rejected_to_quarantine": run.rejected_rows,
-                                            **({"error": "\n".join(run.schema_errors)[:2000]} if run.schema_errors else {})})  # fmt: skip
+        yield dg.AssetCheckResult(
+            check_name="matches_schema",
+            asset_key=key("source_files", home),
+            passed=not run.schema_errors,
+            metadata={
+                "days_checked": len(run.days),
+                "rows_rejected_to_quarantine": run.rejected_rows,
+                **({"error": "\n".join(run.schema_errors)[:2000]} if run.schema_errors else {}),
+            },
+        )
     if want("source_files", "unique_call_ids"):
-        yield dg.AssetCheckResult(check_name="unique_call_ids", asset_key=key("source_files", home), passed=run.duplicate_ids == 0,
-                                  metadata={"duplicates": run.duplicate_ids, "days_checked": len(run.days)})
+        yield dg.AssetCheckResult(
+            check_name="unique_call_ids",
+            asset_key=key("source_files", home),
+            passed=run.duplicate_ids == 0,
+            metadata={"duplicates": run.duplicate_ids, "days_checked": len(run.days)},
+        )
     if run.source_files is not None and want("source_files", "lines_reconcile"):
         files = run.source_files
         unbalanced = files.filter(~pl.col("balanced"))
-        yield dg.AssetCheckResult(check_name="lines_reconcile", asset_key=key("source_files", home), passed=unbalanced.height == 0,
-                                  metadata={"files": files.height, "lines_read": int(files.get_column("lines_read").sum() or 0),
-                                            "unbalanced_files": unbalanced.height,
-                                            **({"unbalanced": dg.MetadataValue.md(markdown_table(unbalanced))} if unbalanced.height else {})})  # fmt: skip
-    if run.source_files is not None and (want("source_files", "sources_not_silent") or want("quarantine", "quarantine_share_stable")):
+        yield dg.AssetCheckResult(
+            check_name="lines_reconcile",
+            asset_key=key("source_files", home),
+            passed=unbalanced.height == 0,
+            metadata={
+                "files": files.height,
+                "lines_read": int(files.get_column("lines_read").sum() or 0),
+                "unbalanced_files": unbalanced.height,
+                **(
+                    {"unbalanced": dg.MetadataValue.md(markdown_table(unbalanced))}
+                    if unbalanced.height
+                    else {}
+                ),
+            },
+        )
+    if run.source_files is not None and (
+        want("source_files", "sources_not_silent") or want("quarantine", "quarantine_share_stable")
+    ):
         yield from source_health_checks(context, settings, run.source_files, want, home)
 
 
-def source_health_checks(context, settings: McSettings, source_files: pl.DataFrame, want, home: str | None = None):
+def source_health_checks(
+    context, settings: McSettings, source_files: pl.DataFrame, want, home: str | None = None
+):
     """The two WARN checks of ``mc_pipeline.ingest.source_health``; findings also go to the log and to
     ``staging/source_health.json`` (the next run's comparison, and the ``make run`` summary's warnings)."""
     from mc_pipeline.ingest import source_health as sh
-    from mc_pipeline.tables import storage
-    from mc_pipeline.ingest.staging import stores
     from mc_pipeline.ingest.readers.home import last_writes
     from mc_pipeline.ingest.readers.state_db import read_state_db
+    from mc_pipeline.ingest.staging import stores
+    from mc_pipeline.tables import storage
 
     config = settings.paths(home)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     history = sh.read_history(config.staging)
-    writes = last_writes(config.home, config.interactions_db_path, config.model_usage_log_path,
-                         read_state_db(config.home).agent_dbs)  # fmt: skip
+    writes = last_writes(
+        config.home,
+        config.interactions_db_path,
+        config.model_usage_log_path,
+        read_state_db(config.home).agent_dbs,
+    )
     today = now.date()
-    recent = [s.read_day(today - timedelta(days=i), ["source", "timestamp"]) for s in stores(config) for i in range(8)]
-    recent = pl.concat([r for r in recent if r.height]) if any(r.height for r in recent) else pl.DataFrame(
-        schema={"source": pl.String, "timestamp": pl.Datetime("us", "UTC")})
+    recent = [
+        s.read_day(today - timedelta(days=i), ["source", "timestamp"])
+        for s in stores(config)
+        for i in range(8)
+    ]
+    recent = (
+        pl.concat([r for r in recent if r.height])
+        if any(r.height for r in recent)
+        else pl.DataFrame(schema={"source": pl.String, "timestamp": pl.Datetime("us", "UTC")})
+    )
     stats = sh.source_stats_from_counts(source_files, recent, writes, now, history)
     silent, jumps = sh.silent(stats, now, history), sh.quarantine_jumps(stats, history)
     for w in silent + jumps:
         context.log.warning(w)
     storage.write_json(sh.history_doc(stats, silent + jumps), config.staging / sh.HISTORY_FILE)
-    table = pl.DataFrame([{"source": s.source, "calls_read": s.calls_read, "calls_last_7_days": s.calls_recent,
-                           "lines_read": s.lines_read, "quarantined": s.quarantined, "last_write": s.last_write}
-                          for s in stats]) if stats else pl.DataFrame()  # fmt: skip
+    table = (
+        pl.DataFrame(
+            [
+                {
+                    "source": s.source,
+                    "calls_read": s.calls_read,
+                    "calls_last_7_days": s.calls_recent,
+                    "lines_read": s.lines_read,
+                    "quarantined": s.quarantined,
+                    "last_write": s.last_write,
+                }
+                for s in stats
+            ]
+        )
+        if stats
+        else pl.DataFrame()
+    )
     meta = {"sources": dg.MetadataValue.md(markdown_table(table))} if stats else {}
-    for asset, name, found in (("source_files", "sources_not_silent", silent), ("quarantine", "quarantine_share_stable", jumps)):
+    for asset, name, found in (
+        ("source_files", "sources_not_silent", silent),
+        ("quarantine", "quarantine_share_stable", jumps),
+    ):
         if want(asset, name):
-            yield dg.AssetCheckResult(check_name=name, asset_key=key(asset, home), passed=not found,
-                                      severity=dg.AssetCheckSeverity.WARN,
-                                      description=("; ".join(found) or "ok")[:1000], metadata=meta)  # fmt: skip
+            yield dg.AssetCheckResult(
+                check_name=name,
+                asset_key=key(asset, home),
+                passed=not found,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=("; ".join(found) or "ok")[:1000],
+                metadata=meta,
+            )

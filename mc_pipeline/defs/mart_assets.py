@@ -1,24 +1,24 @@
-"""Marts and the dashboard files: per-day aggregates -> window marts (Parquet + CSV) -> usage-data.json, sessions.json.
+"""Marts and the dashboard files: per-day aggregates -> window marts (Parquet + CSV) -> usage-data.json,
+sessions.json.
 
-Thin: the figures come from ``mc_pipeline.reporting.marts`` and ``mc_pipeline.reporting.dashboard``; this module picks
-``today`` (the clock, in MC_TIMEZONE), writes files atomically and attaches previews and a chart. The
-marts are one step that can be subset (materialise one mart alone from the UI); the dashboard file is
+Thin: the figures come from ``mc_pipeline.reporting.marts`` and ``mc_pipeline.reporting.dashboard``; this
+module picks ``today`` (the clock, in MC_TIMEZONE), writes files atomically and attaches previews and a chart.
+The marts are one step that can be subset (materialise one mart alone from the UI); the dashboard file is
 downstream of every mart and reads them as written.
 """
 
-
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 import polars as pl
 
-from mc_pipeline.tables import storage
-from mc_pipeline.reporting.charts import daily_cost_svg, markdown_image
 from mc_pipeline.defs.resources import McSettings
+from mc_pipeline.reporting.charts import daily_cost_svg, markdown_image
 from mc_pipeline.reporting.markdown import markdown_table, reader_order
+from mc_pipeline.tables import storage
 
 MARTS_GROUP = "marts"
 DASHBOARD_GROUP = "dashboard"
@@ -38,7 +38,16 @@ MART_DEPS["usage_by_session"] = ["sessions_daily"]
 MART_DEPS["api_health"] = ["health_daily", "api_calls"]
 PREVIEW_COLUMNS = {
     "usage_by_session": ["window", "agent_id", "session_id", "model", "calls", "total_tokens", "cost_usd"],
-    "api_health": ["kind", "name", "day", "calls", "ok_calls", "error_calls", "rate_limit_hits", "success_rate"],
+    "api_health": [
+        "kind",
+        "name",
+        "day",
+        "calls",
+        "ok_calls",
+        "error_calls",
+        "rate_limit_hits",
+        "success_rate",
+    ],
 }
 
 
@@ -59,7 +68,11 @@ def usage_json_targets(setting: str, data_dir: Path) -> list[tuple[Path, Path]]:
         if not raw:
             continue
         p = Path(raw).expanduser()
-        pair = (p, p.parent / "sessions.json") if p.suffix == ".json" else (p / "usage-data.json", p / "sessions.json")
+        pair = (
+            (p, p.parent / "sessions.json")
+            if p.suffix == ".json"
+            else (p / "usage-data.json", p / "sessions.json")
+        )
         if pair not in targets:
             targets.append(pair)
     return targets
@@ -67,7 +80,9 @@ def usage_json_targets(setting: str, data_dir: Path) -> list[tuple[Path, Path]]:
 
 def _mart_metadata(name: str, frame: pl.DataFrame, chart: str | None, today: date, zone: str) -> dict:
     cols = PREVIEW_COLUMNS.get(name)
-    shown = frame.filter(pl.col("window") == "all_time") if cols is None and "window" in frame.columns else frame
+    shown = (
+        frame.filter(pl.col("window") == "all_time") if cols is None and "window" in frame.columns else frame
+    )
     meta: dict = {
         "dagster/row_count": dg.MetadataValue.int(frame.height),  # the whole table, every window
         "today": dg.MetadataValue.text(f"{today.isoformat()} ({zone})"),  # the windows end on this day
@@ -94,8 +109,17 @@ def build_mart_assets(fleet: bool = False) -> list:
         return ["fleet_tables"] if fleet else MART_DEPS[name]
 
     @dg.multi_asset(
-        specs=[dg.AssetSpec(name, group_name=MARTS_GROUP, kinds={"parquet", "csv"}, deps=deps(name), description=desc,
-                            skippable=True) for name, desc in DESCRIPTIONS.items()],  # fmt: skip
+        specs=[
+            dg.AssetSpec(
+                name,
+                group_name=MARTS_GROUP,
+                kinds={"parquet", "csv"},
+                deps=deps(name),
+                description=desc,
+                skippable=True,
+            )
+            for name, desc in DESCRIPTIONS.items()
+        ],
         can_subset=True,
     )
     def marts(context: dg.AssetExecutionContext, settings: McSettings):
@@ -115,23 +139,32 @@ def build_mart_assets(fleet: bool = False) -> list:
             "api_health": lambda: m.api_health(daily, tables.read("api_calls")),
         }
         chart = markdown_image(daily_cost_svg(daily.usage_daily, today), "daily cost by provider")
-        context.log.info(f"marts for {today} ({settings.timezone}) from {daily.usage_daily.height:,} per-day rows")
+        context.log.info(
+            f"marts for {today} ({settings.timezone}) from {daily.usage_daily.height:,} per-day rows"
+        )
         for name, make in built.items():
             if name not in selected:
                 continue
             frame = make()
             tables.write(name, frame, csv=True)
             with_chart = chart if name == "usage_by_provider" else None
-            yield dg.MaterializeResult(asset_key=name, metadata=_mart_metadata(name, frame, with_chart, today, settings.timezone))
+            yield dg.MaterializeResult(
+                asset_key=name, metadata=_mart_metadata(name, frame, with_chart, today, settings.timezone)
+            )
 
-    dashboard_deps = [*DESCRIPTIONS, *(["fleet_tables"] if fleet else ["usage_daily", "sessions_daily"]), "budget_alerts"]
+    dashboard_deps = [
+        *DESCRIPTIONS,
+        *(["fleet_tables"] if fleet else ["usage_daily", "sessions_daily"]),
+        "budget_alerts",
+    ]
 
     @dg.asset(
         group_name=DASHBOARD_GROUP,
         kinds={"json"},
         deps=dashboard_deps,
         description="usage-data.json and sessions.json for Mission Control, in $MC_DATA_DIR and each MC_USAGE_JSON_PATHS "
-        "entry, from the marts as written and the per-day aggregates" + (" (every home of the fleet)." if fleet else "."),
+        "entry, from the marts as written and the per-day aggregates"
+        + (" (every home of the fleet)." if fleet else "."),
     )
     def usage_data_json(context: dg.AssetExecutionContext, settings: McSettings) -> dg.MaterializeResult:
         return dashboard_files(settings, settings.data, settings.usage_json_paths, read_marts=True)
@@ -143,51 +176,82 @@ def build_home_dashboard(home: str) -> dg.AssetsDefinition:
     """One home's own usage-data.json and sessions.json in a fleet (``$MC_DATA_DIR/homes/<name>/``)."""
     from mc_pipeline.defs.source_assets import key
 
-    @dg.asset(key=key("usage_data_json", home), group_name=DASHBOARD_GROUP, kinds={"json"},
-              deps=[key("sessions_daily", home), key("health_daily", home)],
-              description=f"usage-data.json and sessions.json of the home {home} alone, in $MC_DATA_DIR/homes/{home}.")
+    @dg.asset(
+        key=key("usage_data_json", home),
+        group_name=DASHBOARD_GROUP,
+        kinds={"json"},
+        deps=[key("sessions_daily", home), key("health_daily", home)],
+        description=f"usage-data.json and sessions.json of the home {home} alone, in $MC_DATA_DIR/homes/{home}.",
+    )
     def home_dashboard(context: dg.AssetExecutionContext, settings: McSettings) -> dg.MaterializeResult:
         return dashboard_files(settings, settings.paths(home).data, "", read_marts=False)
 
     return home_dashboard
 
 
-def dashboard_files(settings: McSettings, data: Path, extra_targets: str, read_marts: bool) -> dg.MaterializeResult:
+def dashboard_files(
+    settings: McSettings, data: Path, extra_targets: str, read_marts: bool
+) -> dg.MaterializeResult:
     """Write usage-data.json and sessions.json of the tables under ``data``; the marts as written there
     (``read_marts``), or computed from its per-day aggregates (a fleet home's own files)."""
     import json
 
     from mc_pipeline.calls.build_days import session_salt
-    from mc_pipeline.reporting.dashboard import build_sessions_document, build_usage_document
     from mc_pipeline.defs.alert_assets import BUDGETS_FILE
+    from mc_pipeline.reporting.dashboard import build_sessions_document, build_usage_document
     from mc_pipeline.reporting.marts import Marts, marts_from_daily
-    from mc_pipeline.tables.schemas import ALERTS, API_HEALTH, THINKING_STATS, USAGE_BY_AGENT, USAGE_BY_MODEL, \
-        USAGE_BY_PROVIDER, USAGE_BY_SESSION, USAGE_BY_TASK_TYPE, USAGE_BY_TRIGGER  # fmt: skip
+    from mc_pipeline.tables.schemas import (
+        ALERTS,
+        API_HEALTH,
+        THINKING_STATS,
+        USAGE_BY_AGENT,
+        USAGE_BY_MODEL,
+        USAGE_BY_PROVIDER,
+        USAGE_BY_SESSION,
+        USAGE_BY_TASK_TYPE,
+        USAGE_BY_TRIGGER,
+    )
 
     daily, tables = _daily(data)
     today = reporting_today(settings)
     if read_marts:
-        schemas = {"usage_by_provider": USAGE_BY_PROVIDER, "usage_by_model": USAGE_BY_MODEL,
-                   "usage_by_task_type": USAGE_BY_TASK_TYPE, "usage_by_agent": USAGE_BY_AGENT,
-                   "usage_by_session": USAGE_BY_SESSION, "usage_by_trigger": USAGE_BY_TRIGGER,
-                   "thinking_stats": THINKING_STATS, "api_health": API_HEALTH}  # fmt: skip
+        schemas = {
+            "usage_by_provider": USAGE_BY_PROVIDER,
+            "usage_by_model": USAGE_BY_MODEL,
+            "usage_by_task_type": USAGE_BY_TASK_TYPE,
+            "usage_by_agent": USAGE_BY_AGENT,
+            "usage_by_session": USAGE_BY_SESSION,
+            "usage_by_trigger": USAGE_BY_TRIGGER,
+            "thinking_stats": THINKING_STATS,
+            "api_health": API_HEALTH,
+        }
         built = Marts(usage_daily=daily.usage_daily, **{n: tables.read(n, s) for n, s in schemas.items()})
     else:
         built = marts_from_daily(daily, today, tables.read("api_calls"))
     salt = session_salt(settings.data)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     try:
         budgets = json.loads((data / "staging" / BUDGETS_FILE).read_text())
     except (OSError, ValueError):
         budgets = {}
-    usage = build_usage_document(daily, today=today, generated_at=now, timezone_name=settings.timezone, marts=built,
-                                 salt=salt, alerts=tables.read("budget_alerts", ALERTS), budgets=budgets)  # fmt: skip
+    usage = build_usage_document(
+        daily,
+        today=today,
+        generated_at=now,
+        timezone_name=settings.timezone,
+        marts=built,
+        salt=salt,
+        alerts=tables.read("budget_alerts", ALERTS),
+        budgets=budgets,
+    )
     sessions = build_sessions_document(daily, generated_at=now, timezone_name=settings.timezone, salt=salt)
     written = []
     # encoded once for every target; sessions.json (one entry per session, MBs) without indentation
     usage_text, sessions_text = storage.json_text(usage), storage.json_text(sessions, indent=None)
     for usage_path, sessions_path in usage_json_targets(extra_targets, data):
-        storage.write_text(sessions_text, sessions_path)  # sessions first: the page needs both, usage is the signal
+        storage.write_text(
+            sessions_text, sessions_path
+        )  # sessions first: the page needs both, usage is the signal
         storage.write_text(usage_text, usage_path)
         written.append(str(usage_path))
     s = usage["summary"]

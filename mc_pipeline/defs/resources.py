@@ -29,7 +29,9 @@ class McSettings(dg.ConfigurableResource):
     usage_json_paths: str = ""  # extra places for usage-data.json + sessions.json (":" or "," separated)
     openclaw_homes: str = ""  # several named homes: name=path,name=path (MC_OPENCLAW_HOMES)
     homes_file: str = ""  # ... or a TOML file with a [homes] table (MC_OPENCLAW_HOMES_FILE)
-    max_concurrent: int = 0  # a fleet's steps in parallel processes (MC_MAX_CONCURRENT; 0: the machine's cores)
+    max_concurrent: int = (
+        0  # a fleet's steps in parallel processes (MC_MAX_CONCURRENT; 0: the machine's cores)
+    )
 
     @field_validator("cost_mode")
     @classmethod
@@ -48,7 +50,7 @@ class McSettings(dg.ConfigurableResource):
         return value
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "McSettings":
+    def from_env(cls, env: dict[str, str] | None = None) -> McSettings:
         env = dict(os.environ if env is None else env)
         return cls(
             openclaw_home=env.get("OPENCLAW_HOME") or default_home(),
@@ -81,28 +83,47 @@ class McSettings(dg.ConfigurableResource):
         return Path(self.data_dir).expanduser().resolve()
 
     def paths(self, home: str | None = None):
-        """The settings as a plain :class:`mc_pipeline.runtime.config.Config` for the Dagster-free domain code; ``home``:
-        one home of the fleet (its outputs under ``$MC_DATA_DIR/homes/<name>``)."""
+        """The settings as a plain :class:`mc_pipeline.runtime.config.Config` for the Dagster-free domain
+        code; ``home``: one home of the fleet (its outputs under ``$MC_DATA_DIR/homes/<name>``)."""
         from mc_pipeline.runtime.config import Config
 
         if home is None:
             return Config(
-                home=self.home, data=self.data, tz=self.timezone, cost_mode=self.cost_mode,
-                task_rules_path=self.task_rules_path, billing_overrides_path=self.billing_overrides_path,
-                interactions_db=self.interactions_db, model_usage_log=self.model_usage_log,
+                home=self.home,
+                data=self.data,
+                tz=self.timezone,
+                cost_mode=self.cost_mode,
+                task_rules_path=self.task_rules_path,
+                billing_overrides_path=self.billing_overrides_path,
+                interactions_db=self.interactions_db,
+                model_usage_log=self.model_usage_log,
                 usage_json_paths=self.usage_json_paths,
-            )  # fmt: skip
+            )
         path = dict(self.fleet())[home]
-        return Config(home=path, data=self.data / "homes" / home, tz=self.timezone, cost_mode=self.cost_mode,
-                      task_rules_path=self.task_rules_path, billing_overrides_path=self.billing_overrides_path,
-                      name=home)  # fmt: skip
+        return Config(
+            home=path,
+            data=self.data / "homes" / home,
+            tz=self.timezone,
+            cost_mode=self.cost_mode,
+            task_rules_path=self.task_rules_path,
+            billing_overrides_path=self.billing_overrides_path,
+            name=home,
+        )
 
     @property
     def interactions_db(self) -> Path:
         """The user's own call log: MC_INTERACTIONS_DB, else $OPENCLAW_HOME/data/interactions.db."""
-        return Path(self.interactions_db_path).expanduser() if self.interactions_db_path else self.home / "data" / "interactions.db"
+        return (
+            Path(self.interactions_db_path).expanduser()
+            if self.interactions_db_path
+            else self.home / "data" / "interactions.db"
+        )
 
     @property
     def model_usage_log(self) -> Path:
         """The user's backup log: MC_MODEL_USAGE_LOG, else $OPENCLAW_HOME/logs/model-usage.jsonl."""
-        return Path(self.model_usage_log_path).expanduser() if self.model_usage_log_path else self.home / "logs" / "model-usage.jsonl"
+        return (
+            Path(self.model_usage_log_path).expanduser()
+            if self.model_usage_log_path
+            else self.home / "logs" / "model-usage.jsonl"
+        )

@@ -6,16 +6,15 @@ so the step's work is proportional to what changed. Which days changed is in the
 ``defs/day_assets.py`` builds those days.
 """
 
-
 import warnings
 
 import dagster as dg
 
-from mc_pipeline.ingest import source_state
-from mc_pipeline.runtime.config import parse_bool
 from mc_pipeline.defs.automation import FULL_REBUILD_TAG
 from mc_pipeline.defs.resources import McSettings
+from mc_pipeline.ingest import source_state
 from mc_pipeline.ingest.readers.staged import ReadReport
+from mc_pipeline.runtime.config import parse_bool
 
 # observable source assets are "beta" in Dagster 1.13; we use them knowingly (their data versions are the UI's
 # view of how fresh the raw inputs are): say so once here instead of a warning per asset on every load
@@ -27,19 +26,39 @@ INGEST_GROUP = "ingest"
 
 # -- raw inputs, owned by OpenClaw and the user: observed (a data version from file states), never written ---
 RAW = {
-    "openclaw_transcripts": ("jsonl", "agents/*/sessions/*.jsonl: live, topic, .reset and .deleted transcripts and "
-                             "(2026.8+) their published .zst copies (never .bak)."),
-    "openclaw_session_index": ("json", "agents/*/sessions/sessions.json: session key -> session (what started it)."),
-    "openclaw_auth_profiles": ("json", "agents/*/agent/auth-profiles.json: api key or subscription (only the type is read)."),
-    "openclaw_transcript_store": ("sqlite", "agents/*/agent/openclaw-agent.sqlite (OpenClaw 2026.8+): transcript_events, "
-                                  "reset/delete archives, cold archives (+ sessions/cold/*.jsonl.zst), session windows and "
-                                  "nodes, the auth profile store."),
-    "openclaw_state_db": ("sqlite", "state/openclaw.sqlite (OpenClaw 2026.8+): where the agent databases are, cron job names "
-                          "and runs, the shared auth profile store."),
-    "openclaw_interactions_db": ("sqlite", "data/interactions.db (MC_INTERACTIONS_DB): the user's own call log (llm_calls, "
-                                 "api_calls)."),
-    "openclaw_model_usage_log": ("jsonl", "logs/model-usage.jsonl (MC_MODEL_USAGE_LOG): the user's own backup log of calls."),
-}  # fmt: skip
+    "openclaw_transcripts": (
+        "jsonl",
+        "agents/*/sessions/*.jsonl: live, topic, .reset and .deleted transcripts and "
+        "(2026.8+) their published .zst copies (never .bak).",
+    ),
+    "openclaw_session_index": (
+        "json",
+        "agents/*/sessions/sessions.json: session key -> session (what started it).",
+    ),
+    "openclaw_auth_profiles": (
+        "json",
+        "agents/*/agent/auth-profiles.json: api key or subscription (only the type is read).",
+    ),
+    "openclaw_transcript_store": (
+        "sqlite",
+        "agents/*/agent/openclaw-agent.sqlite (OpenClaw 2026.8+): transcript_events, "
+        "reset/delete archives, cold archives (+ sessions/cold/*.jsonl.zst), session windows and "
+        "nodes, the auth profile store.",
+    ),
+    "openclaw_state_db": (
+        "sqlite",
+        "state/openclaw.sqlite (OpenClaw 2026.8+): where the agent databases are, cron job names "
+        "and runs, the shared auth profile store.",
+    ),
+    "openclaw_interactions_db": (
+        "sqlite",
+        "data/interactions.db (MC_INTERACTIONS_DB): the user's own call log (llm_calls, api_calls).",
+    ),
+    "openclaw_model_usage_log": (
+        "jsonl",
+        "logs/model-usage.jsonl (MC_MODEL_USAGE_LOG): the user's own backup log of calls.",
+    ),
+}
 
 
 def key(name: str, home: str | None = None) -> dg.AssetKey:
@@ -51,28 +70,47 @@ def _source(name: str, home: str | None) -> dg.SourceAsset:
     kind, description = RAW[name]
 
     @dg.observable_source_asset(
-        key=key(name, home), group_name=SOURCES_GROUP, description=description, kinds={kind},
+        key=key(name, home),
+        group_name=SOURCES_GROUP,
+        description=description,
+        kinds={kind},
         required_resource_keys={"settings"},
-    )  # fmt: skip
+    )
     def _observe(context) -> dg.DataVersion:
         return dg.DataVersion(source_state.digests(context.resources.settings.paths(home))[name])
 
     return _observe
 
+
 #: reader asset -> (its raw sources, kinds, description)
 READERS = {
-    "transcript_records": (["openclaw_transcripts"], {"jsonl", "parquet"},
-                           "Call records of the transcript files, staged by day (incremental: new lines, new or changed files)."),
-    "transcript_store_records": (["openclaw_transcript_store", "openclaw_state_db"], {"sqlite", "parquet"},
-                                 "Call records of the agent databases (OpenClaw 2026.8+): transcript_events (zstd or text), "
-                                 "reset/delete archives, cold archives; staged by day, incremental per session."),
-    "interactions_db_records": (["openclaw_interactions_db"], {"sqlite", "parquet"},
-                                "Call records of interactions.db llm_calls (any schema variant), staged by day."),
-    "api_calls": (["openclaw_interactions_db"], {"parquet"},
-                  "HTTP calls from interactions.db api_calls (schemas.API_CALLS); bodies and query strings never copied."),
-    "model_usage_log_records": (["openclaw_model_usage_log"], {"jsonl", "parquet"},
-                                "Call records of logs/model-usage.jsonl, staged by day."),
-}  # fmt: skip
+    "transcript_records": (
+        ["openclaw_transcripts"],
+        {"jsonl", "parquet"},
+        "Call records of the transcript files, staged by day (incremental: new lines, new or changed files).",
+    ),
+    "transcript_store_records": (
+        ["openclaw_transcript_store", "openclaw_state_db"],
+        {"sqlite", "parquet"},
+        "Call records of the agent databases (OpenClaw 2026.8+): transcript_events (zstd or text), "
+        "reset/delete archives, cold archives; staged by day, incremental per session.",
+    ),
+    "interactions_db_records": (
+        ["openclaw_interactions_db"],
+        {"sqlite", "parquet"},
+        "Call records of interactions.db llm_calls (any schema variant), staged by day.",
+    ),
+    "api_calls": (
+        ["openclaw_interactions_db"],
+        {"parquet"},
+        "HTTP calls from interactions.db api_calls (schemas.API_CALLS); bodies and query strings never copied.",
+    ),
+    "model_usage_log_records": (
+        ["openclaw_model_usage_log"],
+        {"jsonl", "parquet"},
+        "Call records of logs/model-usage.jsonl, staged by day.",
+    ),
+}
 #: the readers with a source_readable check
 CHECKED = ("transcript_store_records", "interactions_db_records", "model_usage_log_records")
 
@@ -83,7 +121,9 @@ def report_metadata(report: ReadReport) -> dict[str, dg.MetadataValue]:
     meta["days_touched"] = dg.MetadataValue.int(len(report.touched))
     if report.touched:
         shown = sorted(report.touched)
-        meta["days"] = dg.MetadataValue.text(", ".join(d.isoformat() for d in shown[:20]) + (" …" if len(shown) > 20 else ""))
+        meta["days"] = dg.MetadataValue.text(
+            ", ".join(d.isoformat() for d in shown[:20]) + (" …" if len(shown) > 20 else "")
+        )
     meta["problems"] = dg.MetadataValue.int(len(report.problems))
     if report.problems:
         meta["problem_list"] = dg.MetadataValue.md("\n".join(f"- {p}" for p in report.problems))
@@ -92,17 +132,41 @@ def report_metadata(report: ReadReport) -> dict[str, dg.MetadataValue]:
 
 def build_reader_assets(home: str | None = None) -> list:
     """The observed raw sources and the ``source_records`` step of one home (prefixed by its name in a fleet)."""
-    specs = [dg.AssetSpec(key(name, home), group_name=INGEST_GROUP, deps=[key(d, home) for d in deps], kinds=kinds,
-                          description=desc) for name, (deps, kinds, desc) in READERS.items()]  # fmt: skip
-    checks = [dg.AssetCheckSpec("source_readable", asset=key(a, home),
-                                description="The source could be read (a corrupt file or a missing table fails this; "
-                                "the run goes on).") for a in CHECKED]  # fmt: skip
+    specs = [
+        dg.AssetSpec(
+            key(name, home),
+            group_name=INGEST_GROUP,
+            deps=[key(d, home) for d in deps],
+            kinds=kinds,
+            description=desc,
+        )
+        for name, (deps, kinds, desc) in READERS.items()
+    ]
+    checks = [
+        dg.AssetCheckSpec(
+            "source_readable",
+            asset=key(a, home),
+            description="The source could be read (a corrupt file or a missing table fails this; "
+            "the run goes on).",
+        )
+        for a in CHECKED
+    ]
     if home:  # a fleet's home may be unmounted or unreadable: its own check fails, the others publish
-        checks.append(dg.AssetCheckSpec("home_reachable", asset=key("transcript_records", home),
-                                        description="The home's folder could be listed; when it cannot (unmounted, no "
-                                        "permission) nothing of it is read and what was read before stays."))  # fmt: skip
+        checks.append(
+            dg.AssetCheckSpec(
+                "home_reachable",
+                asset=key("transcript_records", home),
+                description="The home's folder could be listed; when it cannot (unmounted, no "
+                "permission) nothing of it is read and what was read before stays.",
+            )
+        )
 
-    @dg.multi_asset(specs=specs, check_specs=checks, can_subset=True, name=f"{home}__source_records" if home else "source_records")
+    @dg.multi_asset(
+        specs=specs,
+        check_specs=checks,
+        can_subset=True,
+        name=f"{home}__source_records" if home else "source_records",
+    )
     def source_records(context: dg.AssetExecutionContext, settings: McSettings):
         """Every selected reader brings its staged records up to date (see ``mc_pipeline/ingest/staging.py``)."""
         from mc_pipeline.ingest.staging import home_problem, record_home_problem, stage_sources
@@ -112,22 +176,39 @@ def build_reader_assets(home: str | None = None) -> list:
         unreachable = home_problem(config.home) if home else None
         if home:
             record_home_problem(config.staging, unreachable)
-            yield dg.AssetCheckResult(check_name="home_reachable", asset_key=key("transcript_records", home),
-                                      passed=unreachable is None, description=unreachable or "listed")  # fmt: skip
+            yield dg.AssetCheckResult(
+                check_name="home_reachable",
+                asset_key=key("transcript_records", home),
+                passed=unreachable is None,
+                description=unreachable or "listed",
+            )
         if unreachable:
-            context.log.error(f"home {home} ({config.home}): {unreachable}; nothing read, what was read before stays")
+            context.log.error(
+                f"home {home} ({config.home}): {unreachable}; nothing read, what was read before stays"
+            )
             for name in READERS:
                 if name in selected:
-                    yield dg.MaterializeResult(asset_key=key(name, home), metadata={"unreachable": unreachable})
+                    yield dg.MaterializeResult(
+                        asset_key=key(name, home), metadata={"unreachable": unreachable}
+                    )
                     if name in CHECKED:
-                        yield dg.AssetCheckResult(check_name="source_readable", asset_key=key(name, home), passed=False,
-                                                  severity=dg.AssetCheckSeverity.WARN, description=unreachable)
+                        yield dg.AssetCheckResult(
+                            check_name="source_readable",
+                            asset_key=key(name, home),
+                            passed=False,
+                            severity=dg.AssetCheckSeverity.WARN,
+                            description=unreachable,
+                        )
             return
         tag = parse_bool(context.run.tags.get(FULL_REBUILD_TAG)) is True
         source_state.record_watched(config.staging, source_state.file_states(config.home))
         for name, digest in source_state.digests(config).items():
-            context.log_event(dg.AssetObservation(asset_key=key(name, home), tags={"dagster/data_version": digest}))
-        staged = stage_sources(config, selected, full_rebuild=settings.full_rebuild or tag, progress=context.log.info)
+            context.log_event(
+                dg.AssetObservation(asset_key=key(name, home), tags={"dagster/data_version": digest})
+            )
+        staged = stage_sources(
+            config, selected, full_rebuild=settings.full_rebuild or tag, progress=context.log.info
+        )
         for name in READERS:
             if name not in selected:
                 continue
@@ -141,13 +222,16 @@ def build_reader_assets(home: str | None = None) -> list:
             yield dg.MaterializeResult(asset_key=key(name, home), metadata=meta)
             if name in CHECKED:
                 yield dg.AssetCheckResult(
-                    check_name="source_readable", asset_key=key(name, home), passed=not report.problems,
+                    check_name="source_readable",
+                    asset_key=key(name, home),
+                    passed=not report.problems,
                     severity=dg.AssetCheckSeverity.WARN,
-                    description=("; ".join(report.problems) if report.problems else ("read" if report.present else "absent: skipped"))[:1000],
+                    description=(
+                        "; ".join(report.problems)
+                        if report.problems
+                        else ("read" if report.present else "absent: skipped")
+                    )[:1000],
                     metadata={"present": report.present, "problems": len(report.problems)},
-                )  # fmt: skip
+                )
 
     return [*(_source(name, home) for name in RAW), source_records]
-
-
-

@@ -22,7 +22,7 @@ import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -62,7 +62,7 @@ def day_bounds(day: date, tz: str) -> tuple[datetime, datetime]:
     start = datetime(day.year, day.month, day.day, tzinfo=zone)
     nxt = day + timedelta(days=1)
     end = datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone)
-    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    return start.astimezone(UTC), end.astimezone(UTC)
 
 
 def with_day(records: pl.DataFrame, tz: str) -> pl.DataFrame:
@@ -111,7 +111,9 @@ class DayStore:
         try:
             frame = storage.read_parquet(self.day_path(day), columns)
         except FileNotFoundError:
-            return pl.DataFrame(schema={c: t for c, t in CALL_RECORDS.items() if columns is None or c in columns})
+            return pl.DataFrame(
+                schema={c: t for c, t in CALL_RECORDS.items() if columns is None or c in columns}
+            )
         return frame.cast({c: t for c, t in CALL_RECORDS.items() if c in frame.columns})
 
     def read_window(self, start: datetime, end: datetime) -> pl.DataFrame:
@@ -126,7 +128,7 @@ class DayStore:
         if not parts:
             return pl.DataFrame(schema=CALL_RECORDS)
         frame = pl.concat(parts)
-        lo, hi = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+        lo, hi = start.astimezone(UTC), end.astimezone(UTC)
         return frame.filter(pl.col("timestamp").is_between(pl.lit(lo), pl.lit(hi), closed="left"))
 
     # -- writing -------------------------------------------------------------------------------------
@@ -174,11 +176,17 @@ class DayStore:
                 parts.append(old)
             folder = self.root / f"day={day.isoformat()}"
             spilled = sorted(folder.glob(".part-*.parquet")) if day in self._spilled_days else []
-            new = [pl.read_parquet(p).cast(CALL_RECORDS) for p in spilled] + ([by_day[day]] if day in by_day else [])
+            new = [pl.read_parquet(p).cast(CALL_RECORDS) for p in spilled] + (
+                [by_day[day]] if day in by_day else []
+            )
             if removal.drop_new:
                 new = [n.filter(~pl.col("source_file").is_in(sorted(removal.drop_new))) for n in new]
             parts += new
-            frame = pl.concat(parts).sort("source_file", "line_no", maintain_order=True, nulls_last=True) if parts else None
+            frame = (
+                pl.concat(parts).sort("source_file", "line_no", maintain_order=True, nulls_last=True)
+                if parts
+                else None
+            )
             if frame is None or frame.height == 0:
                 if folder.exists():
                     shutil.rmtree(folder, ignore_errors=True)
@@ -191,11 +199,17 @@ class DayStore:
                 new_sessions.append(frame.select(pl.lit(day).alias("day"), "agent_id", "session_id").unique())
         self._spilled_days.clear()
         if touched:
-            idx = pl.DataFrame(list(index.values()), schema=DAY_INDEX).sort("day") if index else pl.DataFrame(schema=DAY_INDEX)
+            idx = (
+                pl.DataFrame(list(index.values()), schema=DAY_INDEX).sort("day")
+                if index
+                else pl.DataFrame(schema=DAY_INDEX)
+            )
             storage.write_parquet(idx, self.root / INDEX)
             kept = sessions.filter(~pl.col("day").is_in(sorted(touched)))
             storage.write_parquet(
-                pl.concat([kept, *[s.cast(DAY_SESSIONS) for s in new_sessions]]).sort("day", "agent_id", "session_id"),
+                pl.concat([kept, *[s.cast(DAY_SESSIONS) for s in new_sessions]]).sort(
+                    "day", "agent_id", "session_id"
+                ),
                 self.root / SESSIONS,
             )
         return touched

@@ -16,7 +16,8 @@ def _count(frame: pl.DataFrame, name: str) -> pl.DataFrame:
 def reconcile(
     file_counts: pl.DataFrame, calls: pl.DataFrame, quarantine: pl.DataFrame, duplicates: pl.DataFrame
 ) -> pl.DataFrame:
-    """Per file: what the reader saw, and what ended in ``llm_calls``/quarantine; ``balanced`` says if it adds up.
+    """Per file: what the reader saw, and what ended in ``llm_calls``/quarantine; ``balanced`` says if it adds
+    up.
 
     ``calls`` and ``quarantined`` are counted in the final tables (not taken from the reader), so a row lost
     anywhere between reading and writing shows up as an unbalanced file.
@@ -24,7 +25,9 @@ def reconcile(
     out = (
         file_counts.select(KEY + ["lines_read", "other_entries", "skipped_by_rule"])
         .join(_count(calls, "calls"), on=KEY, how="left")
-        .join(_count(quarantine.filter(pl.col("source_file").is_not_null()), "quarantined"), on=KEY, how="left")
+        .join(
+            _count(quarantine.filter(pl.col("source_file").is_not_null()), "quarantined"), on=KEY, how="left"
+        )
         .join(duplicates.select(KEY + ["duplicates"]), on=KEY, how="left")
         .with_columns(pl.col("calls", "quarantined", "duplicates").fill_null(0))
         .with_columns(skipped_by_rule=pl.col("skipped_by_rule") + pl.col("duplicates"))
@@ -37,14 +40,18 @@ def reconcile(
     ).sort(KEY)
 
 
-def reconcile_accounting(file_counts: pl.DataFrame, accounting: pl.DataFrame, quarantine: pl.DataFrame) -> pl.DataFrame:
+def reconcile_accounting(
+    file_counts: pl.DataFrame, accounting: pl.DataFrame, quarantine: pl.DataFrame
+) -> pl.DataFrame:
     """Per file, from the readers' counts and the per-day accounting of the built days (calls kept,
     duplicates dropped, rows the contract rejected): ``balanced`` says if its lines add up."""
     acc = accounting.group_by(KEY).agg(pl.col("calls").sum(), duplicates=pl.col("duplicates").sum())
     out = (
         file_counts.select(KEY + ["lines_read", "other_entries", "skipped_by_rule"])
         .join(acc, on=KEY, how="left")
-        .join(_count(quarantine.filter(pl.col("source_file").is_not_null()), "quarantined"), on=KEY, how="left")
+        .join(
+            _count(quarantine.filter(pl.col("source_file").is_not_null()), "quarantined"), on=KEY, how="left"
+        )
         .with_columns(pl.col("calls", "quarantined", "duplicates").fill_null(0))
         .with_columns(skipped_by_rule=pl.col("skipped_by_rule") + pl.col("duplicates"))
     )

@@ -47,8 +47,13 @@ class SourceStats:
         return self.quarantined / self.lines_read if self.lines_read else 0.0
 
 
-def source_stats(records: pl.DataFrame, file_counts: pl.DataFrame, last_writes: dict[str, datetime | None],
-                 now: datetime, history: dict[str, dict]) -> list[SourceStats]:
+def source_stats(
+    records: pl.DataFrame,
+    file_counts: pl.DataFrame,
+    last_writes: dict[str, datetime | None],
+    now: datetime,
+    history: dict[str, dict],
+) -> list[SourceStats]:
     """Per source that has files, records or history: what this run read of it."""
     since = now - WINDOW
     read = records.group_by("source").agg(calls=pl.len(), recent=(pl.col("timestamp") >= since).sum())
@@ -60,34 +65,57 @@ def source_stats(records: pl.DataFrame, file_counts: pl.DataFrame, last_writes: 
     for s in sorted(sources):
         r, c, w = by_read.get(s, {}), by_count.get(s, {}), last_writes.get(s)
         calls = int(r.get("calls") or 0)
-        out.append(SourceStats(
-            source=s, lines_read=int(c.get("lines_read") or 0), quarantined=int(c.get("quarantined") or 0),
-            calls_read=calls, calls_recent=int(r.get("recent") or 0), last_write=w.isoformat() if w else None,
-            had_calls=calls > 0 or bool(history.get(s, {}).get("had_calls")),
-        ))  # fmt: skip
+        out.append(
+            SourceStats(
+                source=s,
+                lines_read=int(c.get("lines_read") or 0),
+                quarantined=int(c.get("quarantined") or 0),
+                calls_read=calls,
+                calls_recent=int(r.get("recent") or 0),
+                last_write=w.isoformat() if w else None,
+                had_calls=calls > 0 or bool(history.get(s, {}).get("had_calls")),
+            )
+        )
     return out
 
 
-def source_stats_from_counts(source_files: pl.DataFrame, recent: pl.DataFrame, last_writes: dict[str, datetime | None],
-                             now: datetime, history: dict[str, dict]) -> list[SourceStats]:
+def source_stats_from_counts(
+    source_files: pl.DataFrame,
+    recent: pl.DataFrame,
+    last_writes: dict[str, datetime | None],
+    now: datetime,
+    history: dict[str, dict],
+) -> list[SourceStats]:
     """:func:`source_stats` from the line reconciliation (calls read = kept + dropped as duplicates) and the
     staged records of the last days (``source``, ``timestamp``)."""
     per = source_files.group_by("source").agg(
-        pl.col("lines_read").sum(), pl.col("quarantined").sum(), calls=(pl.col("calls") + pl.col("duplicates")).sum()
+        pl.col("lines_read").sum(),
+        pl.col("quarantined").sum(),
+        calls=(pl.col("calls") + pl.col("duplicates")).sum(),
     )
     since = now - WINDOW
-    rec = dict(recent.filter(pl.col("timestamp") >= since).group_by("source").len().iter_rows()) if recent.height else {}
+    rec = (
+        dict(recent.filter(pl.col("timestamp") >= since).group_by("source").len().iter_rows())
+        if recent.height
+        else {}
+    )
     by = {r["source"]: r for r in per.iter_rows(named=True)}
     sources = set(by) | set(rec) | {s for s, t in last_writes.items() if t} | set(history)
     out = []
     for s in sorted(sources):
         r, w = by.get(s, {}), last_writes.get(s)
         calls = int(r.get("calls") or 0)
-        out.append(SourceStats(
-            source=s, lines_read=int(r.get("lines_read") or 0), quarantined=int(r.get("quarantined") or 0),
-            calls_read=calls, calls_recent=int(rec.get(s, 0)), last_write=w.isoformat() if w else None,
-            had_calls=calls > 0 or bool(history.get(s, {}).get("had_calls")),
-        ))  # fmt: skip
+        out.append(
+            SourceStats(
+                source=s,
+                lines_read=int(r.get("lines_read") or 0),
+                quarantined=int(r.get("quarantined") or 0),
+                calls_read=calls,
+                calls_recent=int(rec.get(s, 0)),
+                last_write=w.isoformat() if w else None,
+                had_calls=calls > 0 or bool(history.get(s, {}).get("had_calls")),
+            )
+        )
     return out
 
 
@@ -100,7 +128,9 @@ def silent(stats: list[SourceStats], now: datetime, history: dict[str, dict] | N
             continue
         label = SOURCE_LABELS.get(s.source, s.source)
         # usable lines only: quarantined ones are the other rule's
-        new_lines = (s.lines_read - s.quarantined) - (int(before.get("lines_read") or 0) - int(before.get("quarantined") or 0))
+        new_lines = (s.lines_read - s.quarantined) - (
+            int(before.get("lines_read") or 0) - int(before.get("quarantined") or 0)
+        )
         if before.get("calls_recent") and s.calls_recent == 0:
             out.append(
                 f"{label}: written in the last {WINDOW.days} days (last at {s.last_write[:16]}Z) and {before['calls_recent']:,} "

@@ -8,8 +8,8 @@ import json
 import os
 from pathlib import Path
 
-from mc_pipeline.runtime.config import Config
 from mc_pipeline.ingest.readers.home import discover_transcripts, watched_files
+from mc_pipeline.runtime.config import Config
 
 
 def _stat(path: Path) -> list[int] | None:
@@ -36,11 +36,17 @@ def digests(config: Config) -> dict[str, str]:
     agent_dbs = {k: v for k, v in dbs.items() if not k.startswith("state/")}
     return {
         "openclaw_transcripts": _digest([(f.rel, f.size, f.mtime_ns, f.inode) for f in found.files]),
-        "openclaw_session_index": _digest([(a.name, _stat(a / "sessions" / "sessions.json")) for a in agents]),
-        "openclaw_auth_profiles": _digest([(a.name, _stat(a / "agent" / "auth-profiles.json")) for a in agents]),
+        "openclaw_session_index": _digest(
+            [(a.name, _stat(a / "sessions" / "sessions.json")) for a in agents]
+        ),
+        "openclaw_auth_profiles": _digest(
+            [(a.name, _stat(a / "agent" / "auth-profiles.json")) for a in agents]
+        ),
         "openclaw_transcript_store": _digest(agent_dbs),
         "openclaw_state_db": _digest(state),
-        "openclaw_interactions_db": _digest([_stat(Path(f"{config.interactions_db_path}{s}")) for s in ("", "-wal")]),
+        "openclaw_interactions_db": _digest(
+            [_stat(Path(f"{config.interactions_db_path}{s}")) for s in ("", "-wal")]
+        ),
         "openclaw_model_usage_log": _digest(_stat(config.model_usage_log_path)),
     }
 
@@ -81,7 +87,9 @@ def record_watched(staging: Path, states: dict[str, list[int]]) -> None:
     """What a refresh run read from (taken before reading): the sensor's baseline when it has no cursor yet."""
     from mc_pipeline.tables import storage
 
-    storage.write_json({"digest": states_digest(states), "files": states}, staging / WATCHED_FILE, indent=None)
+    storage.write_json(
+        {"digest": states_digest(states), "files": states}, staging / WATCHED_FILE, indent=None
+    )
 
 
 def last_read_digest(stagings: dict[str, Path] | Path) -> str | None:

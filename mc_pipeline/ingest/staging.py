@@ -1,10 +1,10 @@
 """Every reader, brought up to date in one call: the raw sources -> staged records by day (Dagster-free).
 
-Readers (staging folder names, also the Dagster asset names): ``transcript_records`` (the JSONL and
-``.zst`` files), ``transcript_store_records`` (the agent databases), ``interactions_db_records`` (+ the
-``api_calls`` table) and ``model_usage_log_records``. Each keeps its state under ``staging/<reader>/``
-(:mod:`mc_pipeline.ingest.readers.staged`); what they stage depends on the reporting zone (the days) and on the
-reading code, so a change of either reads everything again.
+Readers (staging folder names, also the Dagster asset names): ``transcript_records`` (the JSONL and ``.zst``
+files), ``transcript_store_records`` (the agent databases), ``interactions_db_records`` (+ the ``api_calls``
+table) and ``model_usage_log_records``. Each keeps its state under ``staging/<reader>/``
+(:mod:`mc_pipeline.ingest.readers.staged`); what they stage depends on the reporting zone (the days) and on
+the reading code, so a change of either reads everything again.
 """
 
 from __future__ import annotations
@@ -17,13 +17,18 @@ from pathlib import Path
 
 import polars as pl
 
-from mc_pipeline.runtime.config import Config
 from mc_pipeline.ingest.day_store import DayStore
 from mc_pipeline.ingest.readers.batch import SourceBatch
 from mc_pipeline.ingest.readers.staged import ReadReport, SourceState, file_stamp, stage_whole_file
+from mc_pipeline.runtime.config import Config
 from mc_pipeline.tables.schemas import API_CALLS
 
-READERS = ("transcript_store_records", "transcript_records", "interactions_db_records", "model_usage_log_records")
+READERS = (
+    "transcript_store_records",
+    "transcript_records",
+    "interactions_db_records",
+    "model_usage_log_records",
+)
 #: The code a staged record depends on: a change of it reads every source again.
 READER_CODE = ("ingest/readers", "tables/schemas.py", "ingest/day_store.py")
 
@@ -78,16 +83,30 @@ def stage_sources(
     out = StagedSources()
     home = config.home
     if "transcript_records" in selected:
-        read = stage_transcript_files(home, st["transcript_records"], settings_key=key, full_rebuild=full_rebuild,
-                                      reread=reread.get("transcript_records"), progress=progress)  # fmt: skip
+        read = stage_transcript_files(
+            home,
+            st["transcript_records"],
+            settings_key=key,
+            full_rebuild=full_rebuild,
+            reread=reread.get("transcript_records"),
+            progress=progress,
+        )
         out.reports["transcript_records"] = read.report
     if "transcript_store_records" in selected:
         state_db = read_state_db(home)
-        read = stage_agent_dbs(home, st["transcript_store_records"], settings_key=key, full_rebuild=full_rebuild,
-                               reread=reread.get("transcript_store_records"), registry=state_db.agent_dbs,
-                               progress=progress)  # fmt: skip
+        read = stage_agent_dbs(
+            home,
+            st["transcript_store_records"],
+            settings_key=key,
+            full_rebuild=full_rebuild,
+            reread=reread.get("transcript_store_records"),
+            registry=state_db.agent_dbs,
+            progress=progress,
+        )
         read.report.problems[:0] = state_db.problems
-        read.report.present = bool(read.summary()["sessions_read"] + read.summary()["sessions_unchanged"]) or state_db.present
+        read.report.present = (
+            bool(read.summary()["sessions_read"] + read.summary()["sessions_unchanged"]) or state_db.present
+        )
         out.reports["transcript_store_records"] = read.report
     if selected & {"interactions_db_records", "api_calls"}:
         path = config.interactions_db_path
@@ -102,8 +121,13 @@ def stage_sources(
             return got.batch, got.api_calls
 
         stamp = file_stamp([path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-journal")])
-        report, api = stage_whole_file(st["interactions_db_records"], stamp, read_db, settings_key=key,
-                                       full_rebuild=full_rebuild or bool(reread.get("interactions_db_records")))  # fmt: skip
+        report, api = stage_whole_file(
+            st["interactions_db_records"],
+            stamp,
+            read_db,
+            settings_key=key,
+            full_rebuild=full_rebuild or bool(reread.get("interactions_db_records")),
+        )
         if api is not None or not (tables.table_dir("api_calls") / "api_calls.parquet").exists():
             from mc_pipeline.tables.contracts import ApiCallsModel
 
@@ -119,10 +143,17 @@ def stage_sources(
         def read_log() -> tuple[SourceBatch, None]:
             from mc_pipeline.ingest.readers.model_usage_log import read_model_usage_log
 
-            return (read_model_usage_log(log, home, tz=config.tz) if log.is_file() else SourceBatch.empty()), None
+            return (
+                read_model_usage_log(log, home, tz=config.tz) if log.is_file() else SourceBatch.empty()
+            ), None
 
-        report, _ = stage_whole_file(st["model_usage_log_records"], file_stamp([log]), read_log, settings_key=key,
-                                     full_rebuild=full_rebuild or bool(reread.get("model_usage_log_records")))  # fmt: skip
+        report, _ = stage_whole_file(
+            st["model_usage_log_records"],
+            file_stamp([log]),
+            read_log,
+            settings_key=key,
+            full_rebuild=full_rebuild or bool(reread.get("model_usage_log_records")),
+        )
         report.present = log.is_file()
         out.reports["model_usage_log_records"] = report
     return out
@@ -175,8 +206,12 @@ def units_holding(config: Config, days: set[date]) -> dict[str, set[str]]:
 
     key = reader_key(config)
     out: dict[str, set[str]] = {}
-    for name, schema in (("transcript_records", MANIFEST), ("transcript_store_records", DB_MANIFEST),
-                         ("interactions_db_records", WHOLE_FILE), ("model_usage_log_records", WHOLE_FILE)):  # fmt: skip
+    for name, schema in (
+        ("transcript_records", MANIFEST),
+        ("transcript_store_records", DB_MANIFEST),
+        ("interactions_db_records", WHOLE_FILE),
+        ("model_usage_log_records", WHOLE_FILE),
+    ):
         manifest = states(config)[name].manifest(schema, key)
         if manifest is None or manifest.height == 0:
             continue

@@ -25,7 +25,7 @@ import hmac
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -39,8 +39,22 @@ from starlette.routing import Route
 
 DEFAULT_PORT = 8765
 LATEST_MAX = 500
-LATEST_COLUMNS = ["timestamp", "agent_id", "provider", "model", "input_tokens", "output_tokens", "cache_read_tokens",
-                  "cache_write_tokens", "total_tokens", "cost_usd", "cost_source", "status", "error_class", "duration_ms"]
+LATEST_COLUMNS = [
+    "timestamp",
+    "agent_id",
+    "provider",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "total_tokens",
+    "cost_usd",
+    "cost_source",
+    "status",
+    "error_class",
+    "duration_ms",
+]
 
 
 @dataclass(frozen=True)
@@ -53,7 +67,7 @@ class ApiSettings:
     cors_origins: tuple[str, ...] = ()
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "ApiSettings":
+    def from_env(cls, env: dict[str, str] | None = None) -> ApiSettings:
         from mc_pipeline.runtime.defaults import local_timezone
 
         env = dict(os.environ if env is None else env)
@@ -61,9 +75,14 @@ class ApiSettings:
         if not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"MC_API_PORT must be a port number, not {port!r}")
         origins = tuple(o.strip() for o in env.get("MC_API_CORS_ORIGINS", "").split(",") if o.strip())
-        return cls(data=Path(env.get("MC_DATA_DIR") or "./data").expanduser().resolve(),
-                   tz=env.get("MC_TIMEZONE") or local_timezone(), host=env.get("MC_API_HOST") or "127.0.0.1",
-                   port=int(port), token=env.get("MC_API_TOKEN", ""), cors_origins=origins)  # fmt: skip
+        return cls(
+            data=Path(env.get("MC_DATA_DIR") or "./data").expanduser().resolve(),
+            tz=env.get("MC_TIMEZONE") or local_timezone(),
+            host=env.get("MC_API_HOST") or "127.0.0.1",
+            port=int(port),
+            token=env.get("MC_API_TOKEN", ""),
+            cors_origins=origins,
+        )
 
 
 class BadRequest(ValueError):
@@ -73,7 +92,7 @@ class BadRequest(ValueError):
 def _iso(ts: datetime | None) -> str | None:
     if ts is None:
         return None
-    return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class UsageApi:
@@ -117,18 +136,29 @@ class UsageApi:
                 "requests": frame.height,
                 "tokens": int(frame.get_column("total_tokens").sum() or 0) if frame.height else 0,
                 "failures": frame.filter(pl.col("status") != "ok").height if frame.height else 0,
-                "unpricedRequests": frame.filter(pl.col("cost_source") == "unpriced").height if frame.height else 0,
+                "unpricedRequests": frame.filter(pl.col("cost_source") == "unpriced").height
+                if frame.height
+                else 0,
             }
 
         def by(key: str) -> list[dict]:
             if not calls.height:
                 return []
-            out = [{"name": name, **totals(part)} for (name,), part in calls.partition_by(key, as_dict=True).items()]
+            out = [
+                {"name": name, **totals(part)}
+                for (name,), part in calls.partition_by(key, as_dict=True).items()
+            ]
             return sorted(out, key=lambda e: (-e["cost"], -e["requests"], str(e["name"])))
 
         newest = calls.get_column("timestamp").max() if calls.height else None
-        return {"date": day.isoformat(), "timezone": self.s.tz, "asOf": _iso(newest), **totals(calls),
-                "byProvider": by("provider"), "byModel": by("model")}  # fmt: skip
+        return {
+            "date": day.isoformat(),
+            "timezone": self.s.tz,
+            "asOf": _iso(newest),
+            **totals(calls),
+            "byProvider": by("provider"),
+            "byModel": by("model"),
+        }
 
     def latest(self, limit: int) -> dict:
         import polars as pl
@@ -138,16 +168,35 @@ class UsageApi:
         if frames[0].height < limit:  # the newest calls may be yesterday's
             from mc_pipeline.tables.store import Tables
 
-            frames.append(Tables(self.s.data).read_days("llm_calls", [day - timedelta(days=1)], columns=LATEST_COLUMNS))
+            frames.append(
+                Tables(self.s.data).read_days("llm_calls", [day - timedelta(days=1)], columns=LATEST_COLUMNS)
+            )
         frames = [f for f in frames if f.height]
-        calls = pl.concat(frames, how="diagonal_relaxed").sort("timestamp", descending=True).head(limit) if frames else None
+        calls = (
+            pl.concat(frames, how="diagonal_relaxed").sort("timestamp", descending=True).head(limit)
+            if frames
+            else None
+        )
         rows = []
         for r in calls.iter_rows(named=True) if calls is not None else []:
-            rows.append({"time": _iso(r["timestamp"]), "agent": r["agent_id"], "provider": r["provider"],
-                         "model": r["model"], "inputTokens": r["input_tokens"], "outputTokens": r["output_tokens"],
-                         "cacheReadTokens": r["cache_read_tokens"], "cacheWriteTokens": r["cache_write_tokens"],
-                         "tokens": r["total_tokens"], "cost": r["cost_usd"], "costSource": r["cost_source"],
-                         "status": r["status"], "errorClass": r["error_class"], "durationMs": r["duration_ms"]})  # fmt: skip
+            rows.append(
+                {
+                    "time": _iso(r["timestamp"]),
+                    "agent": r["agent_id"],
+                    "provider": r["provider"],
+                    "model": r["model"],
+                    "inputTokens": r["input_tokens"],
+                    "outputTokens": r["output_tokens"],
+                    "cacheReadTokens": r["cache_read_tokens"],
+                    "cacheWriteTokens": r["cache_write_tokens"],
+                    "tokens": r["total_tokens"],
+                    "cost": r["cost_usd"],
+                    "costSource": r["cost_source"],
+                    "status": r["status"],
+                    "errorClass": r["error_class"],
+                    "durationMs": r["duration_ms"],
+                }
+            )
         return {"timezone": self.s.tz, "limit": limit, "calls": rows}
 
     def health(self) -> dict:
@@ -162,13 +211,26 @@ class UsageApi:
             health = json.loads((self.s.data / "staging" / "source_health.json").read_text())
         except (OSError, ValueError):
             health = {}
-        sources = [{"source": name, "callsRead": v.get("calls_read"), "callsLast7Days": v.get("calls_recent"),
-                    "linesRead": v.get("lines_read"), "quarantined": v.get("quarantined"), "lastWrite": v.get("last_write")}
-                   for name, v in sorted((health.get("sources") or {}).items())]  # fmt: skip
-        age = (datetime.now(timezone.utc) - newest).total_seconds() if newest is not None else None
-        return {"status": "ok" if last else "no data yet (run `make run`)", "lastRefresh": last,
-                "newestCallToday": _iso(newest), "dataAgeSeconds": None if age is None else round(age, 1),
-                "sources": sources, "warnings": health.get("warnings", [])}  # fmt: skip
+        sources = [
+            {
+                "source": name,
+                "callsRead": v.get("calls_read"),
+                "callsLast7Days": v.get("calls_recent"),
+                "linesRead": v.get("lines_read"),
+                "quarantined": v.get("quarantined"),
+                "lastWrite": v.get("last_write"),
+            }
+            for name, v in sorted((health.get("sources") or {}).items())
+        ]
+        age = (datetime.now(UTC) - newest).total_seconds() if newest is not None else None
+        return {
+            "status": "ok" if last else "no data yet (run `make run`)",
+            "lastRefresh": last,
+            "newestCallToday": _iso(newest),
+            "dataAgeSeconds": None if age is None else round(age, 1),
+            "sources": sources,
+            "warnings": health.get("warnings", []),
+        }
 
 
 # -- HTTP --------------------------------------------------------------------------------------------------
@@ -186,7 +248,11 @@ def _file(request: Request, path: Path) -> Response:
         body = path.read_bytes()
     except OSError:
         return _error(404, f"{path.name} does not exist yet: run `make run`")
-    etag = '"' + hashlib.blake2b(f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}".encode(), digest_size=8).hexdigest() + '"'
+    etag = (
+        '"'
+        + hashlib.blake2b(f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}".encode(), digest_size=8).hexdigest()
+        + '"'
+    )
     modified = formatdate(st.st_mtime, usegmt=True)
     headers = {"ETag": etag, "Last-Modified": modified, "Cache-Control": "no-cache"}
     if request.headers.get("if-none-match") == etag:
@@ -211,8 +277,11 @@ def build_app(settings: ApiSettings) -> Starlette:
                 return _error(401, "missing or wrong bearer token (Authorization: Bearer <MC_API_TOKEN>)")
         unknown = sorted(set(request.query_params) - set(params))
         if unknown:
-            return _error(400, f"unknown query parameter(s): {', '.join(unknown)}"
-                               + (f"; this endpoint takes {', '.join(params)}" if params else "; this endpoint takes none"))
+            return _error(
+                400,
+                f"unknown query parameter(s): {', '.join(unknown)}"
+                + (f"; this endpoint takes {', '.join(params)}" if params else "; this endpoint takes none"),
+            )
         return None
 
     async def today(request: Request):
@@ -238,12 +307,24 @@ def build_app(settings: ApiSettings) -> Starlette:
 
     middleware = []
     if settings.cors_origins:
-        middleware.append(Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET"],
-                                     allow_headers=["Authorization", "If-None-Match", "If-Modified-Since"]))  # fmt: skip
-    return Starlette(routes=[
-        Route("/api/usage/today", today), Route("/api/usage/latest", latest),
-        Route("/usage-data.json", usage_file), Route("/sessions.json", sessions_file), Route("/healthz", healthz),
-    ], middleware=middleware)  # fmt: skip
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET"],
+                allow_headers=["Authorization", "If-None-Match", "If-Modified-Since"],
+            )
+        )
+    return Starlette(
+        routes=[
+            Route("/api/usage/today", today),
+            Route("/api/usage/latest", latest),
+            Route("/usage-data.json", usage_file),
+            Route("/sessions.json", sessions_file),
+            Route("/healthz", healthz),
+        ],
+        middleware=middleware,
+    )
 
 
 def serve(argv: list[str] | None = None) -> int:
@@ -258,8 +339,14 @@ def serve(argv: list[str] | None = None) -> int:
         print(f"mc_pipeline: bad setting: {exc}", file=sys.stderr)
         return 2
     if settings.host not in ("127.0.0.1", "localhost", "::1") and not settings.token:
-        print(f"mc_pipeline: serving on {settings.host} without MC_API_TOKEN: anyone who can reach it can read "
-              "your usage (set MC_API_TOKEN to require a bearer token)", file=sys.stderr)  # fmt: skip
-    print(f"mc_pipeline: usage API on http://{settings.host}:{settings.port} (data: {settings.data})", flush=True)
+        print(
+            f"mc_pipeline: serving on {settings.host} without MC_API_TOKEN: anyone who can reach it can read "
+            "your usage (set MC_API_TOKEN to require a bearer token)",
+            file=sys.stderr,
+        )
+    print(
+        f"mc_pipeline: usage API on http://{settings.host}:{settings.port} (data: {settings.data})",
+        flush=True,
+    )
     uvicorn.run(build_app(settings), host=settings.host, port=settings.port, log_level="warning")
     return 0

@@ -29,7 +29,9 @@ def _nice_max(value: float) -> float:
     return top
 
 
-def daily_cost_svg(usage_daily: pl.DataFrame, today: date, days: int = 30, title: str = "Daily cost by provider (USD)") -> str:
+def daily_cost_svg(
+    usage_daily: pl.DataFrame, today: date, days: int = 30, title: str = "Daily cost by provider (USD)"
+) -> str:
     """Stacked bars: one per calendar day of the last ``days`` (ending today), one colour per provider.
 
     Unpriced calls have no cost and add nothing; the legend names providers by total cost, largest first
@@ -41,7 +43,11 @@ def daily_cost_svg(usage_daily: pl.DataFrame, today: date, days: int = 30, title
         .group_by("day", "provider")
         .agg(cost=pl.col("cost_usd").sum())
     )
-    totals = frame.group_by("provider").agg(pl.col("cost").sum()).sort(["cost", "provider"], descending=[True, False])
+    totals = (
+        frame.group_by("provider")
+        .agg(pl.col("cost").sum())
+        .sort(["cost", "provider"], descending=[True, False])
+    )
     names = totals.get_column("provider").to_list()
     keep = names[: len(PALETTE) - 1]
     frame = frame.with_columns(
@@ -57,14 +63,16 @@ def daily_cost_svg(usage_daily: pl.DataFrame, today: date, days: int = 30, title
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
         f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="10">',
-        f'<title>{escape(title)}</title>',
+        f"<title>{escape(title)}</title>",
         f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
     ]
     for i in range(5):  # grid and y labels
         v = top * i / 4
         y = TOP + plot_h - plot_h * i / 4
         parts.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>')
-        parts.append(f'<text x="{LEFT - 4}" y="{y + 3:.1f}" text-anchor="end" fill="#374151">${v:,.2f}</text>')
+        parts.append(
+            f'<text x="{LEFT - 4}" y="{y + 3:.1f}" text-anchor="end" fill="#374151">${v:,.2f}</text>'
+        )
     for i in range(days):
         day = start + timedelta(days=i)
         x = LEFT + i * bar_w
@@ -86,12 +94,20 @@ def daily_cost_svg(usage_daily: pl.DataFrame, today: date, days: int = 30, title
             )
     for j, provider in enumerate(legend):
         y = TOP + 4 + j * 16
-        parts.append(f'<rect x="{WIDTH - RIGHT + 10}" y="{y}" width="10" height="10" fill="{PALETTE[j % len(PALETTE)]}"/>')
-        parts.append(f'<text x="{WIDTH - RIGHT + 24}" y="{y + 9}" fill="#111827">{escape(provider[:18])}</text>')
+        parts.append(
+            f'<rect x="{WIDTH - RIGHT + 10}" y="{y}" width="10" height="10" fill="{PALETTE[j % len(PALETTE)]}"/>'
+        )
+        parts.append(
+            f'<text x="{WIDTH - RIGHT + 24}" y="{y + 9}" fill="#111827">{escape(provider[:18])}</text>'
+        )
     if not legend:
-        parts.append(f'<text x="{LEFT + plot_w / 2}" y="{TOP + plot_h / 2}" text-anchor="middle" fill="#6b7280">'
-                     "no priced calls in these days</text>")
-    parts.append(f'<text x="{LEFT}" y="{HEIGHT - 6}" fill="#6b7280">{escape(title)}, {start} to {today}</text>')
+        parts.append(
+            f'<text x="{LEFT + plot_w / 2}" y="{TOP + plot_h / 2}" text-anchor="middle" fill="#6b7280">'
+            "no priced calls in these days</text>"
+        )
+    parts.append(
+        f'<text x="{LEFT}" y="{HEIGHT - 6}" fill="#6b7280">{escape(title)}, {start} to {today}</text>'
+    )
     parts.append("</svg>")
     return "".join(parts)
 

@@ -2,8 +2,8 @@
 
 The contract: docs/dashboard-contract.md#usage-data-file, docs/dashboard-contract.md#sessions-file.
 
-Every figure comes from the marts (:mod:`mc_pipeline.reporting.marts`), so the file and the Parquet tables agree.
-Costs skip unpriced calls (their cost is unknown, not $0); how many there are is in ``costSources``.
+Every figure comes from the marts (:mod:`mc_pipeline.reporting.marts`), so the file and the Parquet tables
+agree. Costs skip unpriced calls (their cost is unknown, not $0); how many there are is in ``costSources``.
 Nothing personal: no message text, no session keys, no paths; session ids are UUIDs or salted hashes.
 
 Windows: ``summary.weekTotal`` = last 7 days including today, ``monthTotal`` = last 30 days (the page's
@@ -16,7 +16,7 @@ totals and ``costSources`` are all time; ``health`` is the last 7 days (the dash
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -34,7 +34,7 @@ GENERATOR = "mc_pipeline"
 
 
 def iso_z(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
 def _num(value: object) -> float | int:
@@ -54,8 +54,17 @@ def _window(frame: pl.DataFrame, window: str) -> pl.DataFrame:
 
 def _totals(frame: pl.DataFrame) -> dict:
     """Sums of a usage mart's measures (0 when empty)."""
-    cols = ["calls", "failed_calls", "total_tokens", "cost_usd", "unpriced_calls",
-            "recorded_cost_usd", "calculated_cost_usd", "api_cost_usd", "subscription_value_usd"]
+    cols = [
+        "calls",
+        "failed_calls",
+        "total_tokens",
+        "cost_usd",
+        "unpriced_calls",
+        "recorded_cost_usd",
+        "calculated_cost_usd",
+        "api_cost_usd",
+        "subscription_value_usd",
+    ]
     row = frame.select([pl.col(c).sum() for c in cols]).row(0, named=True) if frame.height else {}
     return {c: _num(row.get(c)) for c in cols}
 
@@ -79,8 +88,18 @@ def _entry(name: str, row: dict) -> dict:
     }
 
 
-_SUMMABLE = ["calls", "failed_calls", "unpriced_calls", "input_tokens", "output_tokens", "cache_read_tokens",
-             "cache_write_tokens", "total_tokens", "thinking_tokens", "cost_usd"]
+_SUMMABLE = [
+    "calls",
+    "failed_calls",
+    "unpriced_calls",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "total_tokens",
+    "thinking_tokens",
+    "cost_usd",
+]
 
 
 def _entries(frame: pl.DataFrame, key: str) -> list[dict]:
@@ -91,13 +110,16 @@ def _entries(frame: pl.DataFrame, key: str) -> list[dict]:
         frame.group_by(key)
         .agg([pl.col(c).sum() for c in _SUMMABLE])
         .with_columns(
-            avg_cost_per_call_usd=pl.when(pl.col("calls") > pl.col("unpriced_calls"))
-            .then(pl.col("cost_usd") / (pl.col("calls") - pl.col("unpriced_calls"))),
+            avg_cost_per_call_usd=pl.when(pl.col("calls") > pl.col("unpriced_calls")).then(
+                pl.col("cost_usd") / (pl.col("calls") - pl.col("unpriced_calls"))
+            ),
             error_rate=pl.when(pl.col("calls") > 0).then(pl.col("failed_calls") / pl.col("calls")),
         )
         .sort(["cost_usd", "calls", key], descending=[True, True, False], nulls_last=True)
     )
-    return [_entry(str(r[key]) if r[key] is not None else "unknown", r) for r in grouped.iter_rows(named=True)]
+    return [
+        _entry(str(r[key]) if r[key] is not None else "unknown", r) for r in grouped.iter_rows(named=True)
+    ]
 
 
 def _breakdown(frame: pl.DataFrame, key: str) -> dict[str, dict]:
@@ -160,8 +182,19 @@ def _health_rows(frame: pl.DataFrame) -> list[dict]:
         return []
     g = (
         frame.group_by("name")
-        .agg([pl.col(c).sum() for c in ("calls", "ok_calls", "error_calls", "aborted_calls", "rate_limit_hits",
-                                        "server_errors_5xx")])
+        .agg(
+            [
+                pl.col(c).sum()
+                for c in (
+                    "calls",
+                    "ok_calls",
+                    "error_calls",
+                    "aborted_calls",
+                    "rate_limit_hits",
+                    "server_errors_5xx",
+                )
+            ]
+        )
         .sort("calls", "name", descending=[True, False])
     )
     return [
@@ -204,8 +237,9 @@ def _alerts(alerts: pl.DataFrame | None) -> list[dict]:
     cols = ["rule", "period", "severity", "message", "value", "limit"]
     return [
         {c: (float(r[c]) if c in ("value", "limit") and r.get(c) is not None else r.get(c)) for c in cols}
-        for r in conform(alerts, {c: (pl.Float64() if c in ("value", "limit") else pl.String()) for c in cols})
-        .iter_rows(named=True)
+        for r in conform(
+            alerts, {c: (pl.Float64() if c in ("value", "limit") else pl.String()) for c in cols}
+        ).iter_rows(named=True)
     ]
 
 
@@ -235,10 +269,21 @@ def _cron_jobs(marts: Marts, window: str) -> list[dict]:
     """Cost per cron job, with the job's name when the state database gives it (a long-standing OpenClaw
     request); ``name`` is the id when the name is unknown."""
     t = _window(marts.usage_by_trigger, window).filter(pl.col("trigger") == "cron")
-    names = dict(t.select(pl.col("cron_job_id").fill_null("unknown"), "cron_job_name").drop_nulls().unique("cron_job_id").iter_rows())
+    names = dict(
+        t.select(pl.col("cron_job_id").fill_null("unknown"), "cron_job_name")
+        .drop_nulls()
+        .unique("cron_job_id")
+        .iter_rows()
+    )
     return [
-        {"id": e["name"], "name": names.get(e["name"], e["name"]), "cost": e["cost"], "tokens": e["tokens"],
-         "requests": e["requests"], "unpricedRequests": e["unpricedRequests"]}
+        {
+            "id": e["name"],
+            "name": names.get(e["name"], e["name"]),
+            "cost": e["cost"],
+            "tokens": e["tokens"],
+            "requests": e["requests"],
+            "unpricedRequests": e["unpricedRequests"],
+        }
         for e in _entries(t.with_columns(pl.col("cron_job_id").fill_null("unknown")), "cron_job_id")
     ]
 
@@ -265,7 +310,9 @@ def build_usage_document(
     marts = marts or marts_from_daily(daily, today)
     every = daily.usage_daily
     week = _totals(_window(marts.usage_by_provider, "last_7_days"))
-    rolling = _totals(_window(marts.usage_by_provider, "last_30_days"))  # the page's "month": the last 30 `daily`
+    rolling = _totals(
+        _window(marts.usage_by_provider, "last_30_days")
+    )  # the page's "month": the last 30 `daily`
     month = _totals(_window(marts.usage_by_provider, "month_to_date"))
     today_t = _totals(_window(marts.usage_by_provider, "today"))
     all_t = _totals(_window(marts.usage_by_provider, "all_time"))
@@ -313,10 +360,14 @@ def build_usage_document(
         "health": _health(marts, today),
         "costSources": {
             "window": "all_time",
-            "recorded": {"requests": int(every.get_column("recorded_calls").sum() or 0),
-                         "cost": float(all_t["recorded_cost_usd"])},
-            "calculated": {"requests": int(every.get_column("calculated_calls").sum() or 0),
-                           "cost": float(all_t["calculated_cost_usd"])},
+            "recorded": {
+                "requests": int(every.get_column("recorded_calls").sum() or 0),
+                "cost": float(all_t["recorded_cost_usd"]),
+            },
+            "calculated": {
+                "requests": int(every.get_column("calculated_calls").sum() or 0),
+                "cost": float(all_t["calculated_cost_usd"]),
+            },
             "unpriced": {"requests": int(all_t["unpriced_calls"]), "cost": None},
         },
         "alerts": _alerts(alerts),
@@ -330,12 +381,16 @@ def build_usage_document(
 
 
 def build_sessions_document(
-    data: DailyTables | pl.DataFrame, *, generated_at: datetime, timezone_name: str = "UTC", salt: str = DEFAULT_SALT
+    data: DailyTables | pl.DataFrame,
+    *,
+    generated_at: datetime,
+    timezone_name: str = "UTC",
+    salt: str = DEFAULT_SALT,
 ) -> dict:
     """``sessions.json`` for the Costs page heatmap: one entry per session, most recent first.
 
-    ``toolCalls[].cost`` shares each model call's cost equally among the tool calls it requested (so the
-    tools of a session add up to the cost of its calls that used tools). ``avgDuration`` is left out rather than
+    ``toolCalls[].cost`` shares each model call's cost equally among the tool calls it requested (so the tools
+    of a session add up to the cost of its calls that used tools). ``avgDuration`` is left out rather than
     sent as null (the page shows a null as "0ms"): tool run times are not derived from the transcripts yet.
     """
     rows = _tables(data, salt).sessions_daily
@@ -355,7 +410,8 @@ def build_sessions_document(
             prompt=pl.col("prompt_tokens").sum(),
         )
         .join(
-            rows.group_by(*keys, "provider", "model").agg(n=pl.col("calls").sum(), c=pl.col("cost_usd").sum())
+            rows.group_by(*keys, "provider", "model")
+            .agg(n=pl.col("calls").sum(), c=pl.col("cost_usd").sum())
             .sort(["n", "c", "provider", "model"], descending=[True, True, False, False])
             .unique(keys, keep="first", maintain_order=True),
             on=keys,
@@ -364,8 +420,12 @@ def build_sessions_document(
         .sort(["first", "session_id"], descending=[True, False])
     )
     tools = (
-        rows.select(*keys, "tools").explode("tools").drop_nulls("tools").unnest("tools")
-        .group_by(*keys, "tool").agg(pl.col("count").sum(), pl.col("cost").sum())
+        rows.select(*keys, "tools")
+        .explode("tools")
+        .drop_nulls("tools")
+        .unnest("tools")
+        .group_by(*keys, "tool")
+        .agg(pl.col("count").sum(), pl.col("cost").sum())
         .sort(["cost", "count", "tool"], descending=[True, True, False], nulls_last=True)
     )
     tool_map: dict[tuple, list[dict]] = {}

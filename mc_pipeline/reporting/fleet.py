@@ -28,7 +28,9 @@ def home_data(root: Path, name: str) -> Path:
 def _qualified(frame: pl.DataFrame, name: str) -> pl.DataFrame:
     out = frame
     if "agent_id" in out.columns:
-        out = out.with_columns(agent_id=pl.concat_str([pl.lit(f"{name}/"), pl.col("agent_id").fill_null("-")]))
+        out = out.with_columns(
+            agent_id=pl.concat_str([pl.lit(f"{name}/"), pl.col("agent_id").fill_null("-")])
+        )
     if "source_file" in out.columns:
         out = out.with_columns(source_file=pl.concat_str([pl.lit(f"{name}:"), pl.col("source_file")]))
     return out
@@ -40,7 +42,9 @@ def combine(root: Path, names: list[str]) -> dict[str, int]:
     counts = {}
     for table in STAGED:  # usage_daily, sessions_daily, health_daily, accounting, rejected
         parts = [_qualified(Tables(home_data(root, n)).staged(table), n) for n in names]
-        frame = pl.concat([p for p in parts if p.height] or [pl.DataFrame(schema=STAGED[table])], how="diagonal_relaxed")
+        frame = pl.concat(
+            [p for p in parts if p.height] or [pl.DataFrame(schema=STAGED[table])], how="diagonal_relaxed"
+        )
         frame = frame.cast(STAGED[table]).sort("day", maintain_order=True)
         from mc_pipeline.tables import storage
 
@@ -68,7 +72,9 @@ def recent_calls(root: Path, names: list[str], today: date, days: int, columns: 
     """The last ``days`` days of ``llm_calls`` of every home (agents qualified): the alerts' recent calls."""
     wanted = [today - timedelta(days=i) for i in range(days)]
     cols = columns if "agent_id" in columns else [*columns, "agent_id"]
-    parts = [_qualified(Tables(home_data(root, n)).read_days("llm_calls", wanted, columns=cols), n) for n in names]
+    parts = [
+        _qualified(Tables(home_data(root, n)).read_days("llm_calls", wanted, columns=cols), n) for n in names
+    ]
     parts = [p for p in parts if p.height]
     if not parts:
         return Tables(root).read_days("llm_calls", [], columns=cols)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import polars as pl
 
-
 #: money columns: shown in dollars and cents (a preview is for reading; the tables keep every digit)
 MONEY = ("cost", "_usd", "limit", "spend", "value_usd")
 
@@ -26,7 +25,17 @@ def _cell(value: object, money: bool = False) -> str:
 
 
 #: what a reader of a preview looks for first, after the columns that say what a row is
-FIRST = ("calls", "requests", "cost_usd", "cost", "total_tokens", "tokens", "failed_calls", "error_rate", "success_rate")
+FIRST = (
+    "calls",
+    "requests",
+    "cost_usd",
+    "cost",
+    "total_tokens",
+    "tokens",
+    "failed_calls",
+    "error_rate",
+    "success_rate",
+)
 
 
 def reader_order(frame: pl.DataFrame) -> list[str]:
@@ -45,7 +54,10 @@ def markdown_table(df: pl.DataFrame, limit: int = 10, columns: list[str] | None 
     head = "| " + " | ".join(view.columns) + " |"
     rule = "| " + " | ".join("---" for _ in view.columns) + " |"
     money = [is_money(c) for c in view.columns]
-    rows = ["| " + " | ".join(_cell(v, m) for v, m in zip(row, money)) + " |" for row in view.head(limit).iter_rows()]
+    rows = [
+        "| " + " | ".join(_cell(v, m) for v, m in zip(row, money)) + " |"
+        for row in view.head(limit).iter_rows()
+    ]
     more = [f"\n_{view.height - limit:,} more rows_"] if view.height > limit else []
     if not rows:
         rows = ["| " + " | ".join("" for _ in view.columns) + " |"]

@@ -77,7 +77,9 @@ def public_session_ids(calls: pl.DataFrame, salt: str = DEFAULT_SALT) -> pl.Data
     """``calls`` with ``session_id`` made public (mapped once per distinct id, not per row)."""
     ids = calls.select(pl.col("session_id").unique().drop_nulls())
     mapping = ids.with_columns(
-        public=pl.Series([public_session_id(s, salt) for s in ids.get_column("session_id")], dtype=pl.String())
+        public=pl.Series(
+            [public_session_id(s, salt) for s in ids.get_column("session_id")], dtype=pl.String()
+        )
     )
     return (
         calls.join(mapping, on="session_id", how="left")
@@ -121,7 +123,9 @@ def by_window(
             .agg(_sums() + (extra or []))
             .with_columns(ratios())
             .with_columns(window=pl.lit(window))
-            .sort(["cost_usd", "calls", *keys], descending=[True, True] + [False] * len(keys), nulls_last=True)
+            .sort(
+                ["cost_usd", "calls", *keys], descending=[True, True] + [False] * len(keys), nulls_last=True
+            )
         )
         parts.append(conform(grouped, schema))
     return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
@@ -145,7 +149,9 @@ def usage_by_agent(daily: DailyTables, today: date) -> pl.DataFrame:
 
 
 def usage_by_trigger(daily: DailyTables, today: date) -> pl.DataFrame:
-    return by_window(daily.usage_daily, today, ["trigger", "channel", "cron_job_id", "cron_job_name"], USAGE_BY_TRIGGER)
+    return by_window(
+        daily.usage_daily, today, ["trigger", "channel", "cron_job_id", "cron_job_name"], USAGE_BY_TRIGGER
+    )
 
 
 def main_models(sessions: pl.DataFrame) -> pl.DataFrame:
@@ -169,7 +175,9 @@ def usage_by_session(daily: DailyTables, today: date) -> pl.DataFrame:
         pl.col("first_call").min().alias("first_call"),
         pl.col("last_call").max().alias("last_call"),
     ]
-    out = by_window(sessions.sort("day", "first_call"), today, ["agent_id", "session_id"], {**USAGE_BY_SESSION}, extra)
+    out = by_window(
+        sessions.sort("day", "first_call"), today, ["agent_id", "session_id"], {**USAGE_BY_SESSION}, extra
+    )
     if out.height == 0:
         return out
     parts = []
@@ -177,8 +185,11 @@ def usage_by_session(daily: DailyTables, today: date) -> pl.DataFrame:
         part = out.filter(pl.col("window") == window)
         if part.height:
             models = main_models(sessions.filter(in_window(window, today)))
-            parts.append(part.drop("provider", "model").join(models, on=["agent_id", "session_id"], how="left",
-                                                             nulls_equal=True, maintain_order="left"))  # fmt: skip
+            parts.append(
+                part.drop("provider", "model").join(
+                    models, on=["agent_id", "session_id"], how="left", nulls_equal=True, maintain_order="left"
+                )
+            )
     out = pl.concat(parts, how="diagonal_relaxed").with_columns(
         duration_ms=(pl.col("last_call") - pl.col("first_call")).dt.total_milliseconds()
     )
@@ -203,9 +214,13 @@ def thinking_stats(daily: DailyTables, today: date) -> pl.DataFrame:
                 thinking_tokens=t.sum().cast(pl.Int64),
                 max_thinking_tokens=pl.col("max_thinking_tokens").max().fill_null(0).cast(pl.Int64),
                 estimated_thinking_tokens=pl.col("estimated_thinking_tokens").sum().cast(pl.Int64),
-                subscription_thinking_tokens=t.filter(pl.col("billing") == "subscription").sum().cast(pl.Int64),
+                subscription_thinking_tokens=t.filter(pl.col("billing") == "subscription")
+                .sum()
+                .cast(pl.Int64),
             ).with_columns(
-                avg_thinking_tokens=_ratio(pl.col("thinking_tokens").cast(pl.Float64), pl.col("calls_with_thinking")),
+                avg_thinking_tokens=_ratio(
+                    pl.col("thinking_tokens").cast(pl.Float64), pl.col("calls_with_thinking")
+                ),
                 estimated_share=_ratio(pl.col("estimated_thinking_tokens"), pl.col("thinking_tokens")),
                 subscription_share=_ratio(pl.col("subscription_thinking_tokens"), pl.col("thinking_tokens")),
             )
@@ -219,13 +234,25 @@ def service_health(api_calls: pl.DataFrame | None) -> pl.DataFrame:
         return pl.DataFrame(schema=API_HEALTH)
     ok = pl.col("ok")
     known = pl.col("error_class").is_in(list(ERROR_CLASSES))
-    cls = pl.when(ok.fill_null(True)).then(None).when(known).then(pl.col("error_class")).otherwise(pl.lit("other"))
+    cls = (
+        pl.when(ok.fill_null(True))
+        .then(None)
+        .when(known)
+        .then(pl.col("error_class"))
+        .otherwise(pl.lit("other"))
+    )
     out = (
         api_calls.group_by("service", "day")
-        .agg(health_aggs(ok.fill_null(False), (~ok).fill_null(False), pl.lit(False), cls, pl.col("status_code")))
+        .agg(
+            health_aggs(
+                ok.fill_null(False), (~ok).fill_null(False), pl.lit(False), cls, pl.col("status_code")
+            )
+        )
         .rename({"service": "name"})
         .with_columns(kind=pl.lit("service"))
-        .with_columns(success_rate=_ratio(pl.col("ok_calls").cast(pl.Float64), pl.col("calls").cast(pl.Float64)))
+        .with_columns(
+            success_rate=_ratio(pl.col("ok_calls").cast(pl.Float64), pl.col("calls").cast(pl.Float64))
+        )
     )
     return conform(out, API_HEALTH)
 

@@ -28,10 +28,11 @@ import csv
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     import polars as pl
@@ -71,22 +72,35 @@ class Key:
     label: str  # table header
 
 
-KEYS = {k.name: k for k in (
-    Key("day", "day", "date", "Date"),
-    Key("week", "week", "week", "Week"),
-    Key("month", "month", "month", "Month"),
-    Key("session", "session_id", "session", "Session"),
-    Key("agent", "agent_id", "agent", "Agent"),
-    Key("provider", "provider", "provider", "Provider"),
-    Key("model", "model", "model", "Model"),
-    Key("task", "task_type", "taskType", "Task"),
-    Key("billing", "billing", "billing", "Billing"),
-    Key("trigger", "trigger", "trigger", "Trigger"),
-    Key("channel", "channel", "channel", "Channel"),
-    Key("cron", "cron_job_id", "cronJob", "Cron job"),
-)}  # fmt: skip
-ALIASES = {"date": "day", "days": "day", "task_type": "task", "agent_id": "agent", "cron_job": "cron",
-           "cron_job_id": "cron", "models": "model", "providers": "provider", "agents": "agent", "tasks": "task"}
+KEYS = {
+    k.name: k
+    for k in (
+        Key("day", "day", "date", "Date"),
+        Key("week", "week", "week", "Week"),
+        Key("month", "month", "month", "Month"),
+        Key("session", "session_id", "session", "Session"),
+        Key("agent", "agent_id", "agent", "Agent"),
+        Key("provider", "provider", "provider", "Provider"),
+        Key("model", "model", "model", "Model"),
+        Key("task", "task_type", "taskType", "Task"),
+        Key("billing", "billing", "billing", "Billing"),
+        Key("trigger", "trigger", "trigger", "Trigger"),
+        Key("channel", "channel", "channel", "Channel"),
+        Key("cron", "cron_job_id", "cronJob", "Cron job"),
+    )
+}
+ALIASES = {
+    "date": "day",
+    "days": "day",
+    "task_type": "task",
+    "agent_id": "agent",
+    "cron_job": "cron",
+    "cron_job_id": "cron",
+    "models": "model",
+    "providers": "provider",
+    "agents": "agent",
+    "tasks": "task",
+}
 VIEW_KEYS = {
     "daily": ["day"],
     "weekly": ["week"],
@@ -113,8 +127,17 @@ MEASURES = (
 )
 EXTRA_MEASURES = (("failed_calls", "failedRequests"), ("unpriced_calls", "unpricedRequests"))
 TOKEN_KINDS = ("inputTokens", "outputTokens", "cacheWriteTokens", "cacheReadTokens")
-HEALTH_SUMS = ("calls", "ok_calls", "error_calls", "aborted_calls", "unknown_status_calls", "rate_limit_hits",
-               "server_errors_5xx", "duration_sum_ms", "duration_calls")
+HEALTH_SUMS = (
+    "calls",
+    "ok_calls",
+    "error_calls",
+    "aborted_calls",
+    "unknown_status_calls",
+    "rate_limit_hits",
+    "server_errors_5xx",
+    "duration_sum_ms",
+    "duration_calls",
+)
 
 
 # -- arguments ------------------------------------------------------------------------------------------
@@ -143,9 +166,13 @@ def _list(value: str | None) -> list[str] | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=f"python -m {PROG}", allow_abbrev=False, description=__doc__.split("\n\n")[0],
-                formatter_class=argparse.RawDescriptionHelpFormatter,
-                epilog="views: " + ", ".join(VIEWS) + "\n--by keys: " + ", ".join(KEYS))  # fmt: skip
+    p = _Parser(
+        prog=f"python -m {PROG}",
+        allow_abbrev=False,
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="views: " + ", ".join(VIEWS) + "\n--by keys: " + ", ".join(KEYS),
+    )
     p.add_argument("view", metavar="VIEW", help="one of: " + ", ".join(VIEWS))
     p.add_argument("--since", help="first day, YYYY-MM-DD or YYYYMMDD (inclusive)")
     p.add_argument("--until", help="last day, YYYY-MM-DD or YYYYMMDD (inclusive)")
@@ -157,11 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--home", help="the OpenClaw home, where a data folder holds several (today: one)")
     p.add_argument("--by", help="split each row by these keys too, e.g. model,task")
     p.add_argument("--breakdown", action="store_true", help="each row's models under it (as ccusage)")
-    p.add_argument("--limit", type=int, metavar="N",
-                   help=f"at most N rows: the costliest (the latest for daily, weekly, monthly); 0: all. Default: "
-                        f"all, but {SESSION_TABLE_LIMIT} in the session table")  # fmt: skip
+    p.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help=f"at most N rows: the costliest (the latest for daily, weekly, monthly); 0: all. Default: "
+        f"all, but {SESSION_TABLE_LIMIT} in the session table",
+    )
     out = p.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true", help='{"view", "asOf", "timezone", "filters", "rows", "totals"}')
+    out.add_argument(
+        "--json", action="store_true", help='{"view", "asOf", "timezone", "filters", "rows", "totals"}'
+    )
     out.add_argument("--csv", action="store_true", help="the rows as CSV")
     return p
 
@@ -191,9 +224,15 @@ class Request:
         return {
             "since": self.since.isoformat() if self.since else None,
             "until": self.until.isoformat() if self.until else None,
-            "agent": self.agent, "provider": self.provider, "model": self.model, "task": self.task,
-            "home": self.home, "by": self.by, "breakdown": self.breakdown, "limit": self.limit,
-        }  # fmt: skip
+            "agent": self.agent,
+            "provider": self.provider,
+            "model": self.model,
+            "task": self.task,
+            "home": self.home,
+            "by": self.by,
+            "breakdown": self.breakdown,
+            "limit": self.limit,
+        }
 
 
 def parse_request(argv: list[str], env: dict[str, str]) -> Request:
@@ -204,9 +243,18 @@ def parse_request(argv: list[str], env: dict[str, str]) -> Request:
     zone = args.tz or env.get("MC_TIMEZONE") or ""  # neither: the data's own zone (run_report)
     if zone:
         _check_zone(zone, "--tz" if args.tz else "MC_TIMEZONE")
-    req = Request(view=view, zone=zone, agent=_list(args.agent), provider=_list(args.provider),
-                  model=_list(args.model), task=_list(args.task), home=args.home, breakdown=args.breakdown,
-                  limit=args.limit, fmt="json" if args.json else "csv" if args.csv else "table")  # fmt: skip
+    req = Request(
+        view=view,
+        zone=zone,
+        agent=_list(args.agent),
+        provider=_list(args.provider),
+        model=_list(args.model),
+        task=_list(args.task),
+        home=args.home,
+        breakdown=args.breakdown,
+        limit=args.limit,
+        fmt="json" if args.json else "csv" if args.csv else "table",
+    )
     req.since = parse_day(args.since, "--since") if args.since else None
     req.until = parse_day(args.until, "--until") if args.until else None
     if req.since and req.until and req.since > req.until:
@@ -218,12 +266,16 @@ def parse_request(argv: list[str], env: dict[str, str]) -> Request:
         if key not in req.by:
             req.by.append(key)
     if view == "health" and (req.by or req.breakdown):
-        raise ReportError("--by and --breakdown do not apply to health (it is per provider, per class and per service)")
+        raise ReportError(
+            "--by and --breakdown do not apply to health (it is per provider, per class and per service)"
+        )
     if view == "session":
         bad = [k for k in req.by if k not in SESSION_KEYS]
         if bad or req.task:
             what = f"--by {','.join(bad)}" if bad else "--task"
-            raise ReportError(f"{what} does not apply to the session view (sessions are not split by task type or billing)")
+            raise ReportError(
+                f"{what} does not apply to the session view (sessions are not split by task type or billing)"
+            )
     if req.limit is not None and req.limit < 0:
         raise ReportError(f"--limit must be 0 (all) or more, not {req.limit}")
     if req.breakdown and req.fmt == "csv":
@@ -256,19 +308,21 @@ class DataFolder:
     def staged_path(self, name: str) -> Path:
         return self.root / "staging" / "daily" / f"{name}.parquet"
 
-    def staged(self, name: str) -> "pl.DataFrame":
+    def staged(self, name: str) -> pl.DataFrame:
         import polars as pl
 
         from mc_pipeline.tables import storage
         from mc_pipeline.tables.schemas import API_HEALTH, SESSIONS_DAILY, USAGE_DAILY
 
-        schema = {"usage_daily": USAGE_DAILY, "sessions_daily": SESSIONS_DAILY, "health_daily": API_HEALTH}[name]
+        schema = {"usage_daily": USAGE_DAILY, "sessions_daily": SESSIONS_DAILY, "health_daily": API_HEALTH}[
+            name
+        ]
         path = self.staged_path(name)
         if not path.exists():
             return pl.DataFrame(schema=schema)
         return storage.read_parquet(path).cast(schema)
 
-    def api_calls(self) -> "pl.DataFrame":
+    def api_calls(self) -> pl.DataFrame:
         import polars as pl
 
         from mc_pipeline.tables import storage
@@ -286,7 +340,7 @@ class DataFolder:
         """When a run last wrote the outputs: usage-data.json, else the per-day aggregate."""
         for path in (self.root / "usage-data.json", self.staged_path("usage_daily")):
             try:
-                return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+                return datetime.fromtimestamp(path.stat().st_mtime, UTC)
             except OSError:
                 continue
         return None
@@ -310,16 +364,40 @@ class DataFolder:
             home = default_home()
         return [Path(home).expanduser().resolve()]
 
-    def llm_calls(self, first: date | None, last: date | None) -> "pl.DataFrame":
+    def llm_calls(self, first: date | None, last: date | None) -> pl.DataFrame:
         """The per-call columns the aggregates are made of, for the stored days in [first, last]."""
         from mc_pipeline.tables import storage
         from mc_pipeline.tables.schemas import LLM_CALLS
 
-        cols = ["call_id", "timestamp", "agent_id", "session_id", "provider", "model", "task_type", "billing",
-                "trigger", "channel", "cron_job_id", "cron_job_name", "status", "error_class", "http_status",
-                "duration_ms", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-                "total_tokens", "thinking_tokens", "thinking_estimated", "tool_calls", "tool_names", "cost_usd",
-                "cost_source"]  # fmt: skip
+        cols = [
+            "call_id",
+            "timestamp",
+            "agent_id",
+            "session_id",
+            "provider",
+            "model",
+            "task_type",
+            "billing",
+            "trigger",
+            "channel",
+            "cron_job_id",
+            "cron_job_name",
+            "status",
+            "error_class",
+            "http_status",
+            "duration_ms",
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "total_tokens",
+            "thinking_tokens",
+            "thinking_estimated",
+            "tool_calls",
+            "tool_names",
+            "cost_usd",
+            "cost_source",
+        ]
         schema = {c: LLM_CALLS[c] for c in cols}
         parts = []
         import polars as pl
@@ -348,7 +426,7 @@ class DataFolder:
 
 
 # -- filters and frames -----------------------------------------------------------------------------------
-def _day_filter(req: Request) -> "pl.Expr":
+def _day_filter(req: Request) -> pl.Expr:
     import polars as pl
 
     expr = pl.lit(True)
@@ -359,7 +437,7 @@ def _day_filter(req: Request) -> "pl.Expr":
     return expr
 
 
-def _value_filter(req: Request, columns: dict[str, str]) -> "pl.Expr":
+def _value_filter(req: Request, columns: dict[str, str]) -> pl.Expr:
     """``columns``: filter name -> column of the frame (agent, provider, model, task)."""
     import polars as pl
 
@@ -369,14 +447,16 @@ def _value_filter(req: Request, columns: dict[str, str]) -> "pl.Expr":
             expr = expr & pl.col(columns[name]).is_in(values)
     if req.model and "model" in columns:
         low = pl.col(columns["model"]).str.to_lowercase()
-        expr = expr & pl.any_horizontal([low.str.contains(m.lower(), literal=True) for m in req.model]).fill_null(False)
+        expr = expr & pl.any_horizontal(
+            [low.str.contains(m.lower(), literal=True) for m in req.model]
+        ).fill_null(False)
     return expr
 
 
 USAGE_COLUMNS = {"agent": "agent_id", "provider": "provider", "model": "model", "task": "task_type"}
 
 
-def check_filter_values(req: Request, usage: "pl.DataFrame") -> None:
+def check_filter_values(req: Request, usage: pl.DataFrame) -> None:
     """A filter naming something the data never had is a typo: say what there is (all time)."""
     for name, values in (("agent", req.agent), ("provider", req.provider), ("task", req.task)):
         if not values:
@@ -384,7 +464,9 @@ def check_filter_values(req: Request, usage: "pl.DataFrame") -> None:
         known = sorted(v for v in usage.get_column(USAGE_COLUMNS[name]).unique().to_list() if v is not None)
         missing = [v for v in values if v not in known]
         if missing:
-            raise ReportError(f"no {name} {', '.join(map(repr, missing))} in the data; there is: {_some(known)}")
+            raise ReportError(
+                f"no {name} {', '.join(map(repr, missing))} in the data; there is: {_some(known)}"
+            )
     if req.model:
         known = sorted(v for v in usage.get_column("model").unique().to_list() if v is not None)
         missing = [m for m in req.model if not any(m.lower() in k.lower() for k in known)]
@@ -400,16 +482,17 @@ def _some(values: list[str], limit: int = 12) -> str:
 
 @dataclass
 class Frames:
-    usage: "pl.DataFrame"  # USAGE_DAILY rows
-    sessions: "pl.DataFrame | None" = None  # SESSIONS_DAILY rows (session view)
-    health: "pl.DataFrame | None" = None  # API_HEALTH provider rows (health view)
-    services: "pl.DataFrame | None" = None  # API_HEALTH service rows (health view)
+    usage: pl.DataFrame  # USAGE_DAILY rows
+    sessions: pl.DataFrame | None = None  # SESSIONS_DAILY rows (session view)
+    health: pl.DataFrame | None = None  # API_HEALTH provider rows (health view)
+    services: pl.DataFrame | None = None  # API_HEALTH service rows (health view)
     recounted: str | None = None  # why the days were counted again from llm_calls, when they were
 
 
 def load_frames(req: Request, folder: DataFolder) -> Frames:
     """The per-day rows the view needs: the stored aggregates, or the same aggregates made again from
-    ``llm_calls`` when the days must be counted in another zone (or health is filtered by agent/model/task)."""
+    ``llm_calls`` when the days must be counted in another zone (or health is filtered by
+    agent/model/task)."""
     import polars as pl
 
     usage = folder.staged("usage_daily")
@@ -428,27 +511,37 @@ def load_frames(req: Request, folder: DataFolder) -> Frames:
 
     from mc_pipeline.calls.daily import health_daily, sessions_daily, usage_daily
 
-    margin = timedelta(days=2)  # a calendar day in one zone lies within a day or so of the same day in another
-    calls = folder.llm_calls(req.since - margin if req.since else None, req.until + margin if req.until else None)
+    margin = timedelta(
+        days=2
+    )  # a calendar day in one zone lies within a day or so of the same day in another
+    calls = folder.llm_calls(
+        req.since - margin if req.since else None, req.until + margin if req.until else None
+    )
     if other_zone:
         calls = calls.with_columns(day=pl.col("timestamp").dt.convert_time_zone(req.zone).dt.date())
         why = f"days counted again in {req.zone} from llm_calls (the tables were built in {data_zone})"
     else:
-        calls = calls.with_columns(day=pl.col("timestamp").dt.convert_time_zone(data_zone or req.zone).dt.date())
+        calls = calls.with_columns(
+            day=pl.col("timestamp").dt.convert_time_zone(data_zone or req.zone).dt.date()
+        )
         why = "health counted from llm_calls (the health table is per provider and day only)"
     calls = calls.filter(_day_filter(req))
     if req.view == "health":
         picked = calls.filter(_value_filter(req, USAGE_COLUMNS))
         api = folder.api_calls()
-        return Frames(usage=usage_daily(picked), health=health_daily(picked),
-                      services=_services(api, req.zone if other_zone else None), recounted=why)  # fmt: skip
+        return Frames(
+            usage=usage_daily(picked),
+            health=health_daily(picked),
+            services=_services(api, req.zone if other_zone else None),
+            recounted=why,
+        )
     frames = Frames(usage=usage_daily(calls), recounted=why)
     if req.view == "session":
         frames.sessions = sessions_daily(calls, folder.salt())
     return frames
 
 
-def _services(api_calls: "pl.DataFrame", zone: str | None) -> "pl.DataFrame":
+def _services(api_calls: pl.DataFrame, zone: str | None) -> pl.DataFrame:
     import polars as pl
 
     from mc_pipeline.reporting.marts import service_health
@@ -459,7 +552,7 @@ def _services(api_calls: "pl.DataFrame", zone: str | None) -> "pl.DataFrame":
 
 
 # -- rows ---------------------------------------------------------------------------------------------------
-def _with_periods(frame: "pl.DataFrame", keys: list[str]) -> "pl.DataFrame":
+def _with_periods(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     import polars as pl
 
     extra = []
@@ -470,7 +563,7 @@ def _with_periods(frame: "pl.DataFrame", keys: list[str]) -> "pl.DataFrame":
     return frame.with_columns(extra) if extra else frame
 
 
-def _sums() -> list["pl.Expr"]:
+def _sums() -> list[pl.Expr]:
     import polars as pl
 
     cols = [m[0] for m in MEASURES] + [m[0] for m in EXTRA_MEASURES]
@@ -479,7 +572,7 @@ def _sums() -> list["pl.Expr"]:
 
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
     if isinstance(value, date):
         return value.isoformat()
     return value
@@ -494,9 +587,9 @@ def _measures(row: dict) -> dict:
     return out
 
 
-def totals_of(frame: "pl.DataFrame") -> dict:
+def totals_of(frame: pl.DataFrame) -> dict:
     if frame.height == 0:
-        return _measures({c: 0 for c in [m[0] for m in MEASURES] + [m[0] for m in EXTRA_MEASURES]})
+        return _measures(dict.fromkeys([m[0] for m in MEASURES] + [m[0] for m in EXTRA_MEASURES], 0))
     return _measures(frame.select(_sums()).row(0, named=True))
 
 
@@ -510,7 +603,9 @@ class Column:
     kind: str = "text"  # text | time | int | money | pct
 
 
-def usage_rows(req: Request, frames: Frames, limit: int = 0) -> tuple[list[dict], dict, list[Column], list[str], int]:
+def usage_rows(
+    req: Request, frames: Frames, limit: int = 0
+) -> tuple[list[dict], dict, list[Column], list[str], int]:
     """(rows, totals, key columns, notes, rows left out) of a usage view, over the filtered per-day rows;
     ``limit``: at most that many rows, the costliest (the latest when the first key is a period); 0: all."""
     import polars as pl
@@ -527,34 +622,46 @@ def usage_rows(req: Request, frames: Frames, limit: int = 0) -> tuple[list[dict]
         frame = frame.filter(pl.col("trigger") == "cron")
         if others.height:
             t = totals_of(others)
-            notes.append(f"not started by cron (other triggers): {money(t['cost'])} over {t['requests']:,} requests")
+            notes.append(
+                f"not started by cron (other triggers): {money(t['cost'])} over {t['requests']:,} requests"
+            )
     frame = _with_periods(frame, keys)
     group = [KEYS[k].column for k in keys]
     carry: list[pl.Expr] = []
     extra_cols: list[Column] = []
     if "cron" in keys:
         carry.append(pl.col("cron_job_name").drop_nulls().first().alias("cron_job_name"))
-        if frame.get_column("cron_job_name").drop_nulls().len():  # a column only when some job's name is known
+        if (
+            frame.get_column("cron_job_name").drop_nulls().len()
+        ):  # a column only when some job's name is known
             extra_cols.append(Column("cronJobName", "Name"))
     if session:
-        carry += [pl.col("trigger").drop_nulls().first().alias("trigger_"),
-                  pl.col("first_call").min().alias("first_call"), pl.col("last_call").max().alias("last_call")]  # fmt: skip
+        carry += [
+            pl.col("trigger").drop_nulls().first().alias("trigger_"),
+            pl.col("first_call").min().alias("first_call"),
+            pl.col("last_call").max().alias("last_call"),
+        ]
     grouped = frame.group_by(group).agg(_sums() + carry)
     main_model = session and "model" not in keys and "provider" not in keys
     if main_model and grouped.height:
         from mc_pipeline.reporting.marts import main_models
 
-        grouped = grouped.join(main_models(frame), on=["agent_id", "session_id"], how="left", nulls_equal=True)
+        grouped = grouped.join(
+            main_models(frame), on=["agent_id", "session_id"], how="left", nulls_equal=True
+        )
     if keys[0] in TIME_KEYS:
         grouped = grouped.sort(group, nulls_last=True)
     else:
-        grouped = grouped.sort(["cost_usd", "calls", *group], descending=[True, True] + [False] * len(group),
-                               nulls_last=True)  # fmt: skip
+        grouped = grouped.sort(
+            ["cost_usd", "calls", *group], descending=[True, True] + [False] * len(group), nulls_last=True
+        )
     omitted = max(0, grouped.height - limit) if limit else 0
     if omitted:
         latest = keys[0] in TIME_KEYS
-        notes.append(f"showing the {limit} {'latest' if latest else 'costliest'} of {grouped.height:,} rows (the "
-                     f"Total counts all; --limit 0 shows every row)")  # fmt: skip
+        notes.append(
+            f"showing the {limit} {'latest' if latest else 'costliest'} of {grouped.height:,} rows (the "
+            f"Total counts all; --limit 0 shows every row)"
+        )
         grouped = grouped.tail(limit) if latest else grouped.head(limit)
     # JSON text of dates and times, made by Polars at once (a year of sessions is thousands of rows)
     out_cols = {c: f"{c}__out" for c in group if grouped.schema[c] == pl.Date()}
@@ -562,7 +669,11 @@ def usage_rows(req: Request, frames: Frames, limit: int = 0) -> tuple[list[dict]
     if session:
         out_cols |= {"first_call": "first_call__out", "last_call": "last_call__out"}
         grouped = grouped.with_columns(
-            [pl.col(c).dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").alias(f"{c}__out") for c in ("first_call", "last_call")])
+            [
+                pl.col(c).dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").alias(f"{c}__out")
+                for c in ("first_call", "last_call")
+            ]
+        )
     key_cols = [Column(KEYS[k].field, KEYS[k].label) for k in keys] + extra_cols
     if main_model:
         key_cols.append(Column("model", "Model (main)"))
@@ -587,11 +698,14 @@ def usage_rows(req: Request, frames: Frames, limit: int = 0) -> tuple[list[dict]
     return rows, totals, key_cols, notes, omitted
 
 
-def _breakdowns(frame: "pl.DataFrame", group: list[str]) -> dict[tuple, list[dict]]:
+def _breakdowns(frame: pl.DataFrame, group: list[str]) -> dict[tuple, list[dict]]:
     """Per row (its key values): one entry per model, cost desc (ccusage's ``modelBreakdowns``)."""
     by = group + (["model"] if "model" not in group else [])
-    sub = frame.group_by(by).agg(_sums()).sort(["cost_usd", "calls", "model"], descending=[True, True, False],
-                                               nulls_last=True)  # fmt: skip
+    sub = (
+        frame.group_by(by)
+        .agg(_sums())
+        .sort(["cost_usd", "calls", "model"], descending=[True, True, False], nulls_last=True)
+    )
     out: dict[tuple, list[dict]] = {}
     for r in sub.iter_rows(named=True):
         out.setdefault(tuple(r[c] for c in group), []).append({"model": r["model"], **_measures(r)})
@@ -617,11 +731,13 @@ def _health_row(r: dict) -> dict:
         "timeouts": int(r["errors_timeout"] or 0),
         "avgDurationMs": round(r["duration_sum_ms"] / n, 1) if n else None,
         # failed calls per class (aborted calls are stopped by the user, not failures: abortedRequests)
-        "errorsByClass": {c: int(r[f"errors_{c}"] or 0) for c in ERROR_CLASSES if c != "aborted" and r[f"errors_{c}"]},
+        "errorsByClass": {
+            c: int(r[f"errors_{c}"] or 0) for c in ERROR_CLASSES if c != "aborted" and r[f"errors_{c}"]
+        },
     }
 
 
-def _health_sums() -> list["pl.Expr"]:
+def _health_sums() -> list[pl.Expr]:
     import polars as pl
 
     from mc_pipeline.tables.schemas import ERROR_CLASSES
@@ -629,11 +745,15 @@ def _health_sums() -> list["pl.Expr"]:
     return [pl.col(c).sum().alias(c) for c in (*HEALTH_SUMS, *(f"errors_{c}" for c in ERROR_CLASSES))]
 
 
-def _health_table(frame: "pl.DataFrame", field_name: str) -> tuple[list[dict], dict]:
+def _health_table(frame: pl.DataFrame, field_name: str) -> tuple[list[dict], dict]:
     if frame.height == 0:
-        empty = {c: 0 for c in frame.columns}
+        empty = dict.fromkeys(frame.columns, 0)
         return [], _health_row(empty)
-    g = frame.group_by("name").agg(_health_sums()).sort(["calls", "name"], descending=[True, False], nulls_last=True)
+    g = (
+        frame.group_by("name")
+        .agg(_health_sums())
+        .sort(["calls", "name"], descending=[True, False], nulls_last=True)
+    )
     rows = [{field_name: r["name"], **_health_row(r)} for r in g.iter_rows(named=True)]
     return rows, _health_row(frame.select(_health_sums()).row(0, named=True))
 
@@ -654,8 +774,14 @@ def health_report(req: Request, frames: Frames) -> dict:
             n = int(per.get_column(f"errors_{c}").sum() or 0)
             if n:
                 by = {r["name"]: int(r[f"errors_{c}"]) for r in per.iter_rows(named=True) if r[f"errors_{c}"]}
-                classes.append({"class": c, "errors": n, "shareOfFailed": round(100.0 * n / failed, 2) if failed else None,
-                                "byProvider": by})  # fmt: skip
+                classes.append(
+                    {
+                        "class": c,
+                        "errors": n,
+                        "shareOfFailed": round(100.0 * n / failed, 2) if failed else None,
+                        "byProvider": by,
+                    }
+                )
         classes.sort(key=lambda x: (-x["errors"], x["class"]))
     doc: dict = {"rows": rows, "totals": totals, "classes": classes}
     if req.agent or req.model or req.task or req.provider:
@@ -713,7 +839,11 @@ def _range_text(req: Request) -> str:
 
 
 def _filters_text(req: Request) -> str:
-    parts = [f"{n}={','.join(v)}" for n, v in (("agent", req.agent), ("provider", req.provider), ("task", req.task)) if v]
+    parts = [
+        f"{n}={','.join(v)}"
+        for n, v in (("agent", req.agent), ("provider", req.provider), ("task", req.task))
+        if v
+    ]
     if req.model:
         parts.append(f"model~{','.join(req.model)}")
     if req.by:
@@ -759,8 +889,13 @@ class Grid:
         for c, w in zip(self.columns, self.widths()):
             fixed = fits or c.kind in NUMERIC or c.kind == "time"
             # widths known: rich measures nothing; a table too wide folds its text columns to the terminal
-            t.add_column(c.label, justify="right" if c.kind in NUMERIC else "left", no_wrap=fixed, overflow="fold",
-                         width=w if fixed else None)  # fmt: skip
+            t.add_column(
+                c.label,
+                justify="right" if c.kind in NUMERIC else "left",
+                no_wrap=fixed,
+                overflow="fold",
+                width=w if fixed else None,
+            )
         for cells, style in self.lines:
             if cells is None:
                 t.add_section()
@@ -769,11 +904,22 @@ class Grid:
         return t
 
 
-def _grid(title: str, columns: list[Column], rows: list[dict], totals: dict | None, zone: str,
-          sub_rows: Callable[[dict], list[dict]] | None = None) -> Grid:
+def _grid(
+    title: str,
+    columns: list[Column],
+    rows: list[dict],
+    totals: dict | None,
+    zone: str,
+    sub_rows: Callable[[dict], list[dict]] | None = None,
+) -> Grid:
     def cells(r: dict, first: str | None = None) -> list[str]:
-        out = [_cell(r.get(c.field), c.kind, zone) + (" *" if c.kind == "money" and r.get("unpricedRequests") else "")
-               if first is None or c.kind in NUMERIC else "" for c in columns]  # fmt: skip
+        out = [
+            _cell(r.get(c.field), c.kind, zone)
+            + (" *" if c.kind == "money" and r.get("unpricedRequests") else "")
+            if first is None or c.kind in NUMERIC
+            else ""
+            for c in columns
+        ]
         if first is not None:
             out[0] = first
         return out
@@ -798,18 +944,31 @@ def _fitted(console, build: Callable[[int], Grid], levels: int) -> tuple[Grid, i
 
 
 def _short_ids(rows: list[dict]) -> list[dict]:
-    return [{**r, "session": r["session"][:8] + "…"} if r.get("session") and len(r["session"]) > 9 else r for r in rows]
+    return [
+        {**r, "session": r["session"][:8] + "…"} if r.get("session") and len(r["session"]) > 9 else r
+        for r in rows
+    ]
 
 
-def render_usage(req: Request, console, rows: list[dict], totals: dict, key_cols: list[Column], notes: list[str],
-                 footer: list[str]) -> None:
+def render_usage(
+    req: Request,
+    console,
+    rows: list[dict],
+    totals: dict,
+    key_cols: list[Column],
+    notes: list[str],
+    footer: list[str],
+) -> None:
     """Level 0: every column; 1: without the token kinds; 2 (sessions): and session ids cut to 8 characters."""
     subtitle = " · ".join(x for x in (_range_text(req), req.zone, _filters_text(req)) if x)
     sub_rows = (lambda r: r.get("modelBreakdowns", [])) if req.breakdown and "model" not in req.keys else None
 
     def build(level: int) -> Grid:
-        cols = list(key_cols) + [Column(f, label, "money" if f == "cost" else "int") for _, f, label in MEASURES
-                                 if level == 0 or f not in TOKEN_KINDS]  # fmt: skip
+        cols = list(key_cols) + [
+            Column(f, label, "money" if f == "cost" else "int")
+            for _, f, label in MEASURES
+            if level == 0 or f not in TOKEN_KINDS
+        ]
         shown = _short_ids(rows) if level >= 2 else rows
         return _grid(f"{TITLES[req.view]} — {subtitle}", cols, shown, totals, req.zone, sub_rows)
 
@@ -820,8 +979,10 @@ def render_usage(req: Request, console, rows: list[dict], totals: dict, key_cols
         lines.append("--breakdown: each row is one model already")
     if totals["unpricedRequests"]:
         n = totals["unpricedRequests"]
-        lines.append(f"* {n:,} {'request has' if n == 1 else 'requests have'} no price: "
-                     f"{'its' if n == 1 else 'their'} cost is unknown and not in the cost column")  # fmt: skip
+        lines.append(
+            f"* {n:,} {'request has' if n == 1 else 'requests have'} no price: "
+            f"{'its' if n == 1 else 'their'} cost is unknown and not in the cost column"
+        )
     if level:
         hidden = "token kinds hidden" + (", session ids cut" if level >= 2 else "")
         lines.append(f"{hidden} to fit the terminal (a wider one, or --json, shows them)")
@@ -829,40 +990,80 @@ def render_usage(req: Request, console, rows: list[dict], totals: dict, key_cols
         console.print(line, markup=False, soft_wrap=True)
 
 
-HEALTH_LEGEND = ("429: rate limits (class rate_limit or HTTP 429) · 529: overloaded · 5xx: HTTP 500-599 (529 too) · "
-                 "Aborted: stopped by the user, not a failure")
+HEALTH_LEGEND = (
+    "429: rate limits (class rate_limit or HTTP 429) · 529: overloaded · 5xx: HTTP 500-599 (529 too) · "
+    "Aborted: stopped by the user, not a failure"
+)
 
 
 def render_health(req: Request, console, doc: dict, footer: list[str]) -> None:
     subtitle = " · ".join(x for x in (_range_text(req), req.zone, _filters_text(req)) if x)
-    health_cols = [Column("requests", "Calls", "int"), Column("successRate", "OK", "pct"),
-                   Column("failedRequests", "Failed", "int"), Column("rateLimits", "429", "int"),
-                   Column("overloaded", "529", "int"), Column("serverErrors", "5xx", "int"),
-                   Column("timeouts", "Timeouts", "int"), Column("abortedRequests", "Aborted", "int"),
-                   Column("avgDurationMs", "Avg ms", "int")]  # fmt: skip
+    health_cols = [
+        Column("requests", "Calls", "int"),
+        Column("successRate", "OK", "pct"),
+        Column("failedRequests", "Failed", "int"),
+        Column("rateLimits", "429", "int"),
+        Column("overloaded", "529", "int"),
+        Column("serverErrors", "5xx", "int"),
+        Column("timeouts", "Timeouts", "int"),
+        Column("abortedRequests", "Aborted", "int"),
+        Column("avgDurationMs", "Avg ms", "int"),
+    ]
 
     def ms(rows):
-        return [{**r, "avgDurationMs": None if r["avgDurationMs"] is None else round(r["avgDurationMs"])} for r in rows]
+        return [
+            {**r, "avgDurationMs": None if r["avgDurationMs"] is None else round(r["avgDurationMs"])}
+            for r in rows
+        ]
 
     def cols(rows: list[dict], first: Column, drop: tuple[str, ...] = ()) -> list[Column]:
         timed = any(r["avgDurationMs"] is not None for r in rows)  # transcripts record no durations
-        return [first, *[c for c in health_cols if c.field not in drop and (timed or c.field != "avgDurationMs")]]
+        return [
+            first,
+            *[c for c in health_cols if c.field not in drop and (timed or c.field != "avgDurationMs")],
+        ]
 
-    console.print(_grid(f"{TITLES['health']} — {subtitle}", cols(doc["rows"], Column("provider", "Provider")),
-                        ms(doc["rows"]), ms([doc["totals"]])[0], req.zone).render(console))  # fmt: skip
+    console.print(
+        _grid(
+            f"{TITLES['health']} — {subtitle}",
+            cols(doc["rows"], Column("provider", "Provider")),
+            ms(doc["rows"]),
+            ms([doc["totals"]])[0],
+            req.zone,
+        ).render(console)
+    )
     if doc["classes"]:
-        cls_cols = [Column("class", "Error class"), Column("errors", "Errors", "int"),
-                    Column("shareOfFailed", "Of failed", "pct"), Column("providers", "Providers")]  # fmt: skip
-        rows = [{**c, "providers": ", ".join(f"{p} {n:,}" for p, n in c["byProvider"].items())} for c in doc["classes"]]
+        cls_cols = [
+            Column("class", "Error class"),
+            Column("errors", "Errors", "int"),
+            Column("shareOfFailed", "Of failed", "pct"),
+            Column("providers", "Providers"),
+        ]
+        rows = [
+            {**c, "providers": ", ".join(f"{p} {n:,}" for p, n in c["byProvider"].items())}
+            for c in doc["classes"]
+        ]
         console.print(_grid("Failed calls by error class", cls_cols, rows, None, req.zone).render(console))
     if doc["services"] is None:
-        console.print("services (api_calls): not shown, they have no agent, provider, model or task", markup=False,
-                      soft_wrap=True)
+        console.print(
+            "services (api_calls): not shown, they have no agent, provider, model or task",
+            markup=False,
+            soft_wrap=True,
+        )
     elif doc["services"]:
-        svc_cols = [*cols(doc["services"], Column("service", "Service"), ("abortedRequests",)),
-                    Column("unknownStatusRequests", "No status", "int")]  # fmt: skip
-        console.print(_grid("Services (interactions.db api_calls)", svc_cols, ms(doc["services"]),
-                            ms([doc["serviceTotals"]])[0], req.zone).render(console))  # fmt: skip
+        svc_cols = [
+            *cols(doc["services"], Column("service", "Service"), ("abortedRequests",)),
+            Column("unknownStatusRequests", "No status", "int"),
+        ]
+        console.print(
+            _grid(
+                "Services (interactions.db api_calls)",
+                svc_cols,
+                ms(doc["services"]),
+                ms([doc["serviceTotals"]])[0],
+                req.zone,
+            ).render(console)
+        )
     for line in [HEALTH_LEGEND, *footer]:
         console.print(line, markup=False, soft_wrap=True)
 
@@ -880,8 +1081,15 @@ def write_csv(out: TextIO, rows: list[dict]) -> None:
 
 
 # -- the command ------------------------------------------------------------------------------------------
-def run_report(argv: list[str], *, env: dict[str, str], out: TextIO, err: TextIO, width: int | None = None,
-               now: datetime | None = None) -> int:
+def run_report(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    out: TextIO,
+    err: TextIO,
+    width: int | None = None,
+    now: datetime | None = None,
+) -> int:
     req = parse_request(argv, env)
     root = Path(env.get("MC_DATA_DIR") or "./data").expanduser().resolve()
     folder = DataFolder(root)
@@ -890,16 +1098,22 @@ def run_report(argv: list[str], *, env: dict[str, str], out: TextIO, err: TextIO
         wanted = Path(req.home).expanduser().resolve()
         if wanted not in homes:
             raise ReportError(f"this data folder has one home ({homes[0]}), not {req.home}")
-        print(f"{PROG}: this data folder has one home ({homes[0]}); --home selects it and filters nothing",
-              file=err)  # fmt: skip
+        print(
+            f"{PROG}: this data folder has one home ({homes[0]}); --home selects it and filters nothing",
+            file=err,
+        )
     if not folder.has_data():
         raise ReportError(NO_DATA.format(root=root), code=1)
     req.zone = req.zone or folder.zone() or _local_zone()
     frames = load_frames(req, folder)
     refreshed = folder.refreshed()
-    now = now or datetime.now(timezone.utc)
-    doc: dict = {"view": req.view, "asOf": _json_value(refreshed) if refreshed else None, "timezone": req.zone,
-                 "filters": req.filters()}  # fmt: skip
+    now = now or datetime.now(UTC)
+    doc: dict = {
+        "view": req.view,
+        "asOf": _json_value(refreshed) if refreshed else None,
+        "timezone": req.zone,
+        "filters": req.filters(),
+    }
     if req.view == "health":
         doc.update(health_report(req, frames))
     else:
@@ -929,18 +1143,33 @@ def run_report(argv: list[str], *, env: dict[str, str], out: TextIO, err: TextIO
         render_health(req, console, doc, footer)
     else:
         if not rows:
-            footer.insert(0, "no calls match" + (" (the tables hold none yet)" if frames.usage.height == 0 else ""))
+            footer.insert(
+                0, "no calls match" + (" (the tables hold none yet)" if frames.usage.height == 0 else "")
+            )
         render_usage(req, console, rows, totals, key_cols, notes, footer)
     return 0
 
 
-def main(argv: list[str] | None = None, *, env: dict[str, str] | None = None, out: TextIO | None = None,
-         err: TextIO | None = None, width: int | None = None, now: datetime | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    width: int | None = None,
+    now: datetime | None = None,
+) -> int:
     """``python -m mc_pipeline report``: 0, or 2 with a one-line message for a bad argument (1: no data)."""
     out, err = out or sys.stdout, err or sys.stderr
     try:
-        return run_report(list(sys.argv[2:] if argv is None else argv), env=dict(os.environ if env is None else env),
-                          out=out, err=err, width=width, now=now)  # fmt: skip
+        return run_report(
+            list(sys.argv[2:] if argv is None else argv),
+            env=dict(os.environ if env is None else env),
+            out=out,
+            err=err,
+            width=width,
+            now=now,
+        )
     except ReportError as exc:
         print(f"{PROG}: {exc}", file=err)
         return exc.code
@@ -951,6 +1180,8 @@ def main(argv: list[str] | None = None, *, env: dict[str, str] | None = None, ou
     except Exception as exc:  # noqa: BLE001 - a damaged table: one line, not a traceback
         if os.environ.get("MC_REPORT_DEBUG"):
             raise
-        print(f"{PROG}: could not read the tables: {type(exc).__name__}: {exc} (MC_REPORT_DEBUG=1 shows where)",
-              file=err)  # fmt: skip
+        print(
+            f"{PROG}: could not read the tables: {type(exc).__name__}: {exc} (MC_REPORT_DEBUG=1 shows where)",
+            file=err,
+        )
         return 1

@@ -3,9 +3,9 @@
 Runs are recorded in the Dagster instance under ``$DAGSTER_HOME`` (default ``$MC_DATA_DIR/dagster_home``),
 the same one ``make dev`` shows, so a run started here appears in the UI with its checks and metadata.
 
-When nothing the outputs depend on changed since the last successful run (``mc_pipeline.runtime.fingerprint``),
-the run is skipped before Dagster is even imported and the last summary is printed; ``--force`` or
-``MC_FULL_REBUILD=1`` always runs.
+When nothing the outputs depend on changed since the last successful run
+(``mc_pipeline.runtime.fingerprint``), the run is skipped before Dagster is even imported and the last summary
+is printed; ``--force`` or ``MC_FULL_REBUILD=1`` always runs.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import argparse
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from mc_pipeline.runtime.config import parse_bool
 
@@ -50,11 +51,16 @@ def summary_lines(settings: McSettings) -> list[str]:
         where = ", ".join(str(p) for _, p in settings.fleet()) or settings.home
         lines.append(f"No model calls found under {where} (is OPENCLAW_HOME / MC_OPENCLAW_HOMES right?).")
     else:
-        t = usage.select(pl.col("calls", "failed_calls", "unpriced_calls", "cost_usd").sum()).row(0, named=True)
+        t = usage.select(pl.col("calls", "failed_calls", "unpriced_calls", "cost_usd").sum()).row(
+            0, named=True
+        )
         days = usage.get_column("day")
         counted = dict(io.staged("accounting").group_by("source").agg(pl.col("calls").sum()).iter_rows())
-        by_source = [(SOURCE_LABELS.get(s, s), counted[s]) for s in [*SOURCES, *sorted(set(counted) - set(SOURCES))]
-                     if counted.get(s)]  # fmt: skip
+        by_source = [
+            (SOURCE_LABELS.get(s, s), counted[s])
+            for s in [*SOURCES, *sorted(set(counted) - set(SOURCES))]
+            if counted.get(s)
+        ]
         lines += [
             f"calls:        {t['calls']:,} ({t['failed_calls']:,} failed, {t['unpriced_calls']:,} unpriced)",
             f"cost:         ${t['cost_usd'] or 0.0:,.2f} ({settings.cost_mode} mode)",
@@ -95,7 +101,10 @@ def summary_lines(settings: McSettings) -> list[str]:
     lines.append(f"outputs:      {io.parquet}")
     usage = io.root / "usage-data.json"
     if usage.exists():
-        lines.append(f"dashboard:    {usage}" + (" (the fleet; each home's in homes/<name>/)" if settings.fleet() else ""))
+        lines.append(
+            f"dashboard:    {usage}"
+            + (" (the fleet; each home's in homes/<name>/)" if settings.fleet() else "")
+        )
     return lines
 
 
@@ -110,8 +119,9 @@ def fleet_lines(settings: McSettings) -> list[str]:
     for name, path in settings.fleet():
         config = settings.paths(name)
         usage = Tables(config.data).staged("usage_daily")
-        calls, cost = (usage.select(pl.col("calls").sum(), pl.col("cost_usd").sum()).row(0) if usage.height
-                       else (0, 0.0))  # fmt: skip
+        calls, cost = (
+            usage.select(pl.col("calls").sum(), pl.col("cost_usd").sum()).row(0) if usage.height else (0, 0.0)
+        )
         problem = read_home_problem(config.staging)
         text = f"{calls or 0:,} calls, ${cost or 0.0:,.2f}"
         if problem:
@@ -136,15 +146,20 @@ def run(argv: list[str] | None = None, clock: Callable[[], datetime] | None = No
 
     from mc_pipeline.runtime import fingerprint
 
-    started = (clock or (lambda: datetime.now(timezone.utc)))()
+    started = (clock or (lambda: datetime.now(UTC)))()
     force = args.force or parse_bool(os.environ.get("MC_FULL_REBUILD")) is True
     fleet = bool(os.environ.get("MC_OPENCLAW_HOMES") or os.environ.get("MC_OPENCLAW_HOMES_FILE"))
     try:  # a fleet is not fingerprinted: each home's readers find what changed (a no-op run reads nothing)
         inputs = None if fleet else fingerprint.current_inputs(os.environ, started)
     except Exception:  # noqa: BLE001 - a bad setting: the checks below name it; never skip then
         inputs = None
-    why = ("forced (--force or MC_FULL_REBUILD)" if force else "a fleet of homes" if fleet
-           else "settings could not be fingerprinted")  # fmt: skip
+    why = (
+        "forced (--force or MC_FULL_REBUILD)"
+        if force
+        else "a fleet of homes"
+        if fleet
+        else "settings could not be fingerprinted"
+    )
     if inputs is not None and not force:
         decision = fingerprint.decide(inputs, started)
         if decision.skip:
@@ -193,12 +208,19 @@ def run(argv: list[str] | None = None, clock: Callable[[], datetime] | None = No
     if homes:  # the multiprocess executor: each step a process, homes in parallel (definitions.py)
         from mc_pipeline.definitions import refresh_job
 
-        with dg.execute_job(dg.reconstructable(refresh_job), instance=instance, run_config=run_config, tags=tags,
-                            raise_on_error=False) as result:  # fmt: skip
+        with dg.execute_job(
+            dg.reconstructable(refresh_job),
+            instance=instance,
+            run_config=run_config,
+            tags=tags,
+            raise_on_error=False,
+        ) as result:
             success, events = result.success, result.all_events
     else:
-        result = build_defs(settings).resolve_job_def("refresh_all").execute_in_process(
-            instance=instance, run_config=run_config, tags=tags, raise_on_error=False
+        result = (
+            build_defs(settings)
+            .resolve_job_def("refresh_all")
+            .execute_in_process(instance=instance, run_config=run_config, tags=tags, raise_on_error=False)
         )
         success, events = result.success, result.all_events
     lines = summary_lines(settings)
@@ -239,7 +261,8 @@ def _day(text: str):
 def rerun(argv: list[str] | None = None) -> int:
     """``python -m mc_pipeline rerun --day D`` or ``--from D --to D``: rebuild those days of ``llm_calls`` and
     ``usage_daily`` from the raw sources (the files and database sessions that hold them are read again), in
-    one Dagster run (as a single-run backfill from the UI does), then the marts, alerts and dashboard files."""
+    one Dagster run (as a single-run backfill from the UI does), then the marts, alerts and dashboard
+    files."""
     parser = argparse.ArgumentParser(prog="python -m mc_pipeline rerun", description=rerun.__doc__)
     parser.add_argument("--day", type=_day, help="one day (in MC_TIMEZONE)")
     parser.add_argument("--from", dest="first", type=_day, help="first day of a range")
@@ -273,16 +296,21 @@ def rerun(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(message)s")
     defs = build_defs(settings)
     graph = defs.resolve_asset_graph()
-    keep = [k for k in graph.get_all_asset_keys() if k.path[-1] not in READERS and graph.get(k).is_materializable]
+    keep = [
+        k for k in graph.get_all_asset_keys() if k.path[-1] not in READERS and graph.get(k).is_materializable
+    ]
     print(f"mc_pipeline: rebuilding {first} .. {last} ({settings.timezone}) from {settings.home}", flush=True)
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
         instance=dg.DagsterInstance.get(),
         asset_selection=keep,
-        tags={"dagster/asset_partition_range_start": first.isoformat(),
-              "dagster/asset_partition_range_end": last.isoformat(), RERUN_TAG: "cli"},
+        tags={
+            "dagster/asset_partition_range_start": first.isoformat(),
+            "dagster/asset_partition_range_end": last.isoformat(),
+            RERUN_TAG: "cli",
+        },
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING" if args.quiet else "INFO"}}}},
         raise_on_error=False,
-    )  # fmt: skip
+    )
     _print_summary(summary_lines(settings))
     if not result.success:
         print("mc_pipeline: the rerun failed; see the log above.", file=sys.stderr)
@@ -308,12 +336,15 @@ COMMANDS = {"run": run, "rerun": rerun, "serve": serve, "report": report}
 
 def main() -> int:
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        print("usage: python -m mc_pipeline run [--quiet] [--force]\n"
-              "       python -m mc_pipeline rerun (--day D | --from D [--to D]) [--quiet]\n"
-              "       python -m mc_pipeline serve\n"
-              "       python -m mc_pipeline report VIEW [--since D] [--until D] [--agent A] [--model M] [--by K]"
-              " [--breakdown] [--json | --csv]\n"
-              "         VIEW: daily, weekly, monthly, session, model, provider, task, agent, cron, health"
-              " (report --help: every option)", file=sys.stderr)
+        print(
+            "usage: python -m mc_pipeline run [--quiet] [--force]\n"
+            "       python -m mc_pipeline rerun (--day D | --from D [--to D]) [--quiet]\n"
+            "       python -m mc_pipeline serve\n"
+            "       python -m mc_pipeline report VIEW [--since D] [--until D] [--agent A] [--model M] [--by K]"
+            " [--breakdown] [--json | --csv]\n"
+            "         VIEW: daily, weekly, monthly, session, model, provider, task, agent, cron, health"
+            " (report --help: every option)",
+            file=sys.stderr,
+        )
         return 2
     return COMMANDS[sys.argv[1]](sys.argv[2:])

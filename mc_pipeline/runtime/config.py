@@ -60,7 +60,7 @@ def parse_homes(value: str = "", file: str = "") -> list[tuple[str, Path]]:
             raise HomesError(f"MC_OPENCLAW_HOMES_FILE {file}: cannot read ({exc})") from exc
         table = doc.get("homes")
         if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
-            raise HomesError(f"MC_OPENCLAW_HOMES_FILE {file}: needs a [homes] table of name = \"path\"")
+            raise HomesError(f'MC_OPENCLAW_HOMES_FILE {file}: needs a [homes] table of name = "path"')
         pairs += list(table.items())
     seen: set[str] = set()
     out = []
@@ -79,9 +79,9 @@ FALSE_WORDS = ("0", "false", "no", "off")
 
 
 def parse_bool(text: str | None) -> bool | None:
-    """A yes/no setting or run tag: ``1``/``true``/``yes``/``on`` -> True, ``0``/``false``/``no``/``off`` -> False
-    (any case, surrounding spaces ignored); None for anything else, empty or missing included, so the caller
-    decides between a default and an error."""
+    """A yes/no setting or run tag: ``1``/``true``/``yes``/``on`` -> True, ``0``/``false``/``no``/``off`` ->
+    False (any case, surrounding spaces ignored); None for anything else, empty or missing included, so the
+    caller decides between a default and an error."""
     word = (text or "").strip().lower()
     if word in TRUE_WORDS:
         return True

@@ -13,8 +13,8 @@ these hold:
   ``auth-profiles.json``, transcript stores, ``interactions.db``, ``model-usage.jsonl`` with their
   ``-wal``/``-journal`` files, the rules and overrides files: size, mtime, inode, ctime);
 - every output (``parquet/``, ``csv/``, ``staging/`` incl. the transcript manifest, ``usage-data.json`` and
-  ``sessions.json`` in each target, ``alerts.jsonl``, ``alert_state.json``; the salt lives in staging/) is still the
-  file that run left (size, mtime, inode);
+  ``sessions.json`` in each target, ``alerts.jsonl``, ``alert_state.json``; the salt lives in staging/) is
+  still the file that run left (size, mtime, inode);
 - the transcript manifest's ``plan_reads`` would have nothing to read: the files discovered now are exactly
   the manifest's files (path, size, mtime, inode) and none is re-read every run (the manifest's file list
   is digested when the run is recorded, so this check needs no Polars);
@@ -33,15 +33,15 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Mapping
 from zoneinfo import ZoneInfo
 
 import mc_pipeline
-from mc_pipeline.runtime.defaults import default_home, local_timezone
 from mc_pipeline.ingest.readers.home import Discovery, discover_transcripts
+from mc_pipeline.runtime.defaults import default_home, local_timezone
 
 STATE_FILE = "last_run.json"
 STATE_VERSION = 1
@@ -297,7 +297,7 @@ def clock_dependence(data: Path, started: datetime, failure_rule: bool) -> tuple
             return "an alert delivery is pending: the next run tries again", None
     if not failure_rule:
         return None, None
-    start = started.astimezone(timezone.utc)
+    start = started.astimezone(UTC)
     first: datetime | None = None
     for file in sorted((data / "parquet" / "llm_calls").glob("day=*/*.parquet")):
         with open(file, "rb") as fh:
@@ -328,8 +328,8 @@ def record_success(
     extra = sorted(str(Path(p).resolve()) for p in extra_outputs)
     doc = {
         "version": STATE_VERSION,
-        "started_at": started.astimezone(timezone.utc).isoformat(),
-        "finished_at": datetime.now(timezone.utc).isoformat(),
+        "started_at": started.astimezone(UTC).isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
         "sections": inputs.sections,
         "extra_outputs": extra,
         "outputs": _digest(output_stats(inputs.data, extra)),

@@ -20,7 +20,10 @@ from pathlib import Path
 
 import sqlalchemy as db
 from dagster._config import Field, StringSource
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import SQLITE_BUSY_TIMEOUT_SECONDS, SqliteEventLogStorage
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+    SQLITE_BUSY_TIMEOUT_SECONDS,
+    SqliteEventLogStorage,
+)
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy.pool import StaticPool
 
@@ -40,14 +43,19 @@ run_queue:
     - key: mc_pipeline/refresh
       limit: 1
 """
-DAGSTER_YAML = _HEAD + """# the stock SQLite event log storage, keeping its connections open (mc_pipeline/runtime/instance.py)
+DAGSTER_YAML = (
+    _HEAD
+    + """# the stock SQLite event log storage, keeping its connections open (mc_pipeline/runtime/instance.py)
 event_log_storage:
   module: mc_pipeline.runtime.instance
   class: CachedSqliteEventLogStorage
   config:
     base_dir: {runs}
 """
-POSTGRES_YAML = _HEAD + """# runs, event logs and schedules in Postgres: dagster-postgres's storages (mc_pipeline/runtime/postgres_storage.py);
+)
+POSTGRES_YAML = (
+    _HEAD
+    + """# runs, event logs and schedules in Postgres: dagster-postgres's storages (mc_pipeline/runtime/postgres_storage.py);
 # the URL is read from the environment
 storage:
   custom:
@@ -55,7 +63,10 @@ storage:
     class: Storage
     config:
       postgres_url:
-        env: """ + POSTGRES_URL_ENV + "\n"
+        env: """
+    + POSTGRES_URL_ENV
+    + "\n"
+)
 
 
 def postgres_url(env: dict | None = None) -> str:
@@ -89,7 +100,7 @@ class CachedSqliteEventLogStorage(SqliteEventLogStorage):
         return {"base_dir": Field(StringSource, is_required=True)}
 
     @classmethod
-    def from_config_value(cls, inst_data: ConfigurableClassData, config_value) -> "CachedSqliteEventLogStorage":
+    def from_config_value(cls, inst_data: ConfigurableClassData, config_value) -> CachedSqliteEventLogStorage:
         return cls(inst_data=inst_data, **config_value)
 
     def _engine(self, shard: str) -> db.engine.Engine:
@@ -116,9 +127,8 @@ class CachedSqliteEventLogStorage(SqliteEventLogStorage):
             if shard not in self._initialized_dbs:
                 self._initdb(engine)
                 self._initialized_dbs.add(shard)
-            with engine.connect() as conn:
-                with conn.begin():
-                    yield conn
+            with engine.connect() as conn, conn.begin():
+                yield conn
 
     def delete_events(self, run_id: str) -> None:
         with self._db_lock:
@@ -160,10 +170,15 @@ def ensure_dagster_home(data_dir: Path) -> Path:
     except OSError:
         text = None
     wanted = dagster_yaml(home, postgres=bool(postgres_url()))
-    ours = text is not None and text.startswith(_OURS) and (
-        _unedited_v1(text) or _before_layout(text) in (dagster_yaml(home), dagster_yaml(home, postgres=True))
-        or ("CachedSqliteEventLogStorage" in text and "base_dir" not in text)
-    )  # fmt: skip
+    ours = (
+        text is not None
+        and text.startswith(_OURS)
+        and (
+            _unedited_v1(text)
+            or _before_layout(text) in (dagster_yaml(home), dagster_yaml(home, postgres=True))
+            or ("CachedSqliteEventLogStorage" in text and "base_dir" not in text)
+        )
+    )
     if text != wanted and (text is None or ours):
         storage_write_text(cfg, wanted)
     os.environ["DAGSTER_HOME"] = str(home)
@@ -191,8 +206,10 @@ run_queue:
 
 def _before_layout(text: str) -> str:
     """A file written before the modules moved into packages, with the module names of now."""
-    for old, new in (("mc_pipeline.instance", "mc_pipeline.runtime.instance"),
-                     ("mc_pipeline.postgres_storage", "mc_pipeline.runtime.postgres_storage")):  # fmt: skip
+    for old, new in (
+        ("mc_pipeline.instance", "mc_pipeline.runtime.instance"),
+        ("mc_pipeline.postgres_storage", "mc_pipeline.runtime.postgres_storage"),
+    ):
         text = text.replace(f"module: {old}\n", f"module: {new}\n")
     return text
 
@@ -212,8 +229,8 @@ def create_instance_storage(home: Path) -> None:
     """Create the instance's storages once per storage (SQLite files, or a Postgres database), under a lock.
 
     Two processes creating a fresh instance's storages at the same instant race on the schema migration
-    ("alembic_version has more than one head"); whoever holds the lock creates them, the other finds them.
-    The marker holds which storage was made (host, port and database for Postgres; never the user or password).
+    ("alembic_version has more than one head"); whoever holds the lock creates them, the other finds them. The
+    marker holds which storage was made (host, port and database for Postgres; never the user or password).
     """
     import fcntl
 
@@ -224,7 +241,9 @@ def create_instance_storage(home: Path) -> None:
 
     def ready() -> bool:
         try:
-            return (marker.read_text().strip() or "sqlite") == identity  # an empty marker: an older SQLite one
+            return (
+                marker.read_text().strip() or "sqlite"
+            ) == identity  # an empty marker: an older SQLite one
         except OSError:
             return False
 

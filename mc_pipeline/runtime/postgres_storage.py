@@ -10,7 +10,12 @@ know to write ``postgresql+psycopg2://``. These are the stock classes with that 
 from __future__ import annotations
 
 from dagster._serdes import ConfigurableClassData
-from dagster_postgres import DagsterPostgresStorage, PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
+from dagster_postgres import (
+    DagsterPostgresStorage,
+    PostgresEventLogStorage,
+    PostgresRunStorage,
+    PostgresScheduleStorage,
+)
 from dagster_postgres.utils import pg_url_from_config
 
 DRIVER = "postgresql+psycopg2://"
@@ -20,13 +25,16 @@ def psycopg2_url(url: str) -> str:
     """``postgresql://`` or ``postgres://`` with the psycopg2 driver named; any other URL as it is."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return DRIVER + url[len(prefix):]
+            return DRIVER + url[len(prefix) :]
     return url
 
 
 def _from_config(cls, inst_data: ConfigurableClassData | None, config_value):
-    return cls(postgres_url=psycopg2_url(pg_url_from_config(config_value)),
-               should_autocreate_tables=config_value.get("should_autocreate_tables", True), inst_data=inst_data)
+    return cls(
+        postgres_url=psycopg2_url(pg_url_from_config(config_value)),
+        should_autocreate_tables=config_value.get("should_autocreate_tables", True),
+        inst_data=inst_data,
+    )
 
 
 class RunStorage(PostgresRunStorage):

@@ -1,4 +1,5 @@
-"""The pandera contracts of the tables mc_pipeline validates (columns are defined in :mod:`mc_pipeline.tables.schemas`).
+"""The pandera contracts of the tables mc_pipeline validates (columns are defined in
+:mod:`mc_pipeline.tables.schemas`).
 
 Rows of ``llm_calls`` that fail :class:`LlmCallsModel` are quarantined with the failed check as the reason
 (:func:`mc_pipeline.calls.llm_calls.validate`); ``api_calls`` and ``quarantine`` are checked whole.
@@ -11,7 +12,15 @@ from typing import Annotated
 import pandera.polars as pa
 import polars as pl
 
-from mc_pipeline.tables.schemas import BILLINGS, COST_SOURCES, ENTRY_KINDS, ERROR_CLASSES, EXCERPT_CHARS, SOURCES, STATUSES
+from mc_pipeline.tables.schemas import (
+    BILLINGS,
+    COST_SOURCES,
+    ENTRY_KINDS,
+    ERROR_CLASSES,
+    EXCERPT_CHARS,
+    SOURCES,
+    STATUSES,
+)
 
 _NON_NEG = {"ge": 0}
 

@@ -1,9 +1,9 @@
 """Column definitions of every table mc_pipeline writes.
 
-This is the one place where a column is defined: its name and its Polars type; the rules pandera enforces
-on ``llm_calls``, ``quarantine`` and ``api_calls`` are in :mod:`mc_pipeline.tables.contracts` (imported only when a
-table is validated: pandera is slow to import). ``LLM_CALLS`` is a public contract (Parquet readers, DuckDB users and the dashboard
-builder rely on the names): add columns freely, never rename or drop one.
+This is the one place where a column is defined: its name and its Polars type; the rules pandera enforces on
+``llm_calls``, ``quarantine`` and ``api_calls`` are in :mod:`mc_pipeline.tables.contracts` (imported only when
+a table is validated: pandera is slow to import). ``LLM_CALLS`` is a public contract (Parquet readers, DuckDB
+users and the dashboard builder rely on the names): add columns freely, never rename or drop one.
 """
 
 from __future__ import annotations
@@ -154,7 +154,8 @@ FILE_COUNTS: dict[str, pl.DataType] = {
     "quarantined": pl.Int64(),
 }
 
-#: One row per HTTP call the user's own logger recorded in interactions.db ``api_calls`` (bodies never copied).
+#: One row per HTTP call the user's own logger recorded in interactions.db ``api_calls`` (bodies never
+#: copied).
 API_CALLS: dict[str, pl.DataType] = {
     "timestamp": UTC_TS,
     "day": pl.Date(),  # calendar day of `timestamp` in MC_TIMEZONE
@@ -170,7 +171,8 @@ API_CALLS: dict[str, pl.DataType] = {
 #: One row per alert that holds now (mc_pipeline/alerting/rules.py); also the lines of alerts.jsonl.
 ALERTS: dict[str, pl.DataType] = {
     "alert_id": pl.String(),  # <rule>[:<scope>]:<period>, stable across runs
-    "rule": pl.String(),  # daily_limit|weekly_limit|monthly_limit|model_daily_limit|failure_rate|spend_spike|run_failure
+    # daily_limit|weekly_limit|monthly_limit|model_daily_limit|failure_rate|spend_spike|run_failure
+    "rule": pl.String(),
     "scope": pl.String(),  # the model of a per-model limit, the job of a failed run; else null
     "period": pl.String(),  # 2026-03-01, 2026-W09, 2026-03 (a run id for run_failure)
     "severity": pl.String(),  # critical|warning
@@ -199,7 +201,7 @@ def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     )
 
 
-# -- marts (mc_pipeline/reporting/marts.py): public aggregates, written as Parquet and CSV -----------------------------
+# -- marts (mc_pipeline/reporting/marts.py): public aggregates, written as Parquet and CSV -------------------
 #: Reporting windows, each ending today (inclusive) in MC_TIMEZONE; all_time has no bounds.
 MART_WINDOWS = ("today", "last_7_days", "last_30_days", "month_to_date", "all_time")
 
@@ -221,7 +223,8 @@ USAGE_MEASURES: dict[str, pl.DataType] = {
     "calculated_cost_usd": pl.Float64(),  # part of cost_usd whose cost_source is calculated
     "unpriced_calls": pl.Int64(),  # calls with no cost at all (not in cost_usd)
     "api_cost_usd": pl.Float64(),  # part of cost_usd billed per token (billing = api)
-    "subscription_value_usd": pl.Float64(),  # part of cost_usd on a subscription: API-equivalent value, not spend
+    # part of cost_usd on a subscription: API-equivalent value, not spend
+    "subscription_value_usd": pl.Float64(),
 }
 #: Derived per row of the windowed marts; null when the denominator is zero.
 USAGE_RATIOS: dict[str, pl.DataType] = {

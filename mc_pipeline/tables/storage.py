@@ -11,10 +11,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Iterator
 
 import polars as pl
 
@@ -59,7 +59,11 @@ def write_json(doc: object, target: Path, indent: int | None = 2) -> None:
 
 def write_csv(df: pl.DataFrame, target: Path) -> None:
     flat = df.with_columns(
-        [pl.col(c).list.join(",") for c, t in df.schema.items() if isinstance(t, pl.List) and t.inner == pl.String]
+        [
+            pl.col(c).list.join(",")
+            for c, t in df.schema.items()
+            if isinstance(t, pl.List) and t.inner == pl.String
+        ]
     )
     with atomic_path(target) as tmp:
         flat.write_csv(tmp)

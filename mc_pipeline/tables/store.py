@@ -1,10 +1,11 @@
 """Where each table lives under ``$MC_DATA_DIR`` and how it is read and written (atomically, see ``storage``).
 
-- Day-partitioned tables (``DAY_TABLES``: ``llm_calls``, ``usage_daily``): ``parquet/<name>/day=YYYY-MM-DD/part-0.parquet``,
-  one folder per day with rows (hive layout: DuckDB, Polars, pyarrow read them as one table). The per-day
-  aggregates (``usage_daily``, ``sessions_daily``, ``health_daily``) keep an all-days copy in
-  ``staging/daily/<name>.parquet`` (small: the marts, the dashboard and the alerts read it instead of
-  hundreds of day files); ``sessions_daily`` and ``health_daily`` are published as that one file.
+- Day-partitioned tables (``DAY_TABLES``: ``llm_calls``, ``usage_daily``):
+  ``parquet/<name>/day=YYYY-MM-DD/part-0.parquet``, one folder per day with rows (hive layout: DuckDB, Polars,
+  pyarrow read them as one table). The per-day aggregates (``usage_daily``, ``sessions_daily``,
+  ``health_daily``) keep an all-days copy in ``staging/daily/<name>.parquet`` (small: the marts, the dashboard
+  and the alerts read it instead of hundreds of day files); ``sessions_daily`` and ``health_daily`` are
+  published as that one file.
 - Other tables: ``parquet/<name>/<name>.parquet`` (+ ``csv/<name>.csv`` for the marts).
 - Per-day line accounting and the calls a day's build rejected: ``staging/daily/accounting.parquet``,
   ``staging/daily/rejected.parquet`` (all days; rows of rebuilt days replaced).
@@ -18,15 +19,20 @@ from pathlib import Path
 
 import polars as pl
 
-from mc_pipeline.tables import storage
 from mc_pipeline.calls.build_days import ACCOUNTING
+from mc_pipeline.tables import storage
 from mc_pipeline.tables.schemas import API_HEALTH, LLM_CALLS, QUARANTINE, SESSIONS_DAILY, USAGE_DAILY, conform
 
 DAY_TABLES: dict[str, dict[str, pl.DataType]] = {"llm_calls": LLM_CALLS, "usage_daily": USAGE_DAILY}
 #: Per-day tables with an all-days copy in staging (everything but llm_calls).
 AGGREGATES = ("usage_daily", "sessions_daily", "health_daily")
-STAGED = {"usage_daily": USAGE_DAILY, "sessions_daily": SESSIONS_DAILY, "health_daily": API_HEALTH,
-          "accounting": ACCOUNTING, "rejected": {**QUARANTINE, "day": pl.Date()}}
+STAGED = {
+    "usage_daily": USAGE_DAILY,
+    "sessions_daily": SESSIONS_DAILY,
+    "health_daily": API_HEALTH,
+    "accounting": ACCOUNTING,
+    "rejected": {**QUARANTINE, "day": pl.Date()},
+}
 
 
 class Tables:
@@ -59,7 +65,9 @@ class Tables:
         if folder.exists():
             storage.remove_tree(folder)
 
-    def read_days(self, name: str, days: Iterable[date] | None = None, columns: list[str] | None = None) -> pl.DataFrame:
+    def read_days(
+        self, name: str, days: Iterable[date] | None = None, columns: list[str] | None = None
+    ) -> pl.DataFrame:
         """Rows of some days (all when None) of a day table, with the ``day`` column."""
         schema = DAY_TABLES[name]
         if days is None:

@@ -1,9 +1,9 @@
 """The per-agent databases of OpenClaw 2026.8+: ``agents/<id>/agent/openclaw-agent.sqlite``
 (docs/openclaw-formats.md#agent-databases).
 
-Since 2026.8 new sessions are written only here. Three tables hold transcript lines, each read as the
-JSONL lines it stores and parsed by the one line parser (:func:`mc_pipeline.ingest.readers.transcripts.parse_pieces`),
-so there is one definition of a call:
+Since 2026.8 new sessions are written only here. Three tables hold transcript lines, each read as the JSONL
+lines it stores and parsed by the one line parser
+(:func:`mc_pipeline.ingest.readers.transcripts.parse_pieces`), so there is one definition of a call:
 
 - ``transcript_events`` (source ``transcript_store``): one row per line, ``event_json`` text or
   ``event_zstd`` (one zstd frame of the line's UTF-8 bytes, ``event_utf8_bytes`` long). A row that does
@@ -17,14 +17,14 @@ so there is one definition of a call:
   restored to the hot table is in both places for a while: counted once (same ``call_id``).
 
 Each session of a table is a *unit* with its own ``source_file`` (``<db>#<table>/<session>[/<generation>]``)
-and line accounting. Reading is incremental per unit (:data:`DB_MANIFEST` beside the staged batch):
-a database whose file and ``-wal`` did not change is not opened; else a session whose rewrite watermark
-(``transcript_rewrite_watermarks.generation``), row count and last ``seq`` are unchanged is not read, one
-that grew is read from its last ``seq`` (the rows before it are counted to notice a rewrite without a new
-watermark), any other is read whole; archives and cold archives are read again only when their sha256
-changes; a replaced database (new inode) is read whole. Every read is a short read transaction on a
-read-only connection (:func:`mc_pipeline.ingest.readers.sqlite_access.read_snapshot`: nothing is created beside
-the file, the gateway's writers are never blocked), sessions are read in batches.
+and line accounting. Reading is incremental per unit (:data:`DB_MANIFEST` beside the staged batch): a database
+whose file and ``-wal`` did not change is not opened; else a session whose rewrite watermark
+(``transcript_rewrite_watermarks.generation``), row count and last ``seq`` are unchanged is not read, one that
+grew is read from its last ``seq`` (the rows before it are counted to notice a rewrite without a new
+watermark), any other is read whole; archives and cold archives are read again only when their sha256 changes;
+a replaced database (new inode) is read whole. Every read is a short read transaction on a read-only
+connection (:func:`mc_pipeline.ingest.readers.sqlite_access.read_snapshot`: nothing is created beside the
+file, the gateway's writers are never blocked), sessions are read in batches.
 
 Also here: the session keys, channels and fork lineage (``session_windows``/``session_nodes``) and the
 auth profile store of each agent (only profile types are read).
@@ -39,7 +39,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -53,7 +53,11 @@ from mc_pipeline.ingest.readers.transcripts import Piece, PieceStats, excerpt, p
 from mc_pipeline.ingest.readers.zstd_frames import ZstdError, decompress_line, stream_lines
 from mc_pipeline.tables.schemas import CALL_RECORDS, FILE_COUNTS, QUARANTINE, conform
 
-EVENTS, ARCHIVES, COLD = "transcript_events", "session_transcript_archives", "session_transcript_cold_archives"
+EVENTS, ARCHIVES, COLD = (
+    "transcript_events",
+    "session_transcript_archives",
+    "session_transcript_cold_archives",
+)
 SOURCE_OF = {EVENTS: "transcript_store", ARCHIVES: "transcript_archive", COLD: "transcript_cold"}
 #: The most an archive or cold archive may expand to (a hostile frame must not exhaust memory).
 MAX_ARCHIVE_BYTES = 8 * 1024**3
@@ -120,7 +124,9 @@ def _contents(con: sqlite3.Connection) -> DbContents:
     cols = table_columns(con, EVENTS) or []
     marks: dict[str, str] = {}
     if "transcript_rewrite_watermarks" in tables:
-        marks = {s: g for s, g in con.execute("SELECT session_id, generation FROM transcript_rewrite_watermarks")}
+        marks = {
+            s: g for s, g in con.execute("SELECT session_id, generation FROM transcript_rewrite_watermarks")
+        }
     sessions = {
         s: (n, m, marks.get(s))
         for s, n, m in con.execute(f"SELECT session_id, count(*), max(seq) FROM {EVENTS} GROUP BY session_id")
@@ -131,14 +137,24 @@ def _contents(con: sqlite3.Connection) -> DbContents:
         for sid, gen, enc, sha, name in con.execute(
             f"SELECT session_id, generation, encoding, archive_sha256, archive_name FROM {ARCHIVES}"
         ):
-            archives.append({"session_id": sid, "generation": gen, "encoding": enc, "sha256": sha, "name": name})
+            archives.append(
+                {"session_id": sid, "generation": gen, "encoding": enc, "sha256": sha, "name": name}
+            )
     cold = []
     if COLD in tables:
         for sid, gen, name, sha, storage, n in con.execute(
             f"SELECT session_id, generation, archive_name, archive_sha256, storage, event_count FROM {COLD}"
         ):
-            cold.append({"session_id": sid, "generation": gen, "name": name, "sha256": sha, "storage": storage,
-                         "event_count": n})  # fmt: skip
+            cold.append(
+                {
+                    "session_id": sid,
+                    "generation": gen,
+                    "name": name,
+                    "sha256": sha,
+                    "storage": storage,
+                    "event_count": n,
+                }
+            )
     return DbContents(tables, cols, sessions, archives, cold)
 
 
@@ -170,19 +186,33 @@ class _Unit:
 
 
 def _bad(unit: _Unit, line_no: int | None, reason: str, shown: str) -> None:
-    unit.quarantine.append({"source": unit.source, "source_file": unit.key, "line_no": line_no,
-                            "reason": reason, "excerpt": shown[:200]})  # fmt: skip
+    unit.quarantine.append(
+        {
+            "source": unit.source,
+            "source_file": unit.key,
+            "line_no": line_no,
+            "reason": reason,
+            "excerpt": shown[:200],
+        }
+    )
     unit.stats.lines_read += 1
     unit.stats.quarantined += 1
 
 
-def decode_event(unit: _Unit, seq: int, event_json: bytes | None, blob: bytes | None, n: int | None) -> bytes | None:
+def decode_event(
+    unit: _Unit, seq: int, event_json: bytes | None, blob: bytes | None, n: int | None
+) -> bytes | None:
     """The line a ``transcript_events`` row holds, or None (the row quarantined with why)."""
     if event_json is not None:
         if isinstance(event_json, str):
             event_json = event_json.encode("utf-8", errors="surrogateescape")
         if n is not None and blob is None and n != len(event_json):
-            _bad(unit, seq, f"event_json is {len(event_json):,} bytes, event_utf8_bytes says {n:,}", excerpt(event_json))
+            _bad(
+                unit,
+                seq,
+                f"event_json is {len(event_json):,} bytes, event_utf8_bytes says {n:,}",
+                excerpt(event_json),
+            )
             return None
         return event_json
     if blob is None:
@@ -199,8 +229,13 @@ def decode_event(unit: _Unit, seq: int, event_json: bytes | None, blob: bytes | 
 class _Parser:
     """Collects units' lines and parses them in Polars passes of about UNIT_BYTES."""
 
-    def __init__(self, now: datetime, sink: Callable[[pl.DataFrame], None], tz: str | None = None,
-                 unit_bytes: int = UNIT_BYTES):
+    def __init__(
+        self,
+        now: datetime,
+        sink: Callable[[pl.DataFrame], None],
+        tz: str | None = None,
+        unit_bytes: int = UNIT_BYTES,
+    ):
         self.now, self.unit_bytes, self.sink, self.tz = now, unit_bytes, sink, tz
         self.pending: list[tuple[Piece, _Unit, list[int] | None]] = []
         self.size = 0
@@ -211,8 +246,16 @@ class _Parser:
         if not lines:
             return
         data = b"\n".join(x.replace(b"\r", b" ").replace(b"\n", b" ") for x in lines) + b"\n"
-        piece = Piece(data, rel=unit.key, agent_id=unit.agent_id, session_id=unit.session_id, first_line=first_line,
-                      source=unit.source, n_lines=len(lines), is_fork=unit.is_fork)  # fmt: skip
+        piece = Piece(
+            data,
+            rel=unit.key,
+            agent_id=unit.agent_id,
+            session_id=unit.session_id,
+            first_line=first_line,
+            source=unit.source,
+            n_lines=len(lines),
+            is_fork=unit.is_fork,
+        )
         self.pending.append((piece, unit, seqs))
         self.size += len(data)
         if self.size >= self.unit_bytes:
@@ -231,14 +274,25 @@ class _Parser:
             if st.is_fork is not None and unit.is_fork is None:
                 unit.is_fork = st.is_fork
             if seqs is not None:
-                maps.append(pl.DataFrame({"source_file": piece.rel, "line_no": range(piece.first_line, piece.first_line + len(seqs)),
-                                          "_seq": seqs}, schema={"source_file": pl.String, "line_no": pl.Int64, "_seq": pl.Int64}))  # fmt: skip
+                maps.append(
+                    pl.DataFrame(
+                        {
+                            "source_file": piece.rel,
+                            "line_no": range(piece.first_line, piece.first_line + len(seqs)),
+                            "_seq": seqs,
+                        },
+                        schema={"source_file": pl.String, "line_no": pl.Int64, "_seq": pl.Int64},
+                    )
+                )
         if maps:
             seq_of = pl.concat(maps)
 
             def to_seq(frame: pl.DataFrame) -> pl.DataFrame:
-                return (frame.join(seq_of, on=["source_file", "line_no"], how="left", maintain_order="left")
-                        .with_columns(line_no=pl.coalesce("_seq", "line_no")).drop("_seq"))  # fmt: skip
+                return (
+                    frame.join(seq_of, on=["source_file", "line_no"], how="left", maintain_order="left")
+                    .with_columns(line_no=pl.coalesce("_seq", "line_no"))
+                    .drop("_seq")
+                )
 
             calls, quarantine = to_seq(calls), to_seq(quarantine)
         if calls.height:
@@ -252,7 +306,9 @@ class _Parser:
 
 
 # -- reading each kind of unit ------------------------------------------------------------------------------
-def _event_batches(db: AgentDatabase, units: list[_Unit], columns: list[str]) -> Iterator[list[tuple[_Unit, list[tuple]]]]:
+def _event_batches(
+    db: AgentDatabase, units: list[_Unit], columns: list[str]
+) -> Iterator[list[tuple[_Unit, list[tuple]]]]:
     """Rows of each unit, a batch of whole sessions per short read transaction."""
     js = "CAST(event_json AS BLOB)" if "event_json" in columns else "NULL"
     blob = "event_zstd" if "event_zstd" in columns else "NULL"
@@ -268,15 +324,21 @@ def _event_batches(db: AgentDatabase, units: list[_Unit], columns: list[str]) ->
                 gen = None
                 if has_marks:
                     try:
-                        row = con.execute("SELECT generation FROM transcript_rewrite_watermarks WHERE session_id = ?",
-                                          (u.session_id,)).fetchone()  # fmt: skip
+                        row = con.execute(
+                            "SELECT generation FROM transcript_rewrite_watermarks WHERE session_id = ?",
+                            (u.session_id,),
+                        ).fetchone()
                         gen = row[0] if row else None
                     except sqlite3.OperationalError:
                         has_marks = False
                 upto = u.to_seq if u.to_seq is not None else 2**62
                 first = u.first_seq
-                if first and (gen != u.version or _rows_upto(con, u.session_id, first) != (u.previous or {}).get("rows")):
-                    first = 0  # rewritten since the last read (a new watermark, or rows before it changed): read it whole
+                if first and (
+                    gen != u.version or _rows_upto(con, u.session_id, first) != (u.previous or {}).get("rows")
+                ):
+                    # rewritten since the last read (a new watermark, or rows before it changed): read it
+                    # whole
+                    first = 0
                 rows = con.execute(sql, (u.session_id, first, upto)).fetchall()
                 u.version, u.first_seq = gen, first
                 out.append((u, rows))
@@ -297,7 +359,9 @@ def _event_batches(db: AgentDatabase, units: list[_Unit], columns: list[str]) ->
 
 
 def _rows_upto(con: sqlite3.Connection, session_id: str, seq: int) -> int:
-    return con.execute(f"SELECT count(*) FROM {EVENTS} WHERE session_id = ? AND seq <= ?", (session_id, seq)).fetchone()[0]
+    return con.execute(
+        f"SELECT count(*) FROM {EVENTS} WHERE session_id = ? AND seq <= ?", (session_id, seq)
+    ).fetchone()[0]
 
 
 def _read_events(db: AgentDatabase, units: list[_Unit], columns: list[str], parser: _Parser) -> None:
@@ -391,7 +455,9 @@ def _read_cold(db: AgentDatabase, u: _Unit, meta: dict, parser: _Parser) -> None
                     continue
                 text, seq = (row.get("event_json"), row.get("seq")) if isinstance(row, dict) else (None, None)
                 if not isinstance(text, str) or not isinstance(seq, int):
-                    _bad(u, None, f"cold archive line {line_no}: event without event_json or seq", excerpt(raw))
+                    _bad(
+                        u, None, f"cold archive line {line_no}: event without event_json or seq", excerpt(raw)
+                    )
                     continue
                 lines.append(text.encode("utf-8", errors="surrogateescape"))
                 seqs.append(seq)
@@ -412,21 +478,39 @@ class DbRead:
     dbs_opened: int = 0
 
     def summary(self) -> dict[str, int]:
-        return {"databases_opened": self.dbs_opened, "sessions_read": self.units_read,
-                "sessions_unchanged": self.units_unchanged, "sessions_vanished": self.units_vanished}  # fmt: skip
+        return {
+            "databases_opened": self.dbs_opened,
+            "sessions_read": self.units_read,
+            "sessions_unchanged": self.units_unchanged,
+            "sessions_vanished": self.units_vanished,
+        }
 
 
-def _plan(db: AgentDatabase, contents: DbContents, previous: dict[str, dict]) -> tuple[list[_Unit], list[_Unit], list[_Unit], list[str]]:
+def _plan(
+    db: AgentDatabase, contents: DbContents, previous: dict[str, dict]
+) -> tuple[list[_Unit], list[_Unit], list[_Unit], list[str]]:
     """(events units to read, archive units, cold units, keys unchanged) of one database."""
     events, archives, cold, unchanged = [], [], [], []
     for sid, (n, max_seq, gen) in sorted(contents.sessions.items()):
         key = unit_key(db.rel, EVENTS, sid)
         e = previous.get(key)
-        if e is not None and not e["reread"] and e["version"] == gen and e["rows"] == n and e["last_seq"] == max_seq:
+        if (
+            e is not None
+            and not e["reread"]
+            and e["version"] == gen
+            and e["rows"] == n
+            and e["last_seq"] == max_seq
+        ):
             unchanged.append(key)
             continue
         u = _Unit(key, SOURCE_OF[EVENTS], db.agent_id, sid, "events", version=gen, to_seq=max_seq)
-        if e is not None and not e["reread"] and e["version"] == gen and max_seq > e["last_seq"] and n > e["rows"]:
+        if (
+            e is not None
+            and not e["reread"]
+            and e["version"] == gen
+            and max_seq > e["last_seq"]
+            and n > e["rows"]
+        ):
             u.first_seq, u.previous, u.is_fork = e["last_seq"], e, e["is_fork"]
         events.append(u)
     for meta in contents.archives:
@@ -435,14 +519,20 @@ def _plan(db: AgentDatabase, contents: DbContents, previous: dict[str, dict]) ->
         if e is not None and not e["reread"] and e["version"] == meta["sha256"]:
             unchanged.append(key)
             continue
-        archives.append(_Unit(key, SOURCE_OF[ARCHIVES], db.agent_id, meta["session_id"], "archive", version=meta["sha256"]))
+        archives.append(
+            _Unit(
+                key, SOURCE_OF[ARCHIVES], db.agent_id, meta["session_id"], "archive", version=meta["sha256"]
+            )
+        )
     for meta in contents.cold:
         key = unit_key(db.rel, COLD, meta["session_id"])
         e = previous.get(key)
         if e is not None and not e["reread"] and e["version"] == meta["sha256"]:
             unchanged.append(key)
             continue
-        cold.append(_Unit(key, SOURCE_OF[COLD], db.agent_id, meta["session_id"], "cold", version=meta["sha256"]))
+        cold.append(
+            _Unit(key, SOURCE_OF[COLD], db.agent_id, meta["session_id"], "cold", version=meta["sha256"])
+        )
     return events, archives, cold, unchanged
 
 
@@ -450,15 +540,24 @@ def _manifest_row(u: _Unit, db: AgentDatabase, stamp: str, days: set) -> dict:
     base = u.previous or {}
     st = u.stats
     return {
-        "source_file": u.key, "source": u.source, "db": db.rel, "agent_id": u.agent_id,
-        "session_id": u.header_sid or base.get("session_id") or u.session_id, "version": u.version,
-        "last_seq": u.last_seq, "rows": u.rows, "is_fork": bool(u.is_fork),
-        "lines_read": base.get("lines_read", 0) + st.lines_read, "calls": base.get("calls", 0) + st.calls,
+        "source_file": u.key,
+        "source": u.source,
+        "db": db.rel,
+        "agent_id": u.agent_id,
+        "session_id": u.header_sid or base.get("session_id") or u.session_id,
+        "version": u.version,
+        "last_seq": u.last_seq,
+        "rows": u.rows,
+        "is_fork": bool(u.is_fork),
+        "lines_read": base.get("lines_read", 0) + st.lines_read,
+        "calls": base.get("calls", 0) + st.calls,
         "other_entries": base.get("other_entries", 0) + st.other_entries,
         "skipped_by_rule": base.get("skipped_by_rule", 0) + st.skipped_by_rule,
-        "quarantined": base.get("quarantined", 0) + st.quarantined, "reread": False, "db_stamp": stamp,
+        "quarantined": base.get("quarantined", 0) + st.quarantined,
+        "reread": False,
+        "db_stamp": stamp,
         "days": sorted(set(base.get("days") or []) | days),
-    }  # fmt: skip
+    }
 
 
 @dataclass
@@ -470,9 +569,17 @@ class _DbPass:
     read: DbRead
 
 
-def _read_dbs(home: Path, manifest: pl.DataFrame, sink: Callable[[pl.DataFrame], None], *, tz: str | None,
-              registry: list[tuple[str, Path]] | None, now: datetime, progress: Progress | None,
-              every_s: float) -> _DbPass:
+def _read_dbs(
+    home: Path,
+    manifest: pl.DataFrame,
+    sink: Callable[[pl.DataFrame], None],
+    *,
+    tz: str | None,
+    registry: list[tuple[str, Path]] | None,
+    now: datetime,
+    progress: Progress | None,
+    every_s: float,
+) -> _DbPass:
     """Read what changed in every agent database; new call records go to ``sink``. Returns the new manifest
     rows, what of the earlier records goes (:class:`Removal`), the new quarantine rows and problems."""
     by_db: dict[str, dict[str, dict]] = {}
@@ -491,8 +598,14 @@ def _read_dbs(home: Path, manifest: pl.DataFrame, sink: Callable[[pl.DataFrame],
             out.read.units_unchanged += len(prev)
             continue
         gone: dict[str, dict] = {}
-        if prev and any(e["db_stamp"].split("|")[0].split(":")[0] != stamp.split("|")[0].split(":")[0] for e in prev.values()):
-            gone, prev = prev, {}  # a replaced database (another inode): every earlier row goes, read it whole
+        if prev and any(
+            e["db_stamp"].split("|")[0].split(":")[0] != stamp.split("|")[0].split(":")[0]
+            for e in prev.values()
+        ):
+            gone, prev = (
+                prev,
+                {},
+            )  # a replaced database (another inode): every earlier row goes, read it whole
         parser.flush()
         n_quarantine = len(parser.quarantine)
         units: list[_Unit] = []
@@ -502,7 +615,9 @@ def _read_dbs(home: Path, manifest: pl.DataFrame, sink: Callable[[pl.DataFrame],
             events, archives, cold, unchanged = _plan(db, contents, prev)
             units = events + archives + cold
             _read_events(db, events, contents.event_columns, parser)
-            by_key = {unit_key(db.rel, ARCHIVES, m["session_id"], m["generation"]): m for m in contents.archives}
+            by_key = {
+                unit_key(db.rel, ARCHIVES, m["session_id"], m["generation"]): m for m in contents.archives
+            }
             for u in archives:
                 _read_archive(db, u, by_key[u.key], parser)
             cold_meta = {m["session_id"]: m for m in contents.cold}
@@ -545,21 +660,33 @@ def _read_dbs(home: Path, manifest: pl.DataFrame, sink: Callable[[pl.DataFrame],
             out.problems.append(f"{u.key}: {u.problem}")
         out.entries.append(_manifest_row(u, db, stamp, parser.days.get(u.key, set())))
     out.read.units_read = len(read_units)
-    out.quarantine = parser.quarantine + [conform(pl.DataFrame([q for u, _, _ in read_units for q in u.quarantine],
-                                                               schema=QUARANTINE), QUARANTINE)]  # fmt: skip
+    out.quarantine = parser.quarantine + [
+        conform(
+            pl.DataFrame([q for u, _, _ in read_units for q in u.quarantine], schema=QUARANTINE), QUARANTINE
+        )
+    ]
     out.entries.sort(key=lambda e: (e["db"], e["source_file"]))  # one order, whatever was read when
     return out
 
 
-def _finish_tables(entries: list[dict], quarantine: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+def _finish_tables(
+    entries: list[dict], quarantine: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(manifest, quarantine, file counts) in the manifest's order; clock-dependent units marked for reading again."""
     manifest = pl.DataFrame(entries, schema=DB_MANIFEST) if entries else pl.DataFrame(schema=DB_MANIFEST)
-    clock = set(quarantine.filter(pl.col("reason").str.starts_with(CLOCK_REASONS[0])).get_column("source_file").to_list())
+    clock = set(
+        quarantine.filter(pl.col("reason").str.starts_with(CLOCK_REASONS[0]))
+        .get_column("source_file")
+        .to_list()
+    )
     if clock:
         manifest = manifest.with_columns(reread=pl.col("source_file").is_in(sorted(clock)))
     order = manifest.select("source_file").with_row_index("_pos")
-    quarantine = (quarantine.join(order, on="source_file", how="left", maintain_order="left")
-                  .sort("_pos", "line_no", maintain_order=True, nulls_last=True).drop("_pos"))  # fmt: skip
+    quarantine = (
+        quarantine.join(order, on="source_file", how="left", maintain_order="left")
+        .sort("_pos", "line_no", maintain_order=True, nulls_last=True)
+        .drop("_pos")
+    )
     return manifest, quarantine, manifest.select(*FILE_COUNTS.keys()).cast(FILE_COUNTS)
 
 
@@ -577,7 +704,7 @@ def stage_agent_dbs(
 ) -> DbRead:
     """Bring the staged records of every agent database up to date, reading only what changed (see the
     module doc); ``reread``: units to read again whole (a rerun of a day from the raw databases)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     manifest = None if full_rebuild else state.manifest(DB_MANIFEST, settings_key)
     why = "full rebuild requested" if full_rebuild else None
     if why is None and state.interrupted():
@@ -588,34 +715,58 @@ def stage_agent_dbs(
         state.reset()
         manifest = pl.DataFrame(schema=DB_MANIFEST)
     if reread:
-        manifest = manifest.with_columns(reread=pl.col("reread") | pl.col("source_file").is_in(sorted(reread)))
+        manifest = manifest.with_columns(
+            reread=pl.col("reread") | pl.col("source_file").is_in(sorted(reread))
+        )
     state.begin()
     store = state.store
-    got = _read_dbs(home, manifest, store.add, tz=state.tz, registry=registry, now=now, progress=progress, every_s=every_s)
+    got = _read_dbs(
+        home, manifest, store.add, tz=state.tz, registry=registry, now=now, progress=progress, every_s=every_s
+    )
     touched = store.finish(got.removal)
     r = got.removal
     earlier = filter_units(state.quarantine(), r.units | r.drop_new, {}, {})
     new_manifest, quarantine, file_counts = _finish_tables(
-        got.entries, pl.concat([earlier, *[q.cast(QUARANTINE) for q in got.quarantine if q.height]]))
+        got.entries, pl.concat([earlier, *[q.cast(QUARANTINE) for q in got.quarantine if q.height]])
+    )
     state.save(quarantine, file_counts, got.problems)
     state.write_manifest(new_manifest, DB_MANIFEST, settings_key)
     state.end()
-    got.read.report = ReadReport(touched=touched, problems=got.problems,
-                                 mode=f"full: {why}" if why else "incremental", summary=got.read.summary())  # fmt: skip
+    got.read.report = ReadReport(
+        touched=touched,
+        problems=got.problems,
+        mode=f"full: {why}" if why else "incremental",
+        summary=got.read.summary(),
+    )
     return got.read
 
 
-def read_agent_dbs(home: Path, registry: list[tuple[str, Path]] | None = None, now: datetime | None = None) -> SourceBatch:
+def read_agent_dbs(
+    home: Path, registry: list[tuple[str, Path]] | None = None, now: datetime | None = None
+) -> SourceBatch:
     """Every agent database read whole, in memory (no staging): for tests and small homes."""
     calls: list[pl.DataFrame] = []
-    got = _read_dbs(home, pl.DataFrame(schema=DB_MANIFEST), calls.append, tz=None, registry=registry,
-                    now=now or datetime.now(timezone.utc), progress=None, every_s=2.0)  # fmt: skip
+    got = _read_dbs(
+        home,
+        pl.DataFrame(schema=DB_MANIFEST),
+        calls.append,
+        tz=None,
+        registry=registry,
+        now=now or datetime.now(UTC),
+        progress=None,
+        every_s=2.0,
+    )
     q = [x.cast(QUARANTINE) for x in got.quarantine if x.height]
-    manifest, quarantine, file_counts = _finish_tables(got.entries, pl.concat(q) if q else pl.DataFrame(schema=QUARANTINE))
+    manifest, quarantine, file_counts = _finish_tables(
+        got.entries, pl.concat(q) if q else pl.DataFrame(schema=QUARANTINE)
+    )
     records = pl.concat([c.cast(CALL_RECORDS) for c in calls]) if calls else pl.DataFrame(schema=CALL_RECORDS)
     order = manifest.select("source_file").with_row_index("_pos")
-    records = (records.join(order, on="source_file", how="left", maintain_order="left")
-               .sort("_pos", "line_no", maintain_order=True, nulls_last=True).drop("_pos"))  # fmt: skip
+    records = (
+        records.join(order, on="source_file", how="left", maintain_order="left")
+        .sort("_pos", "line_no", maintain_order=True, nulls_last=True)
+        .drop("_pos")
+    )
     return SourceBatch(records, quarantine, file_counts, got.problems)
 
 
@@ -677,12 +828,23 @@ def read_agent_facts(home: Path, registry: list[tuple[str, Path]] | None = None)
             problems.append(f"{db.rel}: {exc}")
             continue
         for sid, key, channel, chat_type, via, fork in facts:
-            rows.append({"agent_id": db.agent_id, "session_id": sid, "session_key": key, "channel": channel,
-                         "chat_type": chat_type, "created_via": via, "is_fork": bool(fork)})  # fmt: skip
+            rows.append(
+                {
+                    "agent_id": db.agent_id,
+                    "session_id": sid,
+                    "session_key": key,
+                    "channel": channel,
+                    "chat_type": chat_type,
+                    "created_via": via,
+                    "is_fork": bool(fork),
+                }
+            )
         if store is not None:
             try:
                 stores[db.agent_id] = (f"{db.rel}#auth_profile_store", json.loads(store))
             except (TypeError, ValueError):
                 problems.append(f"{db.rel}#auth_profile_store: not valid JSON; ignored")
     frame = pl.DataFrame(rows, schema=SESSION_FACTS) if rows else pl.DataFrame(schema=SESSION_FACTS)
-    return AgentFacts(frame.unique(["agent_id", "session_id"], keep="first", maintain_order=True), stores, problems)
+    return AgentFacts(
+        frame.unique(["agent_id", "session_id"], keep="first", maintain_order=True), stores, problems
+    )

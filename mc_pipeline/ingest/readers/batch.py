@@ -17,7 +17,7 @@ class SourceBatch:
     problems: list[str] = field(default_factory=list)  # unusable files/databases, each named with why
 
     @classmethod
-    def empty(cls, problems: list[str] | None = None) -> "SourceBatch":
+    def empty(cls, problems: list[str] | None = None) -> SourceBatch:
         return cls(
             pl.DataFrame(schema=CALL_RECORDS),
             pl.DataFrame(schema=QUARANTINE),

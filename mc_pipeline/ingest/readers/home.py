@@ -4,9 +4,10 @@
 Counted: ``<sid>.jsonl``, ``<sid>-topic-<id>.jsonl``, their ``.reset.<ts>``/``.deleted.<ts>`` archives, and
 since OpenClaw 2026.8 the published archive copies ``<sid>.jsonl.<reason>.<ts>.<generation>[.zst]`` (a
 ``.zst`` file is zstd-compressed JSONL; a copy of an agent database archive row is the same calls, counted
-once by :mod:`mc_pipeline.calls.dedupe`). Never: ``.bak.<ts>`` copies, ``.lock`` files, ``sessions.json``, half-written
-temporary files, the ``cold/`` folder (read through its database rows, :mod:`mc_pipeline.ingest.readers.agent_db`)
-and ``agents/<id>/session-sqlite-import-archive/`` (copies ``openclaw doctor`` already imported).
+once by :mod:`mc_pipeline.calls.dedupe`). Never: ``.bak.<ts>`` copies, ``.lock`` files, ``sessions.json``,
+half-written temporary files, the ``cold/`` folder (read through its database rows,
+:mod:`mc_pipeline.ingest.readers.agent_db`) and ``agents/<id>/session-sqlite-import-archive/`` (copies
+``openclaw doctor`` already imported).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 #: `<sessionId>.jsonl`, `<sessionId>-topic-<id>.jsonl`, and their `.reset.<ts>` / `.deleted.<ts>` archives,
@@ -37,7 +38,6 @@ class TranscriptFile:
     mtime_ns: int
     inode: int
     compressed: bool = False  # a `.zst` archive: zstd-compressed JSONL, read whole
-
 
 
 @dataclass
@@ -93,7 +93,9 @@ def discover_transcripts(home: Path) -> Discovery:
         sessions = agent / "sessions"
         if not sessions.is_dir():
             if sessions.is_symlink() or sessions.exists():  # a loop, a dangling link, a file
-                problems.append(f"agents/{agent.name}/sessions: not a folder (a broken link or a file); not read")
+                problems.append(
+                    f"agents/{agent.name}/sessions: not a folder (a broken link or a file); not read"
+                )
             continue
         try:
             entries = sorted(os.scandir(sessions), key=lambda e: e.name)
@@ -171,10 +173,12 @@ def agent_of_caller(caller, agents: list[str]):
 
     text = caller.str.strip_chars()
     return (
-        pl.when(text.str.contains(_AGENT_CALLER)).then(text.str.extract(_AGENT_CALLER, 1))
-        .when(text.is_in(agents)).then(text)
+        pl.when(text.str.contains(_AGENT_CALLER))
+        .then(text.str.extract(_AGENT_CALLER, 1))
+        .when(text.is_in(agents))
+        .then(text)
         .otherwise(pl.lit(None, pl.String))
-    )  # fmt: skip
+    )
 
 
 def discover_agent_dbs(home: Path, registry: list[tuple[str, Path]] | None = None) -> list[AgentDatabase]:
@@ -185,7 +189,9 @@ def discover_agent_dbs(home: Path, registry: list[tuple[str, Path]] | None = Non
         for agent in sorted(p for p in agents.iterdir() if p.is_dir()):
             path = agent / "agent" / STORE_NAME
             if path.is_file():
-                found[path.resolve()] = AgentDatabase(agent.name, path, f"agents/{agent.name}/agent/{STORE_NAME}")
+                found[path.resolve()] = AgentDatabase(
+                    agent.name, path, f"agents/{agent.name}/agent/{STORE_NAME}"
+                )
     for agent_id, path in registry or []:
         try:
             real = path.resolve()
@@ -231,12 +237,14 @@ def watched_files(home: Path, registry: list[tuple[str, Path]] | None = None) ->
     return {k: v for k, v in out.items() if v is not None}
 
 
-def last_writes(home: Path, interactions_db: Path, model_usage_log: Path,
-                registry: list[tuple[str, Path]] | None = None) -> dict[str, datetime | None]:
+def last_writes(
+    home: Path, interactions_db: Path, model_usage_log: Path, registry: list[tuple[str, Path]] | None = None
+) -> dict[str, datetime | None]:
     """Newest modification time of each live source's files (``stat`` only), by ``schemas.SOURCES`` name:
     the transcript files, the agent databases with their ``-wal`` (``transcript_store``), the user's
     ``interactions.db`` (+ ``-wal``) and ``model-usage.jsonl``. Archives and cold archives are not live:
     an old session archived today holds old calls."""
+
     def newest(paths) -> datetime | None:
         times = []
         for p in paths:
@@ -244,12 +252,18 @@ def last_writes(home: Path, interactions_db: Path, model_usage_log: Path,
                 times.append(os.stat(p).st_mtime)
             except OSError:
                 continue
-        return datetime.fromtimestamp(max(times), tz=timezone.utc) if times else None
+        return datetime.fromtimestamp(max(times), tz=UTC) if times else None
 
-    dbs = [q for db in discover_agent_dbs(home, registry) for q in (db.path, db.path.with_name(db.path.name + "-wal"))]
+    dbs = [
+        q
+        for db in discover_agent_dbs(home, registry)
+        for q in (db.path, db.path.with_name(db.path.name + "-wal"))
+    ]
     return {
         "transcript": newest(f.path for f in discover_transcripts(home).files),
         "transcript_store": newest(dbs),
-        "interactions_db": newest([interactions_db, interactions_db.with_name(interactions_db.name + "-wal")]),
+        "interactions_db": newest(
+            [interactions_db, interactions_db.with_name(interactions_db.name + "-wal")]
+        ),
         "model_usage_log": newest([model_usage_log]),
     }

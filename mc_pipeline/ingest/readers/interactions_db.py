@@ -22,8 +22,8 @@ same machine, and ``datetime.now().isoformat()`` writes local time).
 
 Status: ``success``/``ok``/``completed``/... are finished calls (stop reason left null, nothing made up);
 ``aborted``/``cancelled`` become stop reason ``aborted``; any other status (``rate_limit``, ``error``,
-``timeout``, ...) and ``ok = 0`` become stop reason ``error`` with the DB's ``error`` text and status word
-as the error message, so :func:`mc_pipeline.costing.error_classes.classify_status` yields ``error`` and the class
+``timeout``, ...) and ``ok = 0`` become stop reason ``error`` with the DB's ``error`` text and status word as
+the error message, so :func:`mc_pipeline.costing.error_classes.classify_status` yields ``error`` and the class
 (``rate_limit`` for ``rate_limit``). No status at all and no error text: a finished call.
 """
 
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -39,7 +39,6 @@ import polars as pl
 from mc_pipeline.costing.error_classes import classify_status
 from mc_pipeline.ingest.readers.batch import SourceBatch
 from mc_pipeline.ingest.readers.home import agent_of_caller, known_agents
-from mc_pipeline.ingest.readers.transcripts import MAX_TOKENS
 from mc_pipeline.ingest.readers.sqlite_access import (  # noqa: F401 - re-exported: the reader's own API
     BUSY_TIMEOUT_S,
     DbUnavailable,
@@ -49,12 +48,21 @@ from mc_pipeline.ingest.readers.sqlite_access import (  # noqa: F401 - re-export
     sidecar,
     table_columns,
 )
-from mc_pipeline.tables.schemas import API_CALLS, CALL_RECORDS, EXCERPT_CHARS, FILE_COUNTS, QUARANTINE, UTC_TS, conform
+from mc_pipeline.ingest.readers.transcripts import MAX_TOKENS
+from mc_pipeline.tables.schemas import (
+    API_CALLS,
+    CALL_RECORDS,
+    EXCERPT_CHARS,
+    FILE_COUNTS,
+    QUARANTINE,
+    UTC_TS,
+    conform,
+)
 
 SOURCE = "interactions_db"
 DEFAULT_REL = "data/interactions.db"
 #: Call times outside [EARLIEST, now + FUTURE_SLACK] are not trusted (same rule as transcripts).
-EARLIEST = datetime(2015, 1, 1, tzinfo=timezone.utc)
+EARLIEST = datetime(2015, 1, 1, tzinfo=UTC)
 FUTURE_SLACK = timedelta(days=1)
 
 #: llm_calls field -> column names that hold it, in order of preference (lower-case).
@@ -128,7 +136,9 @@ def text_or_marked(value: bytes) -> str:
         return NOT_UTF8 + value.decode("utf-8", errors="replace")
 
 
-def _select(con: sqlite3.Connection, table: str, fields: dict[str, tuple[str, ...]]) -> tuple[list[str], list[tuple]]:
+def _select(
+    con: sqlite3.Connection, table: str, fields: dict[str, tuple[str, ...]]
+) -> tuple[list[str], list[tuple]]:
     """(mapped field names, rows) with every mapped value as text and the rowid first."""
     present = {c.lower(): c for c in table_columns(con, table) or []}
     chosen: dict[str, str] = {}
@@ -150,12 +160,16 @@ def _select(con: sqlite3.Connection, table: str, fields: dict[str, tuple[str, ..
     return list(chosen), rows
 
 
-def read_tables(path: Path, busy_timeout_s: float = BUSY_TIMEOUT_S) -> dict[str, tuple[list[str], list[tuple]]]:
+def read_tables(
+    path: Path, busy_timeout_s: float = BUSY_TIMEOUT_S
+) -> dict[str, tuple[list[str], list[tuple]]]:
     """``llm_calls`` and (when present) ``api_calls``, read in one snapshot; raises DbUnavailable."""
 
     def query(con: sqlite3.Connection) -> dict[str, tuple[list[str], list[tuple]]]:
         con.text_factory = text_or_marked
-        tables = {r[0].lower(): r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = {
+            r[0].lower(): r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
         if "llm_calls" not in tables:
             raise DbUnavailable(f"no llm_calls table (tables: {', '.join(sorted(tables)) or 'none'})")
         out = {"llm_calls": _select(con, tables["llm_calls"], LLM_FIELDS)}
@@ -220,25 +234,32 @@ def _bad_number(col: str) -> pl.Expr:
 
 def _shown(col: str) -> pl.Expr:
     """A value as an excerpt shows it: ``null``, ``<not UTF-8>`` for a BLOB that is not text, else itself."""
-    return pl.when(pl.col(col).str.starts_with(NOT_UTF8)).then(pl.lit("<not UTF-8>")).otherwise(pl.col(col).fill_null("null"))
-
-
-def _excerpt(prefix: str) -> pl.Expr:
-    parts = [
-        pl.format(f"{n}={{}}", _shown(n).str.slice(0, 40)) for n in EXCERPT_FIELDS
-    ]
-    return pl.concat_str([pl.lit(prefix), pl.format("rowid={}", pl.col("row_no")), *parts], separator=" ").str.slice(
-        0, EXCERPT_CHARS
+    return (
+        pl.when(pl.col(col).str.starts_with(NOT_UTF8))
+        .then(pl.lit("<not UTF-8>"))
+        .otherwise(pl.col(col).fill_null("null"))
     )
 
 
+def _excerpt(prefix: str) -> pl.Expr:
+    parts = [pl.format(f"{n}={{}}", _shown(n).str.slice(0, 40)) for n in EXCERPT_FIELDS]
+    return pl.concat_str(
+        [pl.lit(prefix), pl.format("rowid={}", pl.col("row_no")), *parts], separator=" "
+    ).str.slice(0, EXCERPT_CHARS)
+
+
 def parse_llm_calls(
-    names: list[str], rows: list[tuple], *, rel: str, naive_tz: str = "UTC", now: datetime | None = None,
+    names: list[str],
+    rows: list[tuple],
+    *,
+    rel: str,
+    naive_tz: str = "UTC",
+    now: datetime | None = None,
     agents: list[str] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(CALL_RECORDS, QUARANTINE) from raw ``llm_calls`` rows (every value text, ``row_no`` = rowid).
     ``agent_id`` is the agent the row's ``caller`` names (``agent:<id>`` or one of ``agents``), else null."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     raw = _frame(names, rows, LLM_FIELDS)
     status = pl.col("status").str.strip_chars().str.to_lowercase()
     status = pl.when(status != "").then(status)
@@ -259,7 +280,9 @@ def parse_llm_calls(
     )
     df = raw.with_columns(
         _ts=parse_timestamp("timestamp", naive_tz),
-        _provider=pl.when(no_provider & has_slash).then(model_raw.str.split("/").list.first()).otherwise(provider_raw),
+        _provider=pl.when(no_provider & has_slash)
+        .then(model_raw.str.split("/").list.first())
+        .otherwise(provider_raw),
         _model=pl.when(no_provider & has_slash)
         .then(model_raw.str.splitn("/", 2).struct.field("field_1"))
         .otherwise(model_raw),
@@ -267,7 +290,11 @@ def parse_llm_calls(
         _status_word=status,
         _error_text=error_text,
         **{f"_{n}": _int(n) for n in TOKEN_FIELDS},
-        _duration=pl.col("duration_ms").str.strip_chars().cast(pl.Float64, strict=False).round(0).cast(pl.Int64, strict=False),
+        _duration=pl.col("duration_ms")
+        .str.strip_chars()
+        .cast(pl.Float64, strict=False)
+        .round(0)
+        .cast(pl.Int64, strict=False),
         _cost=pl.coalesce(
             pl.col("total_cost").str.strip_chars().cast(pl.Float64, strict=False),
             pl.col("cost_estimate").str.strip_chars().cast(pl.Float64, strict=False),
@@ -301,7 +328,9 @@ def parse_llm_calls(
         .then(pl.lit("negative token count"))
         .when(pl.col("_cost") < 0)
         .then(pl.lit("negative recorded cost"))
-        .when(pl.col("_stop").is_null() & pl.col("_input_tokens").is_null() & pl.col("_output_tokens").is_null())
+        .when(
+            pl.col("_stop").is_null() & pl.col("_input_tokens").is_null() & pl.col("_output_tokens").is_null()
+        )
         .then(pl.lit("finished call without token counts"))
     )
     df = df.with_columns(_reason=reason)
@@ -317,7 +346,9 @@ def parse_llm_calls(
         source_file=pl.lit(rel),
         line_no="row_no",
         agent_id=agent_of_caller(pl.col("caller"), agents or []),
-        session_id=pl.when(pl.col("session_id").str.strip_chars() != "").then(pl.col("session_id").str.strip_chars()),
+        session_id=pl.when(pl.col("session_id").str.strip_chars() != "").then(
+            pl.col("session_id").str.strip_chars()
+        ),
         entry_id=pl.format("db:{}", pl.col("row_no")),
         timestamp="_ts",
         provider="_provider",
@@ -339,7 +370,9 @@ def parse_llm_calls(
         cache_write_tokens=pl.col("_cache_write_tokens").fill_null(0),
         cost_recorded_usd="_cost",
         duration_ms="_duration",
-        given_task_type=pl.when(pl.col("task_type").str.strip_chars() != "").then(pl.col("task_type").str.strip_chars()),
+        given_task_type=pl.when(pl.col("task_type").str.strip_chars() != "").then(
+            pl.col("task_type").str.strip_chars()
+        ),
         given_thinking_tokens="_thinking_tokens",
     )
     good = good.with_columns(
@@ -349,10 +382,16 @@ def parse_llm_calls(
 
 
 def parse_api_calls(
-    names: list[str], rows: list[tuple], *, rel: str, tz: str = "UTC", naive_tz: str = "UTC", now: datetime | None = None
+    names: list[str],
+    rows: list[tuple],
+    *,
+    rel: str,
+    tz: str = "UTC",
+    naive_tz: str = "UTC",
+    now: datetime | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(API_CALLS, QUARANTINE) from raw ``api_calls`` rows. Endpoints lose their query string."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     df = _frame(names, rows, API_FIELDS).with_columns(
         _ts=parse_timestamp("timestamp", naive_tz),
         _code=_int("status_code"),
@@ -388,7 +427,11 @@ def parse_api_calls(
         endpoint=pl.col("endpoint").str.strip_chars().str.split("?").list.first().str.split("#").list.first(),
         method=pl.col("method").str.strip_chars().str.to_uppercase(),
         status_code=code.cast(pl.Int32, strict=False),
-        duration_ms=pl.col("duration_ms").str.strip_chars().cast(pl.Float64, strict=False).round(0).cast(pl.Int64, strict=False),
+        duration_ms=pl.col("duration_ms")
+        .str.strip_chars()
+        .cast(pl.Float64, strict=False)
+        .round(0)
+        .cast(pl.Int64, strict=False),
         ok=ok,
         stop_reason=pl.when(ok.not_()).then(pl.lit("error")),
         error_message=pl.when(ok.not_()).then(code.cast(pl.String)),
@@ -401,7 +444,12 @@ def parse_api_calls(
 
 
 def read_interactions_db(
-    path: Path, home: Path, *, tz: str = "UTC", busy_timeout_s: float = BUSY_TIMEOUT_S, now: datetime | None = None
+    path: Path,
+    home: Path,
+    *,
+    tz: str = "UTC",
+    busy_timeout_s: float = BUSY_TIMEOUT_S,
+    now: datetime | None = None,
 ) -> InteractionsDb:
     """Read ``path`` (never written or locked for long). A broken database gives an empty batch whose
     ``problems`` name the file and why; the caller decides what a missing file means."""
@@ -411,7 +459,9 @@ def read_interactions_db(
     except DbUnavailable as exc:
         return InteractionsDb(SourceBatch.empty([f"{rel}: {exc}"]), pl.DataFrame(schema=API_CALLS))
     names, rows = tables["llm_calls"]
-    records, quarantine = parse_llm_calls(names, rows, rel=rel, naive_tz=tz, now=now, agents=known_agents(home))
+    records, quarantine = parse_llm_calls(
+        names, rows, rel=rel, naive_tz=tz, now=now, agents=known_agents(home)
+    )
     counts = [
         {
             "source": SOURCE,

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import polars as pl
 
-from mc_pipeline.tables import storage
 from mc_pipeline.ingest.readers.home import TranscriptFile
+from mc_pipeline.tables import storage
 
 MANIFEST_FILE = "manifest.parquet"
 MANIFEST_VERSION = "2"
@@ -83,7 +83,9 @@ def read_manifest(folder: Path) -> tuple[pl.DataFrame, str | None]:
         if meta.get("mc_pipeline.manifest_version") != MANIFEST_VERSION:
             return empty_manifest(), None
         frame = pl.read_parquet(path)
-        return frame.select([pl.col(c).cast(t) for c, t in MANIFEST.items()]), meta.get("mc_pipeline.batch_digest")
+        return frame.select([pl.col(c).cast(t) for c, t in MANIFEST.items()]), meta.get(
+            "mc_pipeline.batch_digest"
+        )
     except Exception:  # noqa: BLE001 - an unreadable manifest only means a full rebuild
         return empty_manifest(), None
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -93,11 +93,17 @@ def _check(line: bytes) -> tuple[dict | None, str | None]:
     return out, None
 
 
-def parse_log(data: bytes, *, rel: str, naive_tz: str = "UTC", now: datetime | None = None,
-              agents: list[str] | None = None) -> SourceBatch:
+def parse_log(
+    data: bytes,
+    *,
+    rel: str,
+    naive_tz: str = "UTC",
+    now: datetime | None = None,
+    agents: list[str] | None = None,
+) -> SourceBatch:
     """The log's calls; ``agent_id`` is the agent a line's ``caller``/``agent`` names (``agent:<id>`` or one
     of ``agents``), else null."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
@@ -107,7 +113,9 @@ def parse_log(data: bytes, *, rel: str, naive_tz: str = "UTC", now: datetime | N
     for no, line in enumerate(lines, 1):
         obj, why = _check(line)
         if why:
-            bad.append({"source": SOURCE, "source_file": rel, "line_no": no, "reason": why, "excerpt": excerpt(line)})
+            bad.append(
+                {"source": SOURCE, "source_file": rel, "line_no": no, "reason": why, "excerpt": excerpt(line)}
+            )
         elif obj is None:
             blank += 1
         else:
@@ -117,7 +125,9 @@ def parse_log(data: bytes, *, rel: str, naive_tz: str = "UTC", now: datetime | N
     df = frame.with_columns(
         _ts=parse_timestamp("timestamp", naive_tz),
         _provider=pl.when(model.str.contains("/")).then(model.str.split("/").list.first()),
-        _model=pl.when(model.str.contains("/")).then(model.str.splitn("/", 2).struct.field("field_1")).otherwise(model),
+        _model=pl.when(model.str.contains("/"))
+        .then(model.str.splitn("/", 2).struct.field("field_1"))
+        .otherwise(model),
     )
     reason = (
         pl.when(pl.col("_ts").is_null())
@@ -136,7 +146,13 @@ def parse_log(data: bytes, *, rel: str, naive_tz: str = "UTC", now: datetime | N
     if rejected.height:
         nos = rejected.get_column("line_no").to_list()
         bad += [
-            {"source": SOURCE, "source_file": rel, "line_no": n, "reason": r, "excerpt": excerpt(lines[n - 1])}
+            {
+                "source": SOURCE,
+                "source_file": rel,
+                "line_no": n,
+                "reason": r,
+                "excerpt": excerpt(lines[n - 1]),
+            }
             for n, r in zip(nos, rejected.get_column("_reason").to_list())
         ]
     calls = df.filter(pl.col("_reason").is_null()).select(
@@ -152,7 +168,9 @@ def parse_log(data: bytes, *, rel: str, naive_tz: str = "UTC", now: datetime | N
         output_tokens=pl.col("tokens_out").fill_null(0),
         cache_read_tokens=pl.lit(0, pl.Int64),
         cache_write_tokens=pl.lit(0, pl.Int64),
-        given_task_type=pl.when(pl.col("task_type").str.strip_chars() != "").then(pl.col("task_type").str.strip_chars()),
+        given_task_type=pl.when(pl.col("task_type").str.strip_chars() != "").then(
+            pl.col("task_type").str.strip_chars()
+        ),
     )
     quarantine = pl.DataFrame(bad, schema=QUARANTINE).sort("line_no")
     counts = pl.DataFrame(
@@ -172,7 +190,9 @@ def parse_log(data: bytes, *, rel: str, naive_tz: str = "UTC", now: datetime | N
     return SourceBatch(conform(calls, CALL_RECORDS), quarantine, counts, [])
 
 
-def read_model_usage_log(path: Path, home: Path, *, tz: str = "UTC", now: datetime | None = None) -> SourceBatch:
+def read_model_usage_log(
+    path: Path, home: Path, *, tz: str = "UTC", now: datetime | None = None
+) -> SourceBatch:
     """Read the log (read-only, no lock; a line being appended is quarantined as malformed until complete)."""
     rel = relative_name(path, home)
     try:

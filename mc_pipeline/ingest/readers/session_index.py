@@ -2,11 +2,12 @@
 (docs/openclaw-formats.md#session-index, docs/openclaw-formats.md#session-windows-and-nodes,
 docs/openclaw-formats.md#state-database).
 
-Two eras: ``agents/<id>/sessions/sessions.json`` (session key -> entry) and, since OpenClaw 2026.8, the
-agent database's ``session_windows``/``session_nodes`` (:func:`mc_pipeline.ingest.readers.agent_db.read_agent_facts`,
-which win where both know a session) with cron job names and cron runs' sessions from
-``state/openclaw.sqlite`` (:mod:`mc_pipeline.ingest.readers.state_db`). Cron runs only name and attribute
-sessions here; their token totals are never counted (they hold no cost and would count calls twice).
+Two eras: ``agents/<id>/sessions/sessions.json`` (session key -> entry) and, since OpenClaw 2026.8, the agent
+database's ``session_windows``/``session_nodes``
+(:func:`mc_pipeline.ingest.readers.agent_db.read_agent_facts`, which win where both know a session) with cron
+job names and cron runs' sessions from ``state/openclaw.sqlite`` (:mod:`mc_pipeline.ingest.readers.state_db`).
+Cron runs only name and attribute sessions here; their token totals are never counted (they hold no cost and
+would count calls twice).
 
 Session keys can hold personal data (phone numbers, chat handles). They are kept in private columns to
 decide task types and triggers; public outputs only ever see the derived ``trigger``/``channel``.
@@ -94,7 +95,9 @@ def read_session_index(home: Path) -> tuple[pl.DataFrame, list[str]]:
     return frame, problems
 
 
-def _trigger_of(key: str | None, created_via: str | None, chat_type: str | None, channel: str | None) -> tuple:
+def _trigger_of(
+    key: str | None, created_via: str | None, chat_type: str | None, channel: str | None
+) -> tuple:
     trigger, key_channel, job = parse_session_key(key or "")
     if trigger == "other" and created_via == "cron":
         trigger = "cron"
@@ -111,7 +114,8 @@ def read_sessions(home: Path, state=None, facts=None) -> tuple[pl.DataFrame, lis
     """One row per known session of both eras (SESSION_INDEX), and problems; read-only, never raises.
 
     ``state``/``facts``: what :func:`mc_pipeline.ingest.readers.state_db.read_state_db` and
-    :func:`mc_pipeline.ingest.readers.agent_db.read_agent_facts` returned, when the caller has them already."""
+    :func:`mc_pipeline.ingest.readers.agent_db.read_agent_facts` returned, when the caller has them
+    already."""
     from mc_pipeline.ingest.readers.agent_db import read_agent_facts
     from mc_pipeline.ingest.readers.state_db import read_state_db
 
@@ -122,26 +126,54 @@ def read_sessions(home: Path, state=None, facts=None) -> tuple[pl.DataFrame, lis
     rows = []
     for r in facts.sessions.iter_rows(named=True):
         trigger, channel, job = _trigger_of(r["session_key"], r["created_via"], r["chat_type"], r["channel"])
-        rows.append({"agent_id": r["agent_id"], "session_id": r["session_id"], "session_key": r["session_key"],
-                     "trigger": trigger, "channel": channel, "cron_job_id": job, "cron_job_name": None,
-                     "is_fork": r["is_fork"]})  # fmt: skip
+        rows.append(
+            {
+                "agent_id": r["agent_id"],
+                "session_id": r["session_id"],
+                "session_key": r["session_key"],
+                "trigger": trigger,
+                "channel": channel,
+                "cron_job_id": job,
+                "cron_job_name": None,
+                "is_fork": r["is_fork"],
+            }
+        )
     current = pl.DataFrame(rows, schema=SESSION_INDEX) if rows else pl.DataFrame(schema=SESSION_INDEX)
     frame = pl.concat([current, legacy]).unique(["agent_id", "session_id"], keep="first", maintain_order=True)
     if state.cron_sessions:  # a cron run names its session (older state databases)
-        runs = pl.DataFrame({"session_id": list(state.cron_sessions), "_job": list(state.cron_sessions.values())},
-                            schema={"session_id": pl.String, "_job": pl.String})  # fmt: skip
-        frame = frame.join(runs, on="session_id", how="left", maintain_order="left").with_columns(
-            cron_job_id=pl.coalesce("cron_job_id", "_job"),
-            trigger=pl.when(pl.col("_job").is_not_null()).then(pl.lit("cron")).otherwise("trigger"),
-        ).drop("_job")
+        runs = pl.DataFrame(
+            {"session_id": list(state.cron_sessions), "_job": list(state.cron_sessions.values())},
+            schema={"session_id": pl.String, "_job": pl.String},
+        )
+        frame = (
+            frame.join(runs, on="session_id", how="left", maintain_order="left")
+            .with_columns(
+                cron_job_id=pl.coalesce("cron_job_id", "_job"),
+                trigger=pl.when(pl.col("_job").is_not_null()).then(pl.lit("cron")).otherwise("trigger"),
+            )
+            .drop("_job")
+        )
         known = set(frame.get_column("session_id").to_list())
-        extra = [{"agent_id": None, "session_id": sid, "session_key": None, "trigger": "cron", "channel": None,
-                  "cron_job_id": job, "cron_job_name": None, "is_fork": False}
-                 for sid, job in state.cron_sessions.items() if sid not in known]  # fmt: skip
+        extra = [
+            {
+                "agent_id": None,
+                "session_id": sid,
+                "session_key": None,
+                "trigger": "cron",
+                "channel": None,
+                "cron_job_id": job,
+                "cron_job_name": None,
+                "is_fork": False,
+            }
+            for sid, job in state.cron_sessions.items()
+            if sid not in known
+        ]
         if extra:
             frame = pl.concat([frame, pl.DataFrame(extra, schema=SESSION_INDEX)])
     if state.cron_names:
         frame = frame.with_columns(
-            cron_job_name=pl.col("cron_job_id").replace_strict(state.cron_names, default=None, return_dtype=pl.String)
+            cron_job_name=pl.col("cron_job_id").replace_strict(
+                state.cron_names, default=None, return_dtype=pl.String
+            )
         )
     return frame, problems

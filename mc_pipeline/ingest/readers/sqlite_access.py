@@ -12,8 +12,9 @@ import os
 import shutil
 import sqlite3
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 #: How long a read waits for another program's lock before the database is reported busy.
 BUSY_TIMEOUT_S = 2.0
@@ -32,14 +33,18 @@ SQLITE_READONLY_ROLLBACK = 776
 T = TypeVar("T")
 
 
-def connect_read_only(path: Path, busy_timeout_s: float = BUSY_TIMEOUT_S, *, immutable: bool = False) -> sqlite3.Connection:
+def connect_read_only(
+    path: Path, busy_timeout_s: float = BUSY_TIMEOUT_S, *, immutable: bool = False
+) -> sqlite3.Connection:
     """A read-only connection (``mode=ro`` URI): never creates, writes or keeps a lock on the file.
 
     ``mode=ro`` alone still makes SQLite create ``-wal``/``-shm`` beside a WAL database that has none;
     :func:`read_snapshot` decides how a file is opened so that nothing is added to the user's folder.
     ``immutable=True`` reads the main file only, without locks (only for WAL files with no ``-wal``)."""
     uri = path.resolve().as_uri() + "?mode=ro" + ("&immutable=1" if immutable else "")
-    con = sqlite3.connect(uri, uri=True, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
+    con = sqlite3.connect(
+        uri, uri=True, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+    )
     con.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
     con.execute("PRAGMA query_only = 1")
     return con
@@ -89,7 +94,11 @@ def _stamp(path: Path) -> tuple[int, int, int, bool]:
 
 
 def _run(
-    path: Path, query: Callable[[sqlite3.Connection], T], busy_timeout_s: float, immutable: bool, private: bool = False
+    path: Path,
+    query: Callable[[sqlite3.Connection], T],
+    busy_timeout_s: float,
+    immutable: bool,
+    private: bool = False,
 ) -> T:
     """``query`` in one read transaction; ``private``: ``path`` is our own copy (opened writable, so
     SQLite can recover its -wal or roll back its journal there)."""
@@ -107,7 +116,11 @@ def _run(
 
 
 def read_snapshot(
-    path: Path, query: Callable[[sqlite3.Connection], T], busy_timeout_s: float = BUSY_TIMEOUT_S, *, what: str = "SQLite database"
+    path: Path,
+    query: Callable[[sqlite3.Connection], T],
+    busy_timeout_s: float = BUSY_TIMEOUT_S,
+    *,
+    what: str = "SQLite database",
 ) -> T:
     """``query(con)`` inside one read transaction on ``path``, opened as :func:`open_mode` says; every
     row is read into memory and the connection closed before returning. Raises DbUnavailable (why).
@@ -148,7 +161,9 @@ def read_snapshot(
     except sqlite3.Error as exc:
         msg = str(exc)
         if "locked" in msg or "busy" in msg:
-            raise DbUnavailable(f"busy: another program held a lock longer than {busy_timeout_s:g}s ({msg})") from exc
+            raise DbUnavailable(
+                f"busy: another program held a lock longer than {busy_timeout_s:g}s ({msg})"
+            ) from exc
         if isinstance(exc, sqlite3.OperationalError) and "unable to open" in msg:
             raise DbUnavailable(f"cannot open read-only ({msg})") from exc
         raise DbUnavailable(f"not a readable {what} ({msg})") from exc

@@ -1,4 +1,5 @@
-"""What a reader keeps between runs, under ``$MC_DATA_DIR/staging/<reader>/``, so the next run reads what changed.
+"""What a reader keeps between runs, under ``$MC_DATA_DIR/staging/<reader>/``, so the next run reads what
+changed.
 
 - ``records/``: the call records by day (:class:`mc_pipeline.ingest.day_store.DayStore`);
 - ``quarantine.parquet``, ``file_counts.parquet``, ``problems.json``: the source's bad lines, per-unit line
@@ -21,8 +22,8 @@ from pathlib import Path
 
 import polars as pl
 
-from mc_pipeline.tables import storage
 from mc_pipeline.ingest.day_store import DayStore, Removal
+from mc_pipeline.tables import storage
 from mc_pipeline.tables.schemas import FILE_COUNTS, QUARANTINE
 
 MARKER = ".staging"
@@ -74,8 +75,12 @@ class SourceState:
         days = store.index().get_column("day").to_list()
         records = [store.read_day(d) for d in days]
         frame = pl.concat(records).cast(CALL_RECORDS) if records else pl.DataFrame(schema=CALL_RECORDS)
-        return SourceBatch(frame.sort("source_file", "line_no", maintain_order=True, nulls_last=True),
-                           self.quarantine(), self.file_counts(), self.problems())
+        return SourceBatch(
+            frame.sort("source_file", "line_no", maintain_order=True, nulls_last=True),
+            self.quarantine(),
+            self.file_counts(),
+            self.problems(),
+        )
 
     # -- small tables ----------------------------------------------------------------------------------
     def _table(self, name: str, schema: dict) -> pl.DataFrame:
@@ -129,7 +134,9 @@ def unit_days(records: pl.DataFrame, tz: str) -> dict[str, list[date]]:
     return {k: sorted(v) for k, v in frame.group_by("source_file").agg(pl.col("day")).iter_rows()}
 
 
-def filter_units(frame: pl.DataFrame, drop: set[str], after_line: dict[str, int], relabel: dict[str, str]) -> pl.DataFrame:
+def filter_units(
+    frame: pl.DataFrame, drop: set[str], after_line: dict[str, int], relabel: dict[str, str]
+) -> pl.DataFrame:
     """Rows of ``frame`` (records, quarantine, file counts) that stay: renamed units relabelled, then without
     dropped units and without the lines of appended units past what was consumed."""
     if frame.height == 0:
@@ -140,16 +147,28 @@ def filter_units(frame: pl.DataFrame, drop: set[str], after_line: dict[str, int]
     if drop:
         frame = frame.filter(~sf.is_in(sorted(drop)))
     if after_line and "line_no" in frame.columns:
-        limits = pl.DataFrame({"source_file": list(after_line), "_upto": list(after_line.values())},
-                              schema={"source_file": pl.String, "_upto": pl.Int64})  # fmt: skip
-        frame = (frame.join(limits, on="source_file", how="left", maintain_order="left")
-                 .filter(pl.col("_upto").is_null() | pl.col("line_no").is_null() | (pl.col("line_no") <= pl.col("_upto")))
-                 .drop("_upto"))  # fmt: skip
+        limits = pl.DataFrame(
+            {"source_file": list(after_line), "_upto": list(after_line.values())},
+            schema={"source_file": pl.String, "_upto": pl.Int64},
+        )
+        frame = (
+            frame.join(limits, on="source_file", how="left", maintain_order="left")
+            .filter(
+                pl.col("_upto").is_null()
+                | pl.col("line_no").is_null()
+                | (pl.col("line_no") <= pl.col("_upto"))
+            )
+            .drop("_upto")
+        )
     return frame
 
 
 #: The manifest of a source read whole whenever its file changes (interactions.db, model-usage.jsonl).
-WHOLE_FILE: dict[str, pl.DataType] = {"source_file": pl.String(), "stamp": pl.String(), "days": pl.List(pl.Date())}
+WHOLE_FILE: dict[str, pl.DataType] = {
+    "source_file": pl.String(),
+    "stamp": pl.String(),
+    "days": pl.List(pl.Date()),
+}
 
 
 def file_stamp(paths: list[Path]) -> str:
@@ -166,7 +185,9 @@ def file_stamp(paths: list[Path]) -> str:
     return "|".join(parts)
 
 
-def stage_whole_file(state: SourceState, stamp: str, read, *, settings_key: str = "", full_rebuild: bool = False):
+def stage_whole_file(
+    state: SourceState, stamp: str, read, *, settings_key: str = "", full_rebuild: bool = False
+):
     """Stage a source that is read whole when it changed: ``read()`` returns (SourceBatch, extra) and is
     called only when ``stamp`` differs from the last run's (or on a full rebuild). Returns (report, extra or
     None when the source was not read)."""
@@ -193,4 +214,6 @@ def stage_whole_file(state: SourceState, stamp: str, read, *, settings_key: str 
     rows = [{"source_file": u, "stamp": stamp, "days": days.get(u, [])} for u in units]
     state.write_manifest(pl.DataFrame(rows, schema=WHOLE_FILE), WHOLE_FILE, settings_key)
     state.end()
-    return ReadReport(touched=touched, problems=list(batch.problems), mode=f"full: {why}" if why else "changed"), extra
+    return ReadReport(
+        touched=touched, problems=list(batch.problems), mode=f"full: {why}" if why else "changed"
+    ), extra

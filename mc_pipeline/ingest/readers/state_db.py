@@ -30,7 +30,9 @@ STATE_REL = "state/openclaw.sqlite"
 @dataclass
 class StateDb:
     present: bool = False
-    agent_dbs: list[tuple[str, Path]] = field(default_factory=list)  # (agent id, absolute path) from the registry
+    agent_dbs: list[tuple[str, Path]] = field(
+        default_factory=list
+    )  # (agent id, absolute path) from the registry
     cron_names: dict[str, str] = field(default_factory=dict)  # job id -> name
     cron_sessions: dict[str, str] = field(default_factory=dict)  # session id -> job id (cron_run_logs)
     shared_auth: dict | None = None  # the shared auth profile store when it lives in this database
@@ -108,5 +110,7 @@ def read_state_db(home: Path) -> StateDb:
         if isinstance(store, dict) and isinstance(store.get("profiles", {}), dict):
             state.shared_auth = store
         elif store is not None:
-            state.problems.append(f"{STATE_REL}: config_machine_state authProfiles.store is not an auth profile store")
+            state.problems.append(
+                f"{STATE_REL}: config_machine_state authProfiles.store is not an auth profile store"
+            )
     return state

@@ -15,17 +15,17 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 
+from mc_pipeline.ingest.day_store import Removal
 from mc_pipeline.ingest.readers.batch import SourceBatch
 from mc_pipeline.ingest.readers.home import TranscriptFile, discover_transcripts
-from mc_pipeline.ingest.day_store import Removal
 from mc_pipeline.ingest.readers.manifest import (
     CLOCK_REASONS,
     FINGERPRINT_BYTES,
@@ -145,7 +145,9 @@ class _UnitReader:
                 res = self.read_file(job)
             except OSError as exc:  # its rows (if any were parsed) are dropped by the caller
                 tf = job.tf
-                res = _FileResult(tf, tf.session_id, 0, 0, "", "", tf.size, error=f"cannot read ({exc.strerror or exc})")
+                res = _FileResult(
+                    tf, tf.session_id, 0, 0, "", "", tf.size, error=f"cannot read ({exc.strerror or exc})"
+                )
             self.out.files.append(res)
         self.flush()
         return self.out
@@ -166,18 +168,35 @@ class _UnitReader:
                         nl = block.find(b"\n")
                         res.session_id = _header_session_id(block if nl < 0 else block[:nl]) or tf.session_id
                     n = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-                    piece = Piece(block, rel=tf.rel, agent_id=tf.agent_id, session_id=res.session_id,
-                                  first_line=res.lines_consumed + 1, at_eof=True, n_lines=n)  # fmt: skip
+                    piece = Piece(
+                        block,
+                        rel=tf.rel,
+                        agent_id=tf.agent_id,
+                        session_id=res.session_id,
+                        first_line=res.lines_consumed + 1,
+                        at_eof=True,
+                        n_lines=n,
+                    )
                     res.lines_consumed += n
                     self.queue(piece, res.body)
             except ZstdError as exc:
                 self.flush()
                 res.lines_consumed += 1  # the unreadable rest, accounted as one quarantined line
                 res.body.quarantined += 1
-                self.out.quarantine.append(pl.DataFrame(
-                    [{"source": SOURCE, "source_file": tf.rel, "line_no": None,
-                      "reason": f"compressed archive does not decompress: {exc}", "excerpt": None}],
-                    schema=QUARANTINE))  # fmt: skip
+                self.out.quarantine.append(
+                    pl.DataFrame(
+                        [
+                            {
+                                "source": SOURCE,
+                                "source_file": tf.rel,
+                                "line_no": None,
+                                "reason": f"compressed archive does not decompress: {exc}",
+                                "excerpt": None,
+                            }
+                        ],
+                        schema=QUARANTINE,
+                    )
+                )
         res.head_hash = fingerprint(head)
         res.tail_hash = fingerprint(head)
         self.out.bytes_read += tf.size
@@ -220,16 +239,30 @@ class _UnitReader:
                     head += body[: fp - len(head)]
                 recent = body[-fp:] if len(body) >= fp else (recent + body)[-fp:]
                 n = body.count(b"\n")
-                piece = Piece(body, rel=tf.rel, agent_id=tf.agent_id, session_id=res.session_id,
-                              first_line=res.lines_consumed + 1, at_eof=False, n_lines=n,
-                              is_fork=(entry or {}).get("is_fork"))  # fmt: skip
+                piece = Piece(
+                    body,
+                    rel=tf.rel,
+                    agent_id=tf.agent_id,
+                    session_id=res.session_id,
+                    first_line=res.lines_consumed + 1,
+                    at_eof=False,
+                    n_lines=n,
+                    is_fork=(entry or {}).get("is_fork"),
+                )
                 res.bytes_consumed += len(body)
                 res.lines_consumed += n
                 self.queue(piece, res.body)
             if buf:
-                tail = Piece(buf, rel=tf.rel, agent_id=tf.agent_id, session_id=res.session_id,
-                             first_line=res.lines_consumed + 1, at_eof=True, n_lines=1,
-                             is_fork=(entry or {}).get("is_fork"))  # fmt: skip
+                tail = Piece(
+                    buf,
+                    rel=tf.rel,
+                    agent_id=tf.agent_id,
+                    session_id=res.session_id,
+                    first_line=res.lines_consumed + 1,
+                    at_eof=True,
+                    n_lines=1,
+                    is_fork=(entry or {}).get("is_fork"),
+                )
                 self.queue(tail, res.tail)
         # size stays the one seen at discovery: bytes written since make the next run append, not re-read
         res.head_hash = fingerprint(head)
@@ -266,8 +299,15 @@ class _Collected:
 
 
 def _read_jobs(
-    jobs: list[_Job], sink: Callable[[pl.DataFrame], None], *, tz: str | None, progress: Progress | None,
-    every_s: float, workers: int, unit_bytes: int, now: datetime,
+    jobs: list[_Job],
+    sink: Callable[[pl.DataFrame], None],
+    *,
+    tz: str | None,
+    progress: Progress | None,
+    every_s: float,
+    workers: int,
+    unit_bytes: int,
+    now: datetime,
 ) -> _Collected:
     """Read and parse ``jobs`` on a thread pool; each unit's call records go to ``sink`` as it completes,
     so no more than a few units' records are in memory at once."""
@@ -290,7 +330,9 @@ def _read_jobs(
             done += res.bytes_read
             if progress and time.monotonic() - last > every_s:
                 last = time.monotonic()
-                progress(f"transcripts: {done / 1e6:.0f}/{total / 1e6:.0f} MB of {len(jobs)} new or changed files")
+                progress(
+                    f"transcripts: {done / 1e6:.0f}/{total / 1e6:.0f} MB of {len(jobs)} new or changed files"
+                )
     return out
 
 
@@ -305,13 +347,14 @@ def _count_row(f: _FileResult) -> tuple[dict, PieceStats]:
         quarantined=base.get("quarantined", 0) + f.body.quarantined,
     )
     row = {
-        "source": SOURCE, "source_file": f.tf.rel,
+        "source": SOURCE,
+        "source_file": f.tf.rel,
         "lines_read": consumed.lines_read + f.tail.lines_read,
         "calls": consumed.calls + f.tail.calls,
         "other_entries": consumed.other_entries + f.tail.other_entries,
         "skipped_by_rule": consumed.skipped_by_rule + f.tail.skipped_by_rule,
         "quarantined": consumed.quarantined + f.tail.quarantined,
-    }  # fmt: skip
+    }
     return row, consumed
 
 
@@ -319,14 +362,25 @@ def _manifest_entry(f: _FileResult, consumed: PieceStats, days: list) -> dict:
     base = f.appended_to or {}
     fork = f.body.is_fork if f.body.is_fork is not None else base.get("is_fork")
     return {
-        "source_file": f.tf.rel, "agent_id": f.tf.agent_id, "name_session_id": f.tf.session_id,
-        "session_id": f.session_id, "size": f.size, "mtime_ns": f.tf.mtime_ns, "inode": f.tf.inode,
-        "bytes_consumed": f.bytes_consumed, "lines_consumed": f.lines_consumed,
-        "head_hash": f.head_hash, "tail_hash": f.tail_hash,
-        "calls": consumed.calls, "other_entries": consumed.other_entries,
-        "skipped_by_rule": consumed.skipped_by_rule, "quarantined": consumed.quarantined, "reread": False,
-        "is_fork": bool(fork), "days": days,
-    }  # fmt: skip
+        "source_file": f.tf.rel,
+        "agent_id": f.tf.agent_id,
+        "name_session_id": f.tf.session_id,
+        "session_id": f.session_id,
+        "size": f.size,
+        "mtime_ns": f.tf.mtime_ns,
+        "inode": f.tf.inode,
+        "bytes_consumed": f.bytes_consumed,
+        "lines_consumed": f.lines_consumed,
+        "head_hash": f.head_hash,
+        "tail_hash": f.tail_hash,
+        "calls": consumed.calls,
+        "other_entries": consumed.other_entries,
+        "skipped_by_rule": consumed.skipped_by_rule,
+        "quarantined": consumed.quarantined,
+        "reread": False,
+        "is_fork": bool(fork),
+        "days": days,
+    }
 
 
 @dataclass
@@ -359,7 +413,7 @@ def stage_transcript_files(
     names the days whose records changed. ``reread``: files to read again whole whatever their state (a
     rerun of a day from the raw files). ``settings_key``: what the records depend on besides the files
     (the time zone of the days); a manifest written under another key means a full read."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     found = discover_transcripts(home)
     manifest = None if full_rebuild else state.manifest(MANIFEST, settings_key)
     why = "full rebuild requested" if full_rebuild else None
@@ -371,7 +425,9 @@ def stage_transcript_files(
         state.reset()
         manifest = empty_manifest()
     if reread:
-        manifest = manifest.with_columns(reread=pl.col("reread") | pl.col("source_file").is_in(sorted(reread)))
+        manifest = manifest.with_columns(
+            reread=pl.col("reread") | pl.col("source_file").is_in(sorted(reread))
+        )
     plan = plan_reads(found.files, manifest)
     prev = {row["source_file"]: row for row in manifest.iter_rows(named=True)}
 
@@ -395,13 +451,25 @@ def stage_transcript_files(
     jobs.sort(key=lambda j: order[j.tf.rel])
     state.begin()
     store = state.store
-    got = _read_jobs(jobs, store.add, tz=state.tz, progress=progress, every_s=every_s, workers=workers,
-                     unit_bytes=unit_bytes, now=now)  # fmt: skip
+    got = _read_jobs(
+        jobs,
+        store.add,
+        tz=state.tz,
+        progress=progress,
+        every_s=every_s,
+        workers=workers,
+        unit_bytes=unit_bytes,
+        now=now,
+    )
 
     problems = list(found.problems)
     failed = {f.tf.rel for f in got.files if f.error}
     problems += [f"{f.tf.rel}: {f.error}" for f in got.files if f.error]
-    rewritten = {f.tf.rel for f in got.files if not f.error and f.appended_to is None and f.tf.rel in removal.after_line}
+    rewritten = {
+        f.tf.rel
+        for f in got.files
+        if not f.error and f.appended_to is None and f.tf.rel in removal.after_line
+    }
     # an appended file that turned out rewritten, or that could not be read: none of its old rows stay,
     # nor rows parsed before a failure
     for rel in rewritten | failed:
@@ -413,15 +481,20 @@ def stage_transcript_files(
 
     quarantine = filter_units(state.quarantine(), removal.units, removal.after_line, removal.relabel)
     new_q = [q for q in got.quarantine if q.height]
-    quarantine = pl.concat([quarantine, *[q.cast(QUARANTINE) for q in new_q]]).filter(~pl.col("source_file").is_in(sorted(failed)))
+    quarantine = pl.concat([quarantine, *[q.cast(QUARANTINE) for q in new_q]]).filter(
+        ~pl.col("source_file").is_in(sorted(failed))
+    )
 
     keep = [tf.rel for tf, _ in plan.unchanged]
     counts = [state.file_counts().filter(pl.col("source_file").is_in(keep))]
     entries = [e for _, e in plan.unchanged]
     if plan.renamed:
         moves = {e["source_file"]: tf.rel for tf, e in plan.renamed}
-        counts.append(state.file_counts().filter(pl.col("source_file").is_in(list(moves))).with_columns(
-            source_file=pl.col("source_file").replace_strict(moves, return_dtype=pl.String)))
+        counts.append(
+            state.file_counts()
+            .filter(pl.col("source_file").is_in(list(moves)))
+            .with_columns(source_file=pl.col("source_file").replace_strict(moves, return_dtype=pl.String))
+        )
         entries += [{**e, "source_file": tf.rel} for tf, e in plan.renamed]
     rows = []
     for f in got.files:
@@ -433,15 +506,23 @@ def stage_transcript_files(
         entries.append(_manifest_entry(f, consumed, sorted(old_days | got.days.get(f.tf.rel, set()))))
     file_counts = pl.concat([c.cast(FILE_COUNTS) for c in counts] + [pl.DataFrame(rows, schema=FILE_COUNTS)])
 
-    pos = pl.DataFrame({"source_file": list(order), "_pos": list(order.values())},
-                       schema={"source_file": pl.String, "_pos": pl.Int64})  # fmt: skip
+    pos = pl.DataFrame(
+        {"source_file": list(order), "_pos": list(order.values())},
+        schema={"source_file": pl.String, "_pos": pl.Int64},
+    )
 
     def ordered(frame: pl.DataFrame, by_line: bool = True) -> pl.DataFrame:
         out = frame.join(pos, on="source_file", how="left", maintain_order="left")
-        return out.sort(["_pos", "line_no"] if by_line else ["_pos"], maintain_order=True, nulls_last=True).drop("_pos")
+        return out.sort(
+            ["_pos", "line_no"] if by_line else ["_pos"], maintain_order=True, nulls_last=True
+        ).drop("_pos")
 
     quarantine, file_counts = ordered(quarantine), ordered(file_counts, by_line=False)
-    clock = set(quarantine.filter(pl.col("reason").str.starts_with(CLOCK_REASONS[0])).get_column("source_file").to_list())
+    clock = set(
+        quarantine.filter(pl.col("reason").str.starts_with(CLOCK_REASONS[0]))
+        .get_column("source_file")
+        .to_list()
+    )
     new_manifest = pl.DataFrame(entries, schema=MANIFEST) if entries else empty_manifest()
     if clock:
         new_manifest = new_manifest.with_columns(reread=pl.col("source_file").is_in(sorted(clock)))
@@ -454,26 +535,44 @@ def stage_transcript_files(
     return read
 
 
-def read_transcripts(home: Path, progress: Progress | None = None, every_s: float = 2.0,
-                     now: datetime | None = None, unit_bytes: int = UNIT_BYTES, workers: int = WORKERS) -> SourceBatch:
+def read_transcripts(
+    home: Path,
+    progress: Progress | None = None,
+    every_s: float = 2.0,
+    now: datetime | None = None,
+    unit_bytes: int = UNIT_BYTES,
+    workers: int = WORKERS,
+) -> SourceBatch:
     """Parse all live, topic, reset and deleted transcripts under ``home`` (never .bak copies), in memory
     (no staging): for tests and small homes."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     found = discover_transcripts(home)
     calls: list[pl.DataFrame] = []
-    got = _read_jobs([_Job(tf) for tf in found.files], calls.append, tz=None, progress=progress, every_s=every_s,
-                     workers=workers, unit_bytes=unit_bytes, now=now)  # fmt: skip
+    got = _read_jobs(
+        [_Job(tf) for tf in found.files],
+        calls.append,
+        tz=None,
+        progress=progress,
+        every_s=every_s,
+        workers=workers,
+        unit_bytes=unit_bytes,
+        now=now,
+    )
     problems = list(found.problems) + [f"{f.tf.rel}: {f.error}" for f in got.files if f.error]
     failed = {f.tf.rel for f in got.files if f.error}
     rows = [_count_row(f)[0] for f in got.files if not f.error]
     order = {tf.rel: i for i, tf in enumerate(found.files)}
-    pos = pl.DataFrame({"source_file": list(order), "_pos": list(order.values())},
-                       schema={"source_file": pl.String, "_pos": pl.Int64})  # fmt: skip
+    pos = pl.DataFrame(
+        {"source_file": list(order), "_pos": list(order.values())},
+        schema={"source_file": pl.String, "_pos": pl.Int64},
+    )
 
     def ordered(frame: pl.DataFrame, by_line: bool = True) -> pl.DataFrame:
         frame = frame.filter(~pl.col("source_file").is_in(sorted(failed)))
         out = frame.join(pos, on="source_file", how="left", maintain_order="left")
-        return out.sort(["_pos", "line_no"] if by_line else ["_pos"], maintain_order=True, nulls_last=True).drop("_pos")
+        return out.sort(
+            ["_pos", "line_no"] if by_line else ["_pos"], maintain_order=True, nulls_last=True
+        ).drop("_pos")
 
     records = pl.concat([c.cast(CALL_RECORDS) for c in calls]) if calls else pl.DataFrame(schema=CALL_RECORDS)
     q = [x.cast(QUARANTINE) for x in got.quarantine if x.height]

@@ -17,7 +17,7 @@ import io
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
@@ -70,7 +70,9 @@ ANY_JSON = frozenset({"message.content", "data", "parentSession", "message.__ope
 #: The custom entry OpenClaw appends when a prompt throws, times out or is rolled back
 #: (docs/openclaw-formats.md#prompt-errors).
 PROMPT_ERROR = "openclaw:prompt-error"
-_BLOCKS = pl.List(_S({"type": pl.String(), "name": pl.String(), "thinking": pl.String(), "redacted": pl.Boolean()}))
+_BLOCKS = pl.List(
+    _S({"type": pl.String(), "name": pl.String(), "thinking": pl.String(), "redacted": pl.Boolean()})
+)
 
 #: Entry types that are part of the format but are not model calls.
 KNOWN_TYPES = frozenset(
@@ -91,7 +93,7 @@ KNOWN_TYPES = frozenset(
 BOOKKEEPING_PROVIDER = "openclaw"
 
 #: Call times outside [EARLIEST, now + FUTURE_SLACK] are not trusted.
-EARLIEST = datetime(2015, 1, 1, tzinfo=timezone.utc)
+EARLIEST = datetime(2015, 1, 1, tzinfo=UTC)
 FUTURE_SLACK = timedelta(days=1)
 #: More tokens than this in one call is not a real count (the largest context windows are ~2M).
 MAX_TOKENS = 1_000_000_000
@@ -272,7 +274,9 @@ def _call_time(now: datetime, ms: pl.Expr) -> pl.Expr:
     return pl.when(ok(from_ms)).then(from_ms).when(ok(from_entry)).then(from_entry).otherwise(None)
 
 
-def _extract(frame: pl.DataFrame, meta: pl.DataFrame, *, now: datetime) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+def _extract(
+    frame: pl.DataFrame, meta: pl.DataFrame, *, now: datetime
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Calls, quarantined rows and per-piece counts of the lines of one or more pieces.
 
     ``frame`` holds parsed lines with ``_f`` (which piece) and ``line_no``; ``meta`` one row per piece
@@ -337,8 +341,10 @@ def _extract(frame: pl.DataFrame, meta: pl.DataFrame, *, now: datetime) -> tuple
     usage = msg.struct.field("usage")
     stop = pl.when(pe).then(pl.lit("error")).otherwise(msg.struct.field("stopReason"))
     failed = stop.is_in(["error", "aborted"]).fill_null(False)
-    started_ms = pl.when(pe).then(from_data("timestamp").cast(pl.Int64, strict=False)).otherwise(
-        msg.struct.field("timestamp")
+    started_ms = (
+        pl.when(pe)
+        .then(from_data("timestamp").cast(pl.Int64, strict=False))
+        .otherwise(msg.struct.field("timestamp"))
     )
 
     def tok(name: str) -> pl.Expr:
@@ -378,7 +384,11 @@ def _extract(frame: pl.DataFrame, meta: pl.DataFrame, *, now: datetime) -> tuple
     thinking = _thinking_of(calls.get_column("_content"))
     calls = pl.concat([calls.drop("_content"), thinking], how="horizontal")
 
-    what = pl.when(pl.col("entry_kind") == "prompt_error").then(pl.lit("prompt-error")).otherwise(pl.lit("assistant"))
+    what = (
+        pl.when(pl.col("entry_kind") == "prompt_error")
+        .then(pl.lit("prompt-error"))
+        .otherwise(pl.lit("assistant"))
+    )
     reason = (
         pl.when(pl.col("provider").fill_null("") == "")
         .then(pl.format("{} entry without a provider", what))
@@ -393,7 +403,9 @@ def _extract(frame: pl.DataFrame, meta: pl.DataFrame, *, now: datetime) -> tuple
             > MAX_TOKENS
         )
         .then(pl.lit(f"implausible token count (over {MAX_TOKENS:,})"))
-        .when(pl.min_horizontal("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens") < 0)
+        .when(
+            pl.min_horizontal("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens") < 0
+        )
         .then(pl.lit("negative token count"))
         .when(pl.col("cost_recorded_usd") < 0)
         .then(pl.lit("negative recorded cost"))
@@ -541,18 +553,22 @@ def _numbered(frame: pl.DataFrame, idx: list[int], pieces: list[Piece], n: list[
         }
     ).select(
         pl.col("_f").repeat_by("_n").explode(),
-        (pl.col("_first").repeat_by("_n").explode() + pl.int_ranges(0, pl.col("_n")).explode()).alias("line_no"),
+        (pl.col("_first").repeat_by("_n").explode() + pl.int_ranges(0, pl.col("_n")).explode()).alias(
+            "line_no"
+        ),
     )
     return pl.concat([frame, spans], how="horizontal")
 
 
-def parse_pieces(pieces: list[Piece], now: datetime | None = None) -> tuple[pl.DataFrame, pl.DataFrame, list[PieceStats]]:
+def parse_pieces(
+    pieces: list[Piece], now: datetime | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame, list[PieceStats]]:
     """(CALL_RECORDS, QUARANTINE, stats per piece) of several transcript pieces, parsed together.
 
     The common case (no bad line anywhere) is a single Polars pass over all pieces; a piece with a bad
     or blank line is re-read on its own, line by line. Results do not depend on how pieces are grouped.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     n = [_n_lines(p.data) if p.n_lines is None else p.n_lines for p in pieces]
     stats = [PieceStats(lines_read=k) for k in n]
     # a blank line makes Polars return fewer rows than lines: caught by _fast_frame's row count
@@ -596,8 +612,14 @@ def parse_pieces(pieces: list[Piece], now: datetime | None = None) -> tuple[pl.D
             "session_id": [p.session_id for p in pieces],
             "is_fork": [p.is_fork for p in pieces],
         },
-        schema={"_f": pl.Int64, "source": pl.String, "rel": pl.String, "agent_id": pl.String,
-                "session_id": pl.String, "is_fork": pl.Boolean},
+        schema={
+            "_f": pl.Int64,
+            "source": pl.String,
+            "rel": pl.String,
+            "agent_id": pl.String,
+            "session_id": pl.String,
+            "is_fork": pl.Boolean,
+        },
     )
     calls, bad, counts = _extract(lines, meta, now=now)
 
@@ -622,7 +644,9 @@ def parse_pieces(pieces: list[Piece], now: datetime | None = None) -> tuple[pl.D
     )
     if slow and q.height:  # piece order, then line order, like reading the pieces one after another
         order = {p.rel: i for i, p in reversed(list(enumerate(pieces)))}
-        q = q.sort(pl.col("source_file").replace_strict(order, default=len(pieces)), "line_no", maintain_order=True)
+        q = q.sort(
+            pl.col("source_file").replace_strict(order, default=len(pieces)), "line_no", maintain_order=True
+        )
     return _compact(conform(calls, CALL_RECORDS)), _compact(q), stats
 
 
@@ -646,7 +670,15 @@ def parse_transcript(
     """Parse a chunk of a transcript (a whole file, or what was appended since ``first_line``).
 
     ``source`` names the reader in the rows (``transcript_store`` when the lines came from SQLite)."""
-    piece = Piece(data, rel=rel, agent_id=agent_id, session_id=session_id, first_line=first_line, at_eof=at_eof, source=source)
+    piece = Piece(
+        data,
+        rel=rel,
+        agent_id=agent_id,
+        session_id=session_id,
+        first_line=first_line,
+        at_eof=at_eof,
+        source=source,
+    )
     calls, q, (st,) = parse_pieces([piece], now)
     return ParsedChunk(
         calls=calls,

@@ -20,7 +20,8 @@ import zstandard
 
 #: zstd frames start with this magic number (little endian 0xFD2FB528).
 MAGIC = b"\x28\xb5\x2f\xfd"
-#: The most one transcript line may expand to (OpenClaw compresses lines of 1 KiB..4 MiB; 64 MiB is far beyond).
+#: The most one transcript line may expand to (OpenClaw compresses lines of 1 KiB..4 MiB; 64 MiB is far
+#: beyond).
 MAX_LINE_BYTES = 64 * 1024 * 1024
 #: Bytes handed on per read of a streamed archive (line-aligned pieces are cut from these).
 STREAM_CHUNK = 4 * 1024 * 1024
