@@ -251,8 +251,9 @@ def budget_alerts(
                     "scope": f"{b.scope}:{b.name or '*'}",
                     "period": st.period,
                     "severity": "critical" if t >= 100 else "warning",
-                    "message": f"{b.period.capitalize()} budget of {b.label} {st.period}: {_usd(st.spend_usd)} is {st.percent:.0f}% "
-                    f"of {_usd(b.limit_usd)} (threshold {t:g}%){forecast}",
+                    "message": f"{b.period.capitalize()} budget of {b.label} {st.period}: "
+                    f"{_usd(st.spend_usd)} is {st.percent:.0f}% of {_usd(b.limit_usd)} "
+                    f"(threshold {t:g}%){forecast}",
                     "value": st.spend_usd,
                     "limit": b.limit_usd * t / 100,
                     "raised_at": now,
@@ -343,9 +344,9 @@ def window_alerts(
                         "scope": f"{w.provider}:{w.window}",
                         "period": start,
                         "severity": "critical" if t >= 100 else "warning",
-                        "message": f"{w.provider} {w.window} window since {start}: {st.used:,} {what} is {st.percent:.0f}% of "
-                        f"{st.limit:,} (threshold {t:g}%); resets at "
-                        f"{st.resets_at.astimezone(UTC).strftime('%Y-%m-%dT%H:%MZ')}",
+                        "message": f"{w.provider} {w.window} window since {start}: "
+                        f"{st.used:,} {what} is {st.percent:.0f}% of {st.limit:,} (threshold {t:g}%); "
+                        f"resets at {st.resets_at.astimezone(UTC).strftime('%Y-%m-%dT%H:%MZ')}",
                         "value": float(st.used),
                         "limit": st.limit * t / 100,
                         "raised_at": now,

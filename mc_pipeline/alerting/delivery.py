@@ -79,7 +79,8 @@ def alert_dicts(alerts: pl.DataFrame | Iterable[Mapping]) -> list[dict]:
 
 
 def read_alert_log(data_dir: Path) -> list[dict]:
-    """Every alert in ``alerts.jsonl``, oldest first. A line that is not an alert (torn, edited) is skipped."""
+    """Every alert in ``alerts.jsonl``, oldest first. A line that is not an alert (torn, edited) is
+    skipped."""
     path = Path(data_dir) / ALERTS_FILE
     try:
         text = path.read_text(encoding="utf-8")
@@ -274,7 +275,7 @@ def deliver_pending(
     """
     data_dir = Path(data_dir)
     report = DeliveryReport()
-    started = time.monotonic()
+    attempts = _Attempts(post, retries, timeout, backoff, deadline_s, started=time.monotonic())
     by_key = {webhook_key(u): u for u in webhooks}
     with _locked(data_dir, blocking=False) as got:
         if not got:
@@ -283,69 +284,108 @@ def deliver_pending(
         state = read_state(data_dir)
         seen: dict = state["alerts"]
         down: set[str] = set()
+
+        def save() -> None:
+            storage.write_json(state, data_dir / STATE_FILE)
+
         for alert in read_alert_log(data_dir):
             aid = alert["alert_id"]
-            entry = seen.get(aid)
-            if entry is None:
-                entry = seen[aid] = {"targets": {LOG_TARGET: {}, **{k: {} for k in by_key}}}
-                if (
-                    action and alert.get("severity") == "critical"
-                ):  # decided once, when the alert is first seen
-                    entry["action"] = {"command": action[0]}
+            entry = _state_entry(seen, alert, by_key, action)
             if entry.get("action") and "started_at" not in entry["action"]:
-                run_action(
-                    entry["action"],
-                    alert,
-                    action or [],
-                    action_timeout_s,
-                    lambda: storage.write_json(state, data_dir / STATE_FILE),
-                )
+                run_action(entry["action"], alert, action or [], action_timeout_s, save)
                 report.actions.append((aid, entry["action"].get("exit_code")))
-                storage.write_json(state, data_dir / STATE_FILE)
+                save()
             targets: dict = entry["targets"]
             if all(t.get("delivered_at") or t.get("dropped") for t in targets.values()):
                 continue
-            changed = False
-            for key, t in targets.items():
-                if t.get("delivered_at") or t.get("dropped"):
-                    continue
-                if key == LOG_TARGET:
-                    log(alert_text(alert))
-                    t["delivered_at"] = _now_iso()
-                    report.delivered.append((aid, key))
-                    changed = True
-                    continue
-                url = by_key.get(key)
-                if url is None:
-                    t["dropped"] = "webhook no longer in MC_ALERT_WEBHOOKS"
-                    changed = True
-                    continue
-                if key in down or time.monotonic() - started > deadline_s:
-                    report.pending.append((aid, key))
-                    continue
-                error = None
-                for attempt in range(max(1, retries)):
-                    if attempt:
-                        time.sleep(backoff * 2 ** (attempt - 1))
-                    try:
-                        post(url, webhook_payload(alert), timeout)
-                        error = None
-                        break
-                    except Exception as exc:  # noqa: BLE001 - any failure leaves the alert pending
-                        error = _error_text(exc)
-                    if time.monotonic() - started > deadline_s:
-                        break
-                t["attempts"] = t.get("attempts", 0) + attempt + 1
-                changed = True
-                if error is None:
-                    t["delivered_at"] = _now_iso()
-                    t.pop("last_error", None)
-                    report.delivered.append((aid, key))
-                else:
-                    t["last_error"] = error
-                    down.add(key)
-                    report.pending.append((aid, key))
-                    report.errors.append(f"{redact_url(url)}: {error}")
-            if changed:
-                storage.write_json(state, data_dir / STATE_FILE)
+            if _deliver_to_targets(alert, targets, by_key, down, attempts, log, report):
+                save()
     return report
+
+
+@dataclass(frozen=True)
+class _Attempts:
+    """How webhooks are tried in one call of :func:`deliver_pending`."""
+
+    post: Poster
+    retries: int
+    timeout: float
+    backoff: float
+    deadline_s: float
+    started: float  # time.monotonic() when the call started
+
+    def past_deadline(self) -> bool:
+        """Whether the call's deadline has passed (no new attempt starts)."""
+        return time.monotonic() - self.started > self.deadline_s
+
+
+def _state_entry(seen: dict, alert: Mapping, by_key: Mapping[str, str], action: list[str] | None) -> dict:
+    """The alert's delivery state; when first seen, its targets (and whether it has an action) are fixed."""
+    aid = alert["alert_id"]
+    entry = seen.get(aid)
+    if entry is None:
+        entry = seen[aid] = {"targets": {LOG_TARGET: {}, **{k: {} for k in by_key}}}
+        if action and alert.get("severity") == "critical":  # decided once, when the alert is first seen
+            entry["action"] = {"command": action[0]}
+    return entry
+
+
+def _deliver_to_targets(
+    alert: Mapping,
+    targets: dict,
+    by_key: Mapping[str, str],
+    down: set[str],
+    attempts: _Attempts,
+    log: Callable[[str], None],
+    report: DeliveryReport,
+) -> bool:
+    """Deliver one alert to each of its targets not yet done; whether its state changed."""
+    aid = alert["alert_id"]
+    changed = False
+    for key, t in targets.items():
+        if t.get("delivered_at") or t.get("dropped"):
+            continue
+        if key == LOG_TARGET:
+            log(alert_text(alert))
+            t["delivered_at"] = _now_iso()
+            report.delivered.append((aid, key))
+            changed = True
+            continue
+        url = by_key.get(key)
+        if url is None:
+            t["dropped"] = "webhook no longer in MC_ALERT_WEBHOOKS"
+            changed = True
+            continue
+        if key in down or attempts.past_deadline():
+            report.pending.append((aid, key))
+            continue
+        tries, error = _post_with_retries(url, alert, attempts)
+        t["attempts"] = t.get("attempts", 0) + tries
+        changed = True
+        if error is None:
+            t["delivered_at"] = _now_iso()
+            t.pop("last_error", None)
+            report.delivered.append((aid, key))
+        else:
+            t["last_error"] = error
+            down.add(key)
+            report.pending.append((aid, key))
+            report.errors.append(f"{redact_url(url)}: {error}")
+    return changed
+
+
+def _post_with_retries(url: str, alert: Mapping, attempts: _Attempts) -> tuple[int, str | None]:
+    """Post the alert to one webhook, retrying with backoff: (attempts made, the last error or None)."""
+    error = None
+    for attempt in range(max(1, attempts.retries)):
+        if attempt:
+            time.sleep(attempts.backoff * 2 ** (attempt - 1))
+        try:
+            attempts.post(url, webhook_payload(alert), attempts.timeout)
+            error = None
+            break
+        except Exception as exc:  # noqa: BLE001 - any failure leaves the alert pending
+            error = _error_text(exc)
+        if attempts.past_deadline():
+            break
+    return attempt + 1, error

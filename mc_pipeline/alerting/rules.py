@@ -281,6 +281,26 @@ def evaluate_alerts_daily(
     calls = recent
     spend = _spend_frame(usage, rules).select("day", "model", "cost_usd", "unpriced_calls")
 
+    out.extend(_period_limit_alerts(spend, rules, today, now))
+    if rules.model_daily_limit_usd:
+        out.extend(_model_limit_alerts(spend, rules, today, now))
+    if rules.failure_rate_threshold is not None:
+        out.extend(_failure_rate_alerts(calls, rules, today, now))
+    if rules.spike_factor is not None:
+        out.extend(_spike(spend, rules, today, now))
+
+    out.extend(budget_alerts(usage, rules.budgets, now, tz)[0])
+    if rules.budgets.windows and "billing" in calls.columns:
+        out.extend(window_alerts(calls, rules.budgets, now)[0])
+
+    if not out:
+        return pl.DataFrame(schema=ALERTS)
+    return pl.DataFrame(out, schema=ALERTS)
+
+
+def _period_limit_alerts(spend: pl.DataFrame, rules: AlertRules, today: date, now: datetime) -> list[dict]:
+    """The daily, weekly and monthly limits: spend of today, this ISO week and this month over its limit."""
+    out: list[dict] = []
     week_start = today - timedelta(days=today.weekday())
     month_start = today.replace(day=1)
     sums = spend.select(
@@ -321,58 +341,55 @@ def evaluate_alerts_daily(
                     now,
                 )
             )
+    return out
 
-    if rules.model_daily_limit_usd:
-        by_model = (
-            spend.filter(pl.col("day") == today)
-            .group_by("model")
-            .agg(pl.col("cost_usd").sum().alias("usd"))
-            .filter(pl.col("model").is_in(list(rules.model_daily_limit_usd)))
-        )
-        for model, usd in sorted(by_model.iter_rows()):
-            limit = rules.model_daily_limit_usd[model]
-            if (usd or 0.0) > limit:
-                out.append(
-                    _alert(
-                        "model_daily_limit",
-                        today.isoformat(),
-                        f"Daily spend on {model} on {today} {_usd(usd)} exceeds its limit {_usd(limit)}",
-                        usd,
-                        limit,
-                        now,
-                        scope=model,
-                    )
+
+def _model_limit_alerts(spend: pl.DataFrame, rules: AlertRules, today: date, now: datetime) -> list[dict]:
+    """The per-model daily limits: today's spend on each limited model over its limit."""
+    out: list[dict] = []
+    by_model = (
+        spend.filter(pl.col("day") == today)
+        .group_by("model")
+        .agg(pl.col("cost_usd").sum().alias("usd"))
+        .filter(pl.col("model").is_in(list(rules.model_daily_limit_usd)))
+    )
+    for model, usd in sorted(by_model.iter_rows()):
+        limit = rules.model_daily_limit_usd[model]
+        if (usd or 0.0) > limit:
+            out.append(
+                _alert(
+                    "model_daily_limit",
+                    today.isoformat(),
+                    f"Daily spend on {model} on {today} {_usd(usd)} exceeds its limit {_usd(limit)}",
+                    usd,
+                    limit,
+                    now,
+                    scope=model,
                 )
+            )
+    return out
 
-    if rules.failure_rate_threshold is not None:
-        window = calls.filter(pl.col("timestamp") > now - timedelta(hours=24), pl.col("timestamp") <= now)
-        total = window.height
-        failed = window.filter(pl.col("status").is_in(FAILED_STATUSES)).height
-        if total >= rules.failure_min_calls:
-            rate = 100.0 * failed / total
-            if rate > rules.failure_rate_threshold:
-                out.append(
-                    _alert(
-                        "failure_rate",
-                        today.isoformat(),
-                        f"{rate:.1f}% of calls failed in the last 24 h ({failed} of {total}), "
-                        f"above {rules.failure_rate_threshold:g}%",
-                        rate,
-                        rules.failure_rate_threshold,
-                        now,
-                    )
+
+def _failure_rate_alerts(calls: pl.DataFrame, rules: AlertRules, today: date, now: datetime) -> list[dict]:
+    """The failure rate: the share of failed calls in the last 24 h over the threshold (with enough calls)."""
+    window = calls.filter(pl.col("timestamp") > now - timedelta(hours=24), pl.col("timestamp") <= now)
+    total = window.height
+    failed = window.filter(pl.col("status").is_in(FAILED_STATUSES)).height
+    if total >= rules.failure_min_calls:
+        rate = 100.0 * failed / total
+        if rate > rules.failure_rate_threshold:
+            return [
+                _alert(
+                    "failure_rate",
+                    today.isoformat(),
+                    f"{rate:.1f}% of calls failed in the last 24 h ({failed} of {total}), "
+                    f"above {rules.failure_rate_threshold:g}%",
+                    rate,
+                    rules.failure_rate_threshold,
+                    now,
                 )
-
-    if rules.spike_factor is not None:
-        out.extend(_spike(spend, rules, today, now))
-
-    out.extend(budget_alerts(usage, rules.budgets, now, tz)[0])
-    if rules.budgets.windows and "billing" in calls.columns:
-        out.extend(window_alerts(calls, rules.budgets, now)[0])
-
-    if not out:
-        return pl.DataFrame(schema=ALERTS)
-    return pl.DataFrame(out, schema=ALERTS)
+            ]
+    return []
 
 
 def _spike(spend: pl.DataFrame, rules: AlertRules, today: date, now: datetime) -> list[dict]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -32,6 +33,9 @@ from mc_pipeline.costing.task_types import DEFAULT_RULES_PATH, TaskRules
 from mc_pipeline.ingest.day_store import MARGIN, DayStore, day_bounds
 from mc_pipeline.tables import storage
 from mc_pipeline.tables.schemas import CALL_RECORDS, LLM_CALLS, QUARANTINE, conform
+
+if TYPE_CHECKING:
+    from mc_pipeline.tables.store import Tables
 
 #: Records built together (the days of a chunk and their neighbours' margins are in memory at once).
 CHUNK_ROWS = 120_000
@@ -151,7 +155,8 @@ def stale(keys: dict[date, str], built: pl.DataFrame) -> tuple[list[date], list[
 
 
 def chunks(days: list[date], stores: list[DayStore], chunk_rows: int = CHUNK_ROWS) -> list[list[date]]:
-    """``days`` in order, grouped so a group's records stay under ``chunk_rows`` (a bigger day is a group alone)."""
+    """``days`` in order, grouped so a group's records stay under ``chunk_rows`` (a bigger day is a group
+    alone)."""
     rows: dict[date, int] = {}
     for s in stores:
         for d, n in s.index().select("day", "rows").iter_rows():
@@ -170,7 +175,8 @@ def chunks(days: list[date], stores: list[DayStore], chunk_rows: int = CHUNK_ROW
 
 
 def chunk_records(days: list[date], stores: list[DayStore], tz: str) -> pl.DataFrame:
-    """The staged records of ``days`` and of the margins of their neighbours, every source, preferred first."""
+    """The staged records of ``days`` and of the margins of their neighbours, every source, preferred
+    first."""
     from mc_pipeline.tables.schemas import SOURCES
 
     wanted = set(days)
@@ -349,8 +355,6 @@ def build_and_write(
     read)."""
     import time
 
-    from mc_pipeline.calls.daily import daily_tables
-    from mc_pipeline.ingest.reconcile import reconcile_accounting
     from mc_pipeline.ingest.staging import states
     from mc_pipeline.tables.store import AGGREGATES, Tables
 
@@ -360,46 +364,14 @@ def build_and_write(
     stores = [s.store for s in st.values()]
     run = DaysRun()
     built = read_built(tables.table_dir("llm_calls"))
-    if aggregates_only:
-        todo, removed, keys = sorted(days or []), [], dict(built.select("day", "key").iter_rows())
-        enrich = None
-    else:
-        enrich, run.problems = load_enrichment(
-            config.home,
-            tz=config.tz,
-            cost_mode=config.cost_mode,
-            task_rules_path=config.task_rules_path,
-            billing_overrides_path=config.billing_overrides_path,
-            salt=salt,
-        )
-        keys = build_keys(stores, enrich)
-        todo, removed = stale(keys, built)
-        if days is not None:  # a rerun of these days, whatever their state
-            todo = sorted(d for d in days if d in keys)
-            removed = sorted(d for d in days if d not in keys and d in set(built.get_column("day").to_list()))
+    todo, removed, keys, enrich = _plan_days(config, run, built, stores, salt, days, aggregates_only)
     run.total_days = len(keys)
     outputs = {name: [] for name in (*AGGREGATES, "accounting", "rejected")}
     last = time.monotonic()
 
     def keep(b: DayBuild) -> None:
         nonlocal last
-        if not aggregates_only:
-            tables.write_day("llm_calls", b.day, b.calls)
-        tables.write_day("usage_daily", b.day, b.daily.usage_daily)  # the day-partitioned aggregate
-        for name, frame in b.daily.items():
-            outputs[name].append(frame)
-        if b.accounting is not None:
-            outputs["accounting"].append(b.accounting)
-            outputs["rejected"].append(b.rejected.with_columns(day=pl.lit(b.day)))
-        cost = float(b.calls.get_column("cost_usd").sum() or 0.0)
-        run.days.append(DayResult(b.day, b.calls.height, cost, keys.get(b.day, "")))
-        # every row was validated by build_llm_calls (rows failing LlmCallsModel are quarantined, never
-        # written); what is written must still have the contract's columns and types
-        wrong = {c: str(t) for c, t in LLM_CALLS.items() if b.calls.schema.get(c) != t}
-        if wrong:
-            run.schema_errors.append(f"{b.day}: columns not as in schemas.LLM_CALLS: {wrong}")
-        run.rejected_rows += b.rejected_rows
-        run.duplicate_ids += b.calls.height - b.calls.get_column("call_id").n_unique()
+        _keep_day(tables, run, outputs, b, keys, write_calls=not aggregates_only)
         if progress and time.monotonic() - last > 2.0:
             last = time.monotonic()
             progress(f"llm_calls: {len(run.days)}/{len(todo)} days built")
@@ -418,46 +390,126 @@ def build_and_write(
 
     changed = sorted(set(todo) | set(removed))
     if changed:
-        for name in AGGREGATES:
-            frames = outputs[name]
-            every = tables.replace_staged_days(name, changed, pl.concat(frames) if frames else pl.DataFrame())
-            if name != "usage_daily":  # unpartitioned tables: all days in one file
-                tables.write(name, every)
-        if not aggregates_only:
-            for name in ("accounting", "rejected"):
-                frames = [f for f in outputs[name] if f.height]
-                tables.replace_staged_days(name, changed, pl.concat(frames) if frames else pl.DataFrame())
-            new_built = pl.DataFrame(
-                [
-                    {"day": r.day, "key": r.key, "calls": r.calls, "cost_usd": r.cost_usd}
-                    for r in run.days
-                    if not r.removed
-                ],
-                schema=BUILT,
-            )
-            built = pl.concat([built.filter(~pl.col("day").is_in(changed)), new_built]).sort("day")
-            storage.write_parquet(built, tables.table_dir("llm_calls") / BUILT_FILE)
+        _write_changed_days(tables, run, outputs, built, changed, aggregates_only)
     if not aggregates_only:
-        readers_q = pl.concat([s.quarantine() for s in st.values()])
-        rejected = tables.staged("rejected").drop("day")
-        if rejected.height:
-            from mc_pipeline.ingest.readers.transcript_files import with_line_excerpts
-
-            rejected = with_line_excerpts(config.home, rejected)
-        quarantine = pl.concat([readers_q, rejected.cast(QUARANTINE)]).sort(
-            "source", "source_file", "line_no", nulls_last=True
-        )
-        run.quarantine = quarantine
-        run.source_files = reconcile_accounting(
-            pl.concat([s.file_counts() for s in st.values()]), tables.staged("accounting"), quarantine
-        )
-        tables.write("quarantine", quarantine)
-        tables.write("source_files", run.source_files)
+        _write_quarantine(config, tables, st, run)
     return run
 
 
+def _plan_days(
+    config,
+    run: DaysRun,
+    built: pl.DataFrame,
+    stores: list[DayStore],
+    salt: str,
+    days: list[date] | None,
+    aggregates_only: bool,
+) -> tuple[list[date], list[date], dict[date, str], Enrichment | None]:
+    """Plan the run: (days to build, days to remove, every day's key, the enrichment or None)."""
+    if aggregates_only:
+        return sorted(days or []), [], dict(built.select("day", "key").iter_rows()), None
+    enrich, run.problems = load_enrichment(
+        config.home,
+        tz=config.tz,
+        cost_mode=config.cost_mode,
+        task_rules_path=config.task_rules_path,
+        billing_overrides_path=config.billing_overrides_path,
+        salt=salt,
+    )
+    keys = build_keys(stores, enrich)
+    todo, removed = stale(keys, built)
+    if days is not None:  # a rerun of these days, whatever their state
+        todo = sorted(d for d in days if d in keys)
+        removed = sorted(d for d in days if d not in keys and d in set(built.get_column("day").to_list()))
+    return todo, removed, keys, enrich
+
+
+def _keep_day(
+    tables: Tables,
+    run: DaysRun,
+    outputs: dict[str, list[pl.DataFrame]],
+    b: DayBuild,
+    keys: dict[date, str],
+    *,
+    write_calls: bool,
+) -> None:
+    """Keep one built day: write its partitions, collect its aggregates, record its checks' evidence."""
+    if write_calls:
+        tables.write_day("llm_calls", b.day, b.calls)
+    tables.write_day("usage_daily", b.day, b.daily.usage_daily)  # the day-partitioned aggregate
+    for name, frame in b.daily.items():
+        outputs[name].append(frame)
+    if b.accounting is not None:
+        outputs["accounting"].append(b.accounting)
+        outputs["rejected"].append(b.rejected.with_columns(day=pl.lit(b.day)))
+    cost = float(b.calls.get_column("cost_usd").sum() or 0.0)
+    run.days.append(DayResult(b.day, b.calls.height, cost, keys.get(b.day, "")))
+    # every row was validated by build_llm_calls (rows failing LlmCallsModel are quarantined, never
+    # written); what is written must still have the contract's columns and types
+    wrong = {c: str(t) for c, t in LLM_CALLS.items() if b.calls.schema.get(c) != t}
+    if wrong:
+        run.schema_errors.append(f"{b.day}: columns not as in schemas.LLM_CALLS: {wrong}")
+    run.rejected_rows += b.rejected_rows
+    run.duplicate_ids += b.calls.height - b.calls.get_column("call_id").n_unique()
+
+
+def _write_changed_days(
+    tables: Tables,
+    run: DaysRun,
+    outputs: dict[str, list[pl.DataFrame]],
+    built: pl.DataFrame,
+    changed: list[date],
+    aggregates_only: bool,
+) -> None:
+    """Write the all-days tables of the changed days: aggregates, accounting, rejected rows, built index."""
+    from mc_pipeline.tables.store import AGGREGATES
+
+    for name in AGGREGATES:
+        frames = outputs[name]
+        every = tables.replace_staged_days(name, changed, pl.concat(frames) if frames else pl.DataFrame())
+        if name != "usage_daily":  # unpartitioned tables: all days in one file
+            tables.write(name, every)
+    if aggregates_only:
+        return
+    for name in ("accounting", "rejected"):
+        frames = [f for f in outputs[name] if f.height]
+        tables.replace_staged_days(name, changed, pl.concat(frames) if frames else pl.DataFrame())
+    new_built = pl.DataFrame(
+        [
+            {"day": r.day, "key": r.key, "calls": r.calls, "cost_usd": r.cost_usd}
+            for r in run.days
+            if not r.removed
+        ],
+        schema=BUILT,
+    )
+    built = pl.concat([built.filter(~pl.col("day").is_in(changed)), new_built]).sort("day")
+    storage.write_parquet(built, tables.table_dir("llm_calls") / BUILT_FILE)
+
+
+def _write_quarantine(config, tables: Tables, st: dict, run: DaysRun) -> None:
+    """Write the quarantine (readers' and rejected lines) and the line reconciliation of the source files."""
+    from mc_pipeline.ingest.reconcile import reconcile_accounting
+
+    readers_q = pl.concat([s.quarantine() for s in st.values()])
+    rejected = tables.staged("rejected").drop("day")
+    if rejected.height:
+        from mc_pipeline.ingest.readers.transcript_files import with_line_excerpts
+
+        rejected = with_line_excerpts(config.home, rejected)
+    quarantine = pl.concat([readers_q, rejected.cast(QUARANTINE)]).sort(
+        "source", "source_file", "line_no", nulls_last=True
+    )
+    run.quarantine = quarantine
+    run.source_files = reconcile_accounting(
+        pl.concat([s.file_counts() for s in st.values()]), tables.staged("accounting"), quarantine
+    )
+    tables.write("quarantine", quarantine)
+    tables.write("source_files", run.source_files)
+
+
 def session_salt(data_dir: Path) -> str:
-    """A random salt kept in ``$MC_DATA_DIR/staging/session_salt`` (made once): hashed ids cannot be guessed back."""
+    """A random salt kept in ``$MC_DATA_DIR/staging/session_salt`` (made once): hashed ids cannot be
+    guessed back."""
     import secrets
 
     path = data_dir / "staging" / "session_salt"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,13 +102,7 @@ def _parse_rule(raw: Any, index: int, source: str, seen: set[str]) -> TaskRule:
     if unknown:
         raise fail(f"unknown key(s) {unknown}; allowed: {sorted(_RULE_KEYS)}")
 
-    rule_id = raw.get("id")
-    if not isinstance(rule_id, str) or not _ID_RE.match(rule_id):
-        raise fail("needs an `id` of letters, digits, '_' or '-'")
-    if rule_id == DEFAULT_RULE_ID:
-        raise fail(f"id {DEFAULT_RULE_ID!r} is reserved for calls no rule matches")
-    if rule_id in seen:
-        raise fail(f"duplicate id {rule_id!r}")
+    rule_id = _rule_id(raw, seen, fail)
 
     field = raw.get("field")
     if field not in RULE_FIELDS:
@@ -121,6 +116,39 @@ def _parse_rule(raw: Any, index: int, source: str, seen: set[str]) -> TaskRule:
     if not isinstance(case_sensitive, bool):
         raise fail("`case_sensitive` must be true or false")
 
+    values = _rule_values(raw, match, fail)
+    task_type, use_value = _rule_task_type(raw, field, fail)
+
+    if not case_sensitive and match in ("equals", "any_of"):
+        values = [v.lower() for v in values]
+    elif not case_sensitive:
+        values = [f"(?i){v}" for v in values]
+    seen.add(rule_id)
+    return TaskRule(
+        id=rule_id,
+        field=field,
+        match=match,
+        values=tuple(values),
+        task_type=task_type,
+        use_value=use_value,
+        case_sensitive=case_sensitive,
+    )
+
+
+def _rule_id(raw: dict, seen: set[str], fail: Callable[[str], TaskRulesError]) -> str:
+    """A rule's `id`: letters, digits, '_' or '-', not the reserved default, not taken by an earlier rule."""
+    rule_id = raw.get("id")
+    if not isinstance(rule_id, str) or not _ID_RE.match(rule_id):
+        raise fail("needs an `id` of letters, digits, '_' or '-'")
+    if rule_id == DEFAULT_RULE_ID:
+        raise fail(f"id {DEFAULT_RULE_ID!r} is reserved for calls no rule matches")
+    if rule_id in seen:
+        raise fail(f"duplicate id {rule_id!r}")
+    return rule_id
+
+
+def _rule_values(raw: dict, match: str, fail: Callable[[str], TaskRulesError]) -> list[str]:
+    """A rule's `value` as its match kind needs it: strings, or regexes (globs translated) that compile."""
     value = raw.get("value")
     values: list[str] | None
     if match == "present":
@@ -145,7 +173,11 @@ def _parse_rule(raw: Any, index: int, source: str, seen: set[str]) -> TaskRule:
             error = _check_regex(pattern)
             if error:
                 raise fail(f"invalid {match} {pattern!r}: {error}")
+    return values
 
+
+def _rule_task_type(raw: dict, field: str, fail: Callable[[str], TaskRulesError]) -> tuple[str | None, bool]:
+    """A rule's outcome: (`task_type`, `use_value`), exactly one of them given."""
     use_value = raw.get("use_value", False)
     if not isinstance(use_value, bool):
         raise fail("`use_value` must be true or false")
@@ -157,21 +189,7 @@ def _parse_rule(raw: Any, index: int, source: str, seen: set[str]) -> TaskRule:
             raise fail(f"`use_value` cannot take a task type from list field {field!r}")
     elif not isinstance(task_type, str) or not task_type or task_type != task_type.strip():
         raise fail("needs `task_type` = a non-blank string without surrounding spaces, or `use_value = true`")
-
-    if not case_sensitive and match in ("equals", "any_of"):
-        values = [v.lower() for v in values]
-    elif not case_sensitive:
-        values = [f"(?i){v}" for v in values]
-    seen.add(rule_id)
-    return TaskRule(
-        id=rule_id,
-        field=field,
-        match=match,
-        values=tuple(values),
-        task_type=task_type,
-        use_value=use_value,
-        case_sensitive=case_sensitive,
-    )
+    return task_type, use_value
 
 
 def parse_task_rules(data: dict[str, Any], source: str = "<rules>") -> TaskRules:

@@ -23,6 +23,8 @@ from mc_pipeline.runtime.config import parse_bool
 
 if TYPE_CHECKING:  # Dagster and Polars are imported only when a run really starts
     from mc_pipeline.defs.resources import McSettings
+    from mc_pipeline.runtime.fingerprint import Decision, Inputs
+    from mc_pipeline.tables.store import Tables
 
 
 def ensure_dagster_home(settings: McSettings) -> Path:
@@ -39,34 +41,55 @@ def create_instance_storage(home: Path) -> None:
 
 def summary_lines(settings: McSettings) -> list[str]:
     """What a person wants to know after a run, read back from the small tables on disk (never all calls)."""
-    import polars as pl
-
-    from mc_pipeline.tables.schemas import SOURCE_LABELS, SOURCES
     from mc_pipeline.tables.store import Tables
 
     io = Tables(settings.data)
+    lines = _usage_lines(io, settings)
+    lines += _file_lines(io)
+    lines += _problem_lines(io)
+    lines += _alert_lines(io)
+    lines += fleet_lines(settings)
+    lines.append(f"outputs:      {io.parquet}")
+    usage = io.root / "usage-data.json"
+    if usage.exists():
+        lines.append(
+            f"dashboard:    {usage}"
+            + (" (the fleet; each home's in homes/<name>/)" if settings.fleet() else "")
+        )
+    return lines
+
+
+def _usage_lines(io: Tables, settings: McSettings) -> list[str]:
+    """The summary's calls, cost, days and sources (or that no model calls were found)."""
+    import polars as pl
+
+    from mc_pipeline.tables.schemas import SOURCE_LABELS, SOURCES
+
     usage = io.staged("usage_daily")
-    lines = []
     if usage.height == 0:
         where = ", ".join(str(p) for _, p in settings.fleet()) or settings.home
-        lines.append(f"No model calls found under {where} (is OPENCLAW_HOME / MC_OPENCLAW_HOMES right?).")
-    else:
-        t = usage.select(pl.col("calls", "failed_calls", "unpriced_calls", "cost_usd").sum()).row(
-            0, named=True
-        )
-        days = usage.get_column("day")
-        counted = dict(io.staged("accounting").group_by("source").agg(pl.col("calls").sum()).iter_rows())
-        by_source = [
-            (SOURCE_LABELS.get(s, s), counted[s])
-            for s in [*SOURCES, *sorted(set(counted) - set(SOURCES))]
-            if counted.get(s)
-        ]
-        lines += [
-            f"calls:        {t['calls']:,} ({t['failed_calls']:,} failed, {t['unpriced_calls']:,} unpriced)",
-            f"cost:         ${t['cost_usd'] or 0.0:,.2f} ({settings.cost_mode} mode)",
-            f"days:         {days.n_unique()} ({days.min()} .. {days.max()}, {settings.timezone})",
-            "sources:      " + "; ".join(f"{s} {n:,}" for s, n in by_source),
-        ]
+        return [f"No model calls found under {where} (is OPENCLAW_HOME / MC_OPENCLAW_HOMES right?)."]
+    t = usage.select(pl.col("calls", "failed_calls", "unpriced_calls", "cost_usd").sum()).row(0, named=True)
+    days = usage.get_column("day")
+    counted = dict(io.staged("accounting").group_by("source").agg(pl.col("calls").sum()).iter_rows())
+    by_source = [
+        (SOURCE_LABELS.get(s, s), counted[s])
+        for s in [*SOURCES, *sorted(set(counted) - set(SOURCES))]
+        if counted.get(s)
+    ]
+    return [
+        f"calls:        {t['calls']:,} ({t['failed_calls']:,} failed, {t['unpriced_calls']:,} unpriced)",
+        f"cost:         ${t['cost_usd'] or 0.0:,.2f} ({settings.cost_mode} mode)",
+        f"days:         {days.n_unique()} ({days.min()} .. {days.max()}, {settings.timezone})",
+        "sources:      " + "; ".join(f"{s} {n:,}" for s, n in by_source),
+    ]
+
+
+def _file_lines(io: Tables) -> list[str]:
+    """The summary's quarantined lines and source files read (and whether they reconcile)."""
+    import polars as pl
+
+    lines = []
     qfile = io.table_dir("quarantine") / "quarantine.parquet"
     if qfile.exists():
         q = io.read("quarantine")
@@ -80,6 +103,12 @@ def summary_lines(settings: McSettings) -> list[str]:
             + (f", {unbalanced} NOT reconciled" if unbalanced else ", all reconciled")
             + ")"
         )
+    return lines
+
+
+def _problem_lines(io: Tables) -> list[str]:
+    """The summary's problems of the sources read and warnings of sources that went silent or changed."""
+    lines = []
     staging = io.root / "staging"
     for problems in sorted(staging.glob("*/problems.json")):
         for p in json.loads(problems.read_text()):
@@ -90,6 +119,12 @@ def summary_lines(settings: McSettings) -> list[str]:
         health = {}
     for w in health.get("warnings", []) if isinstance(health, dict) else []:
         lines.append(f"warning:      {w}")
+    return lines
+
+
+def _alert_lines(io: Tables) -> list[str]:
+    """The summary's current budget alerts."""
+    lines = []
     alerts_file = io.table_dir("budget_alerts") / "budget_alerts.parquet"
     if alerts_file.exists():
         current = io.read("budget_alerts")
@@ -97,26 +132,19 @@ def summary_lines(settings: McSettings) -> list[str]:
             lines.append(f"alert:        [{row['severity']}] {row['message']}")
         if current.height:
             lines.append(f"              (all raised alerts: {io.root / 'alerts.jsonl'})")
-    lines += fleet_lines(settings)
-    lines.append(f"outputs:      {io.parquet}")
-    usage = io.root / "usage-data.json"
-    if usage.exists():
-        lines.append(
-            f"dashboard:    {usage}"
-            + (" (the fleet; each home's in homes/<name>/)" if settings.fleet() else "")
-        )
     return lines
 
 
 def fleet_lines(settings: McSettings) -> list[str]:
-    """A fleet's homes: each one's calls and cost, or why it could not be read (what it had stays published)."""
+    """A fleet's homes: each one's calls and cost, or why it could not be read (what it had stays
+    published)."""
     import polars as pl
 
     from mc_pipeline.ingest.staging import read_home_problem
     from mc_pipeline.tables.store import Tables
 
     lines = []
-    for name, path in settings.fleet():
+    for name, _path in settings.fleet():
         config = settings.paths(name)
         usage = Tables(config.data).staged("usage_daily")
         calls, cost = (
@@ -139,15 +167,52 @@ def _print_summary(lines: list[str]) -> None:
 
 def run(argv: list[str] | None = None, clock: Callable[[], datetime] | None = None) -> int:
     """``clock`` (UTC now) is for tests: the no-op check and its fingerprint take "today" from it."""
-    parser = argparse.ArgumentParser(prog="python -m mc_pipeline run", description=__doc__)
-    parser.add_argument("--quiet", action="store_true", help="only the summary")
-    parser.add_argument("--force", action="store_true", help="run even when nothing changed since the last")
-    args = parser.parse_args(argv)
+    args = _run_args(argv)
 
     from mc_pipeline.runtime import fingerprint
 
     started = (clock or (lambda: datetime.now(UTC)))()
-    force = args.force or parse_bool(os.environ.get("MC_FULL_REBUILD")) is True
+    inputs, why, skipped = _decide_skip(args.force, started)
+    if skipped is not None:
+        print(f"mc_pipeline: nothing changed since {skipped.since}; outputs are current", flush=True)
+        _print_summary(skipped.summary)
+        return 0
+    checked = _checked_settings()
+    if checked is None:
+        return 2
+    settings, homes = checked
+    settings.data.mkdir(parents=True, exist_ok=True)
+    if inputs is not None:
+        fingerprint.forget(inputs.data)
+    ensure_dagster_home(settings)
+    success, events = _launch(settings, homes, why, quiet=args.quiet)
+    lines = summary_lines(settings)
+    _print_summary(lines)
+    failed_checks = _failed_checks(events)
+    if failed_checks:
+        print("checks failed: " + ", ".join(sorted(set(failed_checks))))
+    if not success:
+        print("mc_pipeline: the run failed; see the log above.", file=sys.stderr)
+        return 1
+    if inputs is not None and not failed_checks:
+        _record_fingerprint(inputs, started, lines, settings)
+    return 0
+
+
+def _run_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the arguments of ``run``."""
+    parser = argparse.ArgumentParser(prog="python -m mc_pipeline run", description=__doc__)
+    parser.add_argument("--quiet", action="store_true", help="only the summary")
+    parser.add_argument("--force", action="store_true", help="run even when nothing changed since the last")
+    return parser.parse_args(argv)
+
+
+def _decide_skip(force_arg: bool, started: datetime) -> tuple[Inputs | None, str, Decision | None]:
+    """Decide from the fingerprint whether to skip: (inputs taken or None, why the run goes ahead, the
+    decision when it is skipped)."""
+    from mc_pipeline.runtime import fingerprint
+
+    force = force_arg or parse_bool(os.environ.get("MC_FULL_REBUILD")) is True
     fleet = bool(os.environ.get("MC_OPENCLAW_HOMES") or os.environ.get("MC_OPENCLAW_HOMES_FILE"))
     try:  # a fleet is not fingerprinted: each home's readers find what changed (a no-op run reads nothing)
         inputs = None if fleet else fingerprint.current_inputs(os.environ, started)
@@ -163,11 +228,14 @@ def run(argv: list[str] | None = None, clock: Callable[[], datetime] | None = No
     if inputs is not None and not force:
         decision = fingerprint.decide(inputs, started)
         if decision.skip:
-            print(f"mc_pipeline: nothing changed since {decision.since}; outputs are current", flush=True)
-            _print_summary(decision.summary)
-            return 0
+            return inputs, "", decision
         why = decision.reason
+    return inputs, why, None
 
+
+def _checked_settings() -> tuple[McSettings, list] | None:
+    """Read and check the settings before any work starts: (settings, the fleet's homes), or None after
+    naming a bad setting."""
     try:
         from mc_pipeline.defs.resources import McSettings
 
@@ -178,12 +246,12 @@ def run(argv: list[str] | None = None, clock: Callable[[], datetime] | None = No
         AlertSettings.from_env().rules()  # alert limits are checked before any work starts
     except Exception as exc:  # noqa: BLE001 - a configuration error is reported plainly
         print(f"mc_pipeline: bad setting: {exc}", file=sys.stderr)
-        return 2
-    settings.data.mkdir(parents=True, exist_ok=True)
-    if inputs is not None:
-        fingerprint.forget(inputs.data)
-    ensure_dagster_home(settings)
+        return None
+    return settings, homes
 
+
+def _launch(settings: McSettings, homes: list, why: str, *, quiet: bool) -> tuple[bool, list]:
+    """Launch the refresh run in the Dagster instance: (whether it succeeded, its events)."""
     import logging
 
     import dagster as dg
@@ -201,7 +269,7 @@ def run(argv: list[str] | None = None, clock: Callable[[], datetime] | None = No
         if not settings.home.exists():
             print(f"mc_pipeline: no OpenClaw data at {settings.home}; writing empty outputs.", flush=True)
     create_instance_storage(Path(os.environ["DAGSTER_HOME"]))
-    level = "WARNING" if args.quiet else "INFO"
+    level = "WARNING" if quiet else "INFO"
     run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
     tags = {REFRESH_TAG: "cli"}
     instance = dg.DagsterInstance.get()  # storages made by create_instance_storage
@@ -215,38 +283,38 @@ def run(argv: list[str] | None = None, clock: Callable[[], datetime] | None = No
             tags=tags,
             raise_on_error=False,
         ) as result:
-            success, events = result.success, result.all_events
-    else:
-        result = (
-            build_defs(settings)
-            .resolve_job_def("refresh_all")
-            .execute_in_process(instance=instance, run_config=run_config, tags=tags, raise_on_error=False)
-        )
-        success, events = result.success, result.all_events
-    lines = summary_lines(settings)
-    _print_summary(lines)
-    failed_checks = [
+            return result.success, result.all_events
+    result = (
+        build_defs(settings)
+        .resolve_job_def("refresh_all")
+        .execute_in_process(instance=instance, run_config=run_config, tags=tags, raise_on_error=False)
+    )
+    return result.success, result.all_events
+
+
+def _failed_checks(events: list) -> list[str]:
+    """The names of the asset checks that failed in a run's events."""
+    return [
         e.asset_check_evaluation_data.check_name
         for e in events
         if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
     ]
-    if failed_checks:
-        print("checks failed: " + ", ".join(sorted(set(failed_checks))))
-    if not success:
-        print("mc_pipeline: the run failed; see the log above.", file=sys.stderr)
-        return 1
-    if inputs is not None and not failed_checks:
-        from mc_pipeline.defs.mart_assets import usage_json_targets
 
-        targets = usage_json_targets(settings.usage_json_paths, settings.data)
-        fingerprint.record_success(
-            inputs,
-            started,
-            lines,
-            extra_outputs=[str(p) for pair in targets[1:] for p in pair],
-            failure_rule=AlertSettings.from_env().rules().failure_rate_threshold is not None,
-        )
-    return 0
+
+def _record_fingerprint(inputs: Inputs, started: datetime, lines: list[str], settings: McSettings) -> None:
+    """Record the fingerprint of a run that succeeded with every check passing (the next may skip)."""
+    from mc_pipeline.defs.alert_assets import AlertSettings
+    from mc_pipeline.defs.mart_assets import usage_json_targets
+    from mc_pipeline.runtime import fingerprint
+
+    targets = usage_json_targets(settings.usage_json_paths, settings.data)
+    fingerprint.record_success(
+        inputs,
+        started,
+        lines,
+        extra_outputs=[str(p) for pair in targets[1:] for p in pair],
+        failure_rule=AlertSettings.from_env().rules().failure_rate_threshold is not None,
+    )
 
 
 def _day(text: str):
@@ -325,7 +393,8 @@ def serve(argv: list[str] | None = None) -> int:
 
 
 def report(argv: list[str] | None = None) -> int:
-    """``python -m mc_pipeline report VIEW``: tables from the Parquet files (mc_pipeline.reporting.usage_report; no Dagster)."""
+    """``python -m mc_pipeline report VIEW``: tables from the Parquet files
+    (mc_pipeline.reporting.usage_report; no Dagster)."""
     from mc_pipeline.reporting.usage_report import main as report_main
 
     return report_main(argv)
@@ -340,8 +409,8 @@ def main() -> int:
             "usage: python -m mc_pipeline run [--quiet] [--force]\n"
             "       python -m mc_pipeline rerun (--day D | --from D [--to D]) [--quiet]\n"
             "       python -m mc_pipeline serve\n"
-            "       python -m mc_pipeline report VIEW [--since D] [--until D] [--agent A] [--model M] [--by K]"
-            " [--breakdown] [--json | --csv]\n"
+            "       python -m mc_pipeline report VIEW [--since D] [--until D] [--agent A] [--model M]"
+            " [--by K] [--breakdown] [--json | --csv]\n"
             "         VIEW: daily, weekly, monthly, session, model, provider, task, agent, cron, health"
             " (report --help: every option)",
             file=sys.stderr,

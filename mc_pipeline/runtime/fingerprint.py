@@ -109,15 +109,7 @@ def current_inputs(env: Mapping[str, str], now: datetime) -> Inputs:
     data = Path(env.get("MC_DATA_DIR") or "./data").expanduser().resolve()
     zone = env.get("MC_TIMEZONE") or local_timezone()
     today = now.astimezone(ZoneInfo(zone)).date().isoformat()
-
-    from importlib import metadata
-
-    libraries = {}
-    for lib in LIBRARIES:
-        try:
-            libraries[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            libraries[lib] = None
+    libraries = _library_versions()
     settings = {
         "env": {
             k: v
@@ -129,14 +121,39 @@ def current_inputs(env: Mapping[str, str], now: datetime) -> Inputs:
         "data": str(data),
         "timezone": zone,
     }
-
     found = discover_transcripts(home)
     transcripts = {
         "files": [(tf.rel, tf.size, tf.mtime_ns, tf.inode) for tf in found.files],
         "skipped": sorted(found.skipped.items()),
         "problems": found.problems,
     }
+    sources = _source_stats(env, home)
+    sections = {
+        "package": package_digest(),
+        "libraries": _digest([sys.version, libraries]),
+        "settings": _digest(settings),
+        "today": today,
+        "transcripts": _digest(transcripts),
+        "sources": _digest(sources),
+    }
+    return Inputs(home=home, data=data, timezone=zone, today=today, sections=sections, discovery=found)
 
+
+def _library_versions() -> dict[str, str | None]:
+    """The installed version of each library in :data:`LIBRARIES` (None when it is not installed)."""
+    from importlib import metadata
+
+    libraries = {}
+    for lib in LIBRARIES:
+        try:
+            libraries[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            libraries[lib] = None
+    return libraries
+
+
+def _source_stats(env: Mapping[str, str], home: Path) -> dict[str, object]:
+    """Stat the sources besides the transcripts: agents' files, the databases, the log, the rules files."""
     sources: dict[str, object] = {"home": home.is_dir()}
     agents = home / "agents"
     try:
@@ -161,16 +178,7 @@ def current_inputs(env: Mapping[str, str], now: datetime) -> Inputs:
     for var in ("MC_TASK_RULES", "MC_BILLING_OVERRIDES", "MC_ALERT_RULES"):
         if env.get(var):
             sources[var] = _stat(_setting_path(env[var], Path()))
-
-    sections = {
-        "package": package_digest(),
-        "libraries": _digest([sys.version, libraries]),
-        "settings": _digest(settings),
-        "today": today,
-        "transcripts": _digest(transcripts),
-        "sources": _digest(sources),
-    }
-    return Inputs(home=home, data=data, timezone=zone, today=today, sections=sections, discovery=found)
+    return sources
 
 
 # -- outputs ---------------------------------------------------------------------------------------------

@@ -30,12 +30,15 @@ from sqlalchemy.pool import StaticPool
 #: Run shards kept open besides the index (a long-lived webserver or daemon sees many runs).
 OPEN_SHARDS = 8
 
-#: The variable that selects Postgres for every storage (run, event log, schedule): its value is a URL such as
-#: ``postgresql://user:password@host:5432/dagster``; dagster.yaml refers to the variable, never holds the URL.
+#: The variable that selects Postgres for every storage (run, event log, schedule): its value is a URL such
+#: as ``postgresql://user:password@host:5432/dagster``; dagster.yaml refers to the variable, never holds the
+#: URL.
 POSTGRES_URL_ENV = "MC_DAGSTER_POSTGRES_URL"
 
-_HEAD = """# written by mc_pipeline on first run (v2); edit freely, mc_pipeline will not overwrite an edited file
-telemetry:
+_HEAD = (
+    "# written by mc_pipeline on first run (v2); edit freely,"
+    " mc_pipeline will not overwrite an edited file\n"
+    """telemetry:
   enabled: false
 run_queue:
   max_concurrent_runs: 2
@@ -43,6 +46,7 @@ run_queue:
     - key: mc_pipeline/refresh
       limit: 1
 """
+)
 DAGSTER_YAML = (
     _HEAD
     + """# the stock SQLite event log storage, keeping its connections open (mc_pipeline/runtime/instance.py)
@@ -55,8 +59,9 @@ event_log_storage:
 )
 POSTGRES_YAML = (
     _HEAD
-    + """# runs, event logs and schedules in Postgres: dagster-postgres's storages (mc_pipeline/runtime/postgres_storage.py);
-# the URL is read from the environment
+    + "# runs, event logs and schedules in Postgres: dagster-postgres's storages"
+    + " (mc_pipeline/runtime/postgres_storage.py);\n"
+    + """# the URL is read from the environment
 storage:
   custom:
     module: mc_pipeline.runtime.postgres_storage
