@@ -29,15 +29,10 @@ def _nice_max(value: float) -> float:
     return top
 
 
-def daily_cost_svg(
-    usage_daily: pl.DataFrame, today: date, days: int = 30, title: str = "Daily cost by provider (USD)"
-) -> str:
-    """Stacked bars: one per calendar day of the last ``days`` (ending today), one colour per provider.
-
-    Unpriced calls have no cost and add nothing; the legend names providers by total cost, largest first
-    (beyond seven, the rest are drawn as "other").
-    """
-    start = today - timedelta(days=days - 1)
+def _costs_by_provider(
+    usage_daily: pl.DataFrame, start: date, today: date
+) -> tuple[dict[tuple[date, str], float], list[str]]:
+    """Cost per (day, provider) of the days shown, providers past the seventh as "other"; and the legend."""
     frame = (
         usage_daily.filter(pl.col("day").is_between(start, today))
         .group_by("day", "provider")
@@ -55,24 +50,28 @@ def daily_cost_svg(
     )
     legend = keep + (["other"] if len(names) > len(keep) else [])
     cost = {(d, p): c for d, p, c in frame.group_by("day", "provider").agg(pl.col("cost").sum()).iter_rows()}
-    day_totals = [sum(cost.get((start + timedelta(days=i), p), 0.0) for p in legend) for i in range(days)]
-    top = _nice_max(max(day_totals, default=0.0))
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    bar_w = plot_w / days
+    return cost, legend
 
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="10">',
-        f"<title>{escape(title)}</title>",
-        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
-    ]
-    for i in range(5):  # grid and y labels
+
+def _y_axis(top: float, plot_w: float, plot_h: float) -> list[str]:
+    """The horizontal grid lines and their dollar labels, from $0 to ``top``."""
+    parts = []
+    for i in range(5):
         v = top * i / 4
         y = TOP + plot_h - plot_h * i / 4
         parts.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>')
         parts.append(
             f'<text x="{LEFT - 4}" y="{y + 3:.1f}" text-anchor="end" fill="#374151">${v:,.2f}</text>'
         )
+    return parts
+
+
+def _bars(
+    cost: dict[tuple[date, str], float], legend: list[str], start: date, days: int, top: float, plot_h: float
+) -> list[str]:
+    """One stack of provider rectangles per day (a tooltip each), and a date label every seventh day."""
+    parts = []
+    bar_w = (WIDTH - LEFT - RIGHT) / days
     for i in range(days):
         day = start + timedelta(days=i)
         x = LEFT + i * bar_w
@@ -85,21 +84,53 @@ def daily_cost_svg(
             y -= h
             parts.append(
                 f'<rect x="{x + 1:.1f}" y="{y:.1f}" width="{max(bar_w - 2, 1):.1f}" height="{h:.1f}" '
-                f'fill="{PALETTE[j % len(PALETTE)]}"><title>{day} {escape(provider)}: ${c:,.4f}</title></rect>'
+                f'fill="{PALETTE[j % len(PALETTE)]}">'
+                f"<title>{day} {escape(provider)}: ${c:,.4f}</title></rect>"
             )
         if i % 7 == (days - 1) % 7:
             parts.append(
                 f'<text x="{x + bar_w / 2:.1f}" y="{TOP + plot_h + 14}" text-anchor="middle" fill="#374151">'
                 f"{day.strftime('%m-%d')}</text>"
             )
+    return parts
+
+
+def _legend(legend: list[str]) -> list[str]:
+    """A colour swatch and the name (cut to 18 characters) of each provider, right of the plot."""
+    parts = []
     for j, provider in enumerate(legend):
         y = TOP + 4 + j * 16
-        parts.append(
-            f'<rect x="{WIDTH - RIGHT + 10}" y="{y}" width="10" height="10" fill="{PALETTE[j % len(PALETTE)]}"/>'
-        )
+        colour = PALETTE[j % len(PALETTE)]
+        parts.append(f'<rect x="{WIDTH - RIGHT + 10}" y="{y}" width="10" height="10" fill="{colour}"/>')
         parts.append(
             f'<text x="{WIDTH - RIGHT + 24}" y="{y + 9}" fill="#111827">{escape(provider[:18])}</text>'
         )
+    return parts
+
+
+def daily_cost_svg(
+    usage_daily: pl.DataFrame, today: date, days: int = 30, title: str = "Daily cost by provider (USD)"
+) -> str:
+    """Stacked bars: one per calendar day of the last ``days`` (ending today), one colour per provider.
+
+    Unpriced calls have no cost and add nothing; the legend names providers by total cost, largest first
+    (beyond seven, the rest are drawn as "other").
+    """
+    start = today - timedelta(days=days - 1)
+    cost, legend = _costs_by_provider(usage_daily, start, today)
+    day_totals = [sum(cost.get((start + timedelta(days=i), p), 0.0) for p in legend) for i in range(days)]
+    top = _nice_max(max(day_totals, default=0.0))
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
+        f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="10">',
+        f"<title>{escape(title)}</title>",
+        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
+    ]
+    parts += _y_axis(top, plot_w, plot_h)
+    parts += _bars(cost, legend, start, days, top, plot_h)
+    parts += _legend(legend)
     if not legend:
         parts.append(
             f'<text x="{LEFT + plot_w / 2}" y="{TOP + plot_h / 2}" text-anchor="middle" fill="#6b7280">'

@@ -293,6 +293,88 @@ def _tables(data: DailyTables | pl.DataFrame, salt: str) -> DailyTables:
     return data if isinstance(data, DailyTables) else daily_tables(data, salt)
 
 
+#: The windows of ``summary`` (each summed over the per-provider mart).
+_SUMMARY_WINDOWS = ("today", "last_7_days", "last_30_days", "month_to_date", "all_time")
+
+
+def _window_totals(marts: Marts) -> dict[str, dict]:
+    """The usage totals of each of ``_SUMMARY_WINDOWS``, by window name."""
+    return {w: _totals(_window(marts.usage_by_provider, w)) for w in _SUMMARY_WINDOWS}
+
+
+def _summary(t: dict[str, dict], today: date, sessions_total: int) -> dict:
+    """``summary``: the headline totals of the windows, the month's projection and the billing split."""
+    week, rolling, month = t["last_7_days"], t["last_30_days"], t["month_to_date"]
+    today_t, all_t = t["today"], t["all_time"]
+    next_month = (today.replace(day=28) + timedelta(days=4)).replace(day=1)
+    days_in_month = (next_month - timedelta(days=1)).day
+    return {
+        # the last 7 and 30 entries of `daily`, as the Costs page sums them and divides provider shares by
+        # monthTotal (a calendar month to date there showed "5141% of total" early in a month)
+        "weekTotal": float(week["cost_usd"]),
+        "monthTotal": float(rolling["cost_usd"]),
+        "monthToDate": float(month["cost_usd"]),
+        "totalSessions": int(sessions_total),
+        "totalRequests": int(all_t["calls"]),
+        "totalTokens": int(all_t["total_tokens"]),
+        "totalCost": float(all_t["cost_usd"]),
+        "todayCost": float(today_t["cost_usd"]),
+        "todayRequests": int(today_t["calls"]),
+        "weekRequests": int(week["calls"]),
+        "monthRequests": int(rolling["calls"]),
+        "monthToDateRequests": int(month["calls"]),
+        "failedRequests": int(all_t["failed_calls"]),
+        "unpricedRequests": int(all_t["unpriced_calls"]),
+        # straight-line projection: month so far / days elapsed (today included) x days in the month
+        "monthProjected": float(month["cost_usd"]) / today.day * days_in_month,
+        "billedCost": float(all_t["api_cost_usd"]),
+        "subscriptionValue": float(all_t["subscription_value_usd"]),
+        "unknownBillingCost": max(
+            0.0, round(all_t["cost_usd"] - all_t["api_cost_usd"] - all_t["subscription_value_usd"], 9)
+        ),
+        "monthBilledCost": float(month["api_cost_usd"]),
+        "monthSubscriptionValue": float(month["subscription_value_usd"]),
+    }
+
+
+def _lists(marts: Marts, window: str) -> dict:
+    """Lists of ``window``: by provider, model, task type, agent, trigger, cron job; sessions, thinking."""
+    return {
+        "providers": _entries(_window(marts.usage_by_provider, window), "provider"),
+        "models": _entries(_window(marts.usage_by_model, window), "model"),
+        "taskTypes": _entries(_window(marts.usage_by_task_type, window), "task_type"),
+        "agents": _entries(_window(marts.usage_by_agent, window), "agent_id"),
+        "triggers": _entries(_window(marts.usage_by_trigger, window), "trigger"),
+        "cronJobs": _cron_jobs(marts, window),
+        "sessions": _session_list(marts, window),
+        "thinking": _thinking(marts, window),
+    }
+
+
+def _cost_sources(every: pl.DataFrame, all_t: dict) -> dict:
+    """``costSources``: all-time calls and cost recorded by the provider, calculated from prices, unpriced."""
+    return {
+        "window": "all_time",
+        "recorded": {
+            "requests": int(every.get_column("recorded_calls").sum() or 0),
+            "cost": float(all_t["recorded_cost_usd"]),
+        },
+        "calculated": {
+            "requests": int(every.get_column("calculated_calls").sum() or 0),
+            "cost": float(all_t["calculated_cost_usd"]),
+        },
+        "unpriced": {"requests": int(all_t["unpriced_calls"]), "cost": None},
+    }
+
+
+def _budget_sections(budgets: dict | None) -> dict:
+    """``budgets`` and ``subscriptionWindows`` of the budget status (empty lists without one)."""
+    return {
+        "budgets": (budgets or {}).get("budgets", []),
+        "subscriptionWindows": (budgets or {}).get("subscriptionWindows", []),
+    }
+
+
 def build_usage_document(
     data: DailyTables | pl.DataFrame,
     *,
@@ -308,75 +390,86 @@ def build_usage_document(
     from the per-day aggregates."""
     daily = _tables(data, salt)
     marts = marts or marts_from_daily(daily, today)
-    every = daily.usage_daily
-    week = _totals(_window(marts.usage_by_provider, "last_7_days"))
-    rolling = _totals(
-        _window(marts.usage_by_provider, "last_30_days")
-    )  # the page's "month": the last 30 `daily`
-    month = _totals(_window(marts.usage_by_provider, "month_to_date"))
-    today_t = _totals(_window(marts.usage_by_provider, "today"))
-    all_t = _totals(_window(marts.usage_by_provider, "all_time"))
-    next_month = (today.replace(day=28) + timedelta(days=4)).replace(day=1)
-    days_in_month = (next_month - timedelta(days=1)).day
+    totals = _window_totals(marts)
     sessions_total = _window(marts.usage_by_session, "all_time").height
     return {
-        "summary": {
-            # the last 7 and 30 entries of `daily`, as the Costs page sums them and divides provider shares by
-            # monthTotal (a calendar month to date there showed "5141% of total" early in a month)
-            "weekTotal": float(week["cost_usd"]),
-            "monthTotal": float(rolling["cost_usd"]),
-            "monthToDate": float(month["cost_usd"]),
-            "totalSessions": int(sessions_total),
-            "totalRequests": int(all_t["calls"]),
-            "totalTokens": int(all_t["total_tokens"]),
-            "totalCost": float(all_t["cost_usd"]),
-            "todayCost": float(today_t["cost_usd"]),
-            "todayRequests": int(today_t["calls"]),
-            "weekRequests": int(week["calls"]),
-            "monthRequests": int(rolling["calls"]),
-            "monthToDateRequests": int(month["calls"]),
-            "failedRequests": int(all_t["failed_calls"]),
-            "unpricedRequests": int(all_t["unpriced_calls"]),
-            # straight-line projection: month so far / days elapsed (today included) x days in the month
-            "monthProjected": float(month["cost_usd"]) / today.day * days_in_month,
-            "billedCost": float(all_t["api_cost_usd"]),
-            "subscriptionValue": float(all_t["subscription_value_usd"]),
-            "unknownBillingCost": max(
-                0.0, round(all_t["cost_usd"] - all_t["api_cost_usd"] - all_t["subscription_value_usd"], 9)
-            ),
-            "monthBilledCost": float(month["api_cost_usd"]),
-            "monthSubscriptionValue": float(month["subscription_value_usd"]),
-        },
+        "summary": _summary(totals, today, sessions_total),
         "daily": daily_entries(marts, daily, today),
         "listsWindow": LISTS_WINDOW,
-        "providers": _entries(_window(marts.usage_by_provider, LISTS_WINDOW), "provider"),
-        "models": _entries(_window(marts.usage_by_model, LISTS_WINDOW), "model"),
-        "taskTypes": _entries(_window(marts.usage_by_task_type, LISTS_WINDOW), "task_type"),
-        "agents": _entries(_window(marts.usage_by_agent, LISTS_WINDOW), "agent_id"),
-        "triggers": _entries(_window(marts.usage_by_trigger, LISTS_WINDOW), "trigger"),
-        "cronJobs": _cron_jobs(marts, LISTS_WINDOW),
-        "sessions": _session_list(marts, LISTS_WINDOW),
-        "thinking": _thinking(marts, LISTS_WINDOW),
+        **_lists(marts, LISTS_WINDOW),
         "health": _health(marts, today),
-        "costSources": {
-            "window": "all_time",
-            "recorded": {
-                "requests": int(every.get_column("recorded_calls").sum() or 0),
-                "cost": float(all_t["recorded_cost_usd"]),
-            },
-            "calculated": {
-                "requests": int(every.get_column("calculated_calls").sum() or 0),
-                "cost": float(all_t["calculated_cost_usd"]),
-            },
-            "unpriced": {"requests": int(all_t["unpriced_calls"]), "cost": None},
-        },
+        "costSources": _cost_sources(daily.usage_daily, totals["all_time"]),
         "alerts": _alerts(alerts),
-        "budgets": (budgets or {}).get("budgets", []),
-        "subscriptionWindows": (budgets or {}).get("subscriptionWindows", []),
+        **_budget_sections(budgets),
         "timezone": timezone_name,
         "today": today.isoformat(),
         "lastUpdated": iso_z(generated_at),
         "generatedBy": {"name": GENERATOR, "version": __version__},
+    }
+
+
+def _per_session(rows: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """One row per session: its sums, first call and main provider and model; most recent first."""
+    return (
+        rows.group_by(keys)
+        .agg(
+            first=pl.col("first_call").min(),
+            totalCost=pl.col("cost_usd").sum(),
+            tokens=pl.col("total_tokens").sum(),
+            requests=pl.col("calls").sum(),
+            unpriced=pl.col("unpriced_calls").sum(),
+            cache_read=pl.col("cache_read_tokens").sum(),
+            prompt=pl.col("prompt_tokens").sum(),
+        )
+        .join(
+            rows.group_by(*keys, "provider", "model")
+            .agg(n=pl.col("calls").sum(), c=pl.col("cost_usd").sum())
+            .sort(["n", "c", "provider", "model"], descending=[True, True, False, False])
+            .unique(keys, keep="first", maintain_order=True),
+            on=keys,
+            how="left",
+        )
+        .sort(["first", "session_id"], descending=[True, False])
+    )
+
+
+def _session_tools(rows: pl.DataFrame, keys: list[str]) -> dict[tuple, list[dict]]:
+    """Per session (agent, id): its tools with call count and cost, costliest first."""
+    tools = (
+        rows.select(*keys, "tools")
+        .explode("tools")
+        .drop_nulls("tools")
+        .unnest("tools")
+        .group_by(*keys, "tool")
+        .agg(pl.col("count").sum(), pl.col("cost").sum())
+        .sort(["cost", "count", "tool"], descending=[True, True, False], nulls_last=True)
+    )
+    tool_map: dict[tuple, list[dict]] = {}
+    for r in tools.iter_rows(named=True):
+        tool_map.setdefault((r["agent_id"], r["session_id"]), []).append(
+            {"tool": r["tool"], "count": int(r["count"]), "cost": float(_num(r["cost"]))}
+        )
+    return tool_map
+
+
+def _session_entry(r: dict, zone: ZoneInfo, tools: list[dict]) -> dict:
+    """One ``sessions.json`` entry of a per-session row."""
+    cost = float(_num(r["totalCost"]))
+    tokens = int(_num(r["tokens"]))
+    return {
+        "id": r["session_id"],
+        "agent": r["agent_id"],
+        "timestamp": iso_z(r["first"]),
+        "totalCost": cost,
+        "tokens": tokens,
+        "requests": int(r["requests"]),
+        "unpricedRequests": int(r["unpriced"]),
+        "model": r["model"],
+        "provider": r["provider"],
+        "hourOfDay": r["first"].astimezone(zone).hour,
+        "cacheHitRate": (r["cache_read"] / r["prompt"]) if r["prompt"] else 0.0,
+        "tokenEfficiency": (cost / tokens * 1000) if tokens else None,
+        "toolCalls": tools,
     }
 
 
@@ -398,60 +491,9 @@ def build_sessions_document(
         return {"lastUpdated": iso_z(generated_at), "sessions": []}
     zone = ZoneInfo(timezone_name)
     keys = ["agent_id", "session_id"]
-    per = (
-        rows.group_by(keys)
-        .agg(
-            first=pl.col("first_call").min(),
-            totalCost=pl.col("cost_usd").sum(),
-            tokens=pl.col("total_tokens").sum(),
-            requests=pl.col("calls").sum(),
-            unpriced=pl.col("unpriced_calls").sum(),
-            cache_read=pl.col("cache_read_tokens").sum(),
-            prompt=pl.col("prompt_tokens").sum(),
-        )
-        .join(
-            rows.group_by(*keys, "provider", "model")
-            .agg(n=pl.col("calls").sum(), c=pl.col("cost_usd").sum())
-            .sort(["n", "c", "provider", "model"], descending=[True, True, False, False])
-            .unique(keys, keep="first", maintain_order=True),
-            on=keys,
-            how="left",
-        )
-        .sort(["first", "session_id"], descending=[True, False])
-    )
-    tools = (
-        rows.select(*keys, "tools")
-        .explode("tools")
-        .drop_nulls("tools")
-        .unnest("tools")
-        .group_by(*keys, "tool")
-        .agg(pl.col("count").sum(), pl.col("cost").sum())
-        .sort(["cost", "count", "tool"], descending=[True, True, False], nulls_last=True)
-    )
-    tool_map: dict[tuple, list[dict]] = {}
-    for r in tools.iter_rows(named=True):
-        tool_map.setdefault((r["agent_id"], r["session_id"]), []).append(
-            {"tool": r["tool"], "count": int(r["count"]), "cost": float(_num(r["cost"]))}
-        )
-    sessions = []
-    for r in per.iter_rows(named=True):
-        cost = float(_num(r["totalCost"]))
-        tokens = int(_num(r["tokens"]))
-        sessions.append(
-            {
-                "id": r["session_id"],
-                "agent": r["agent_id"],
-                "timestamp": iso_z(r["first"]),
-                "totalCost": cost,
-                "tokens": tokens,
-                "requests": int(r["requests"]),
-                "unpricedRequests": int(r["unpriced"]),
-                "model": r["model"],
-                "provider": r["provider"],
-                "hourOfDay": r["first"].astimezone(zone).hour,
-                "cacheHitRate": (r["cache_read"] / r["prompt"]) if r["prompt"] else 0.0,
-                "tokenEfficiency": (cost / tokens * 1000) if tokens else None,
-                "toolCalls": tool_map.get((r["agent_id"], r["session_id"]), []),
-            }
-        )
+    tool_map = _session_tools(rows, keys)
+    sessions = [
+        _session_entry(r, zone, tool_map.get((r["agent_id"], r["session_id"]), []))
+        for r in _per_session(rows, keys).iter_rows(named=True)
+    ]
     return {"lastUpdated": iso_z(generated_at), "timezone": timezone_name, "sessions": sessions}

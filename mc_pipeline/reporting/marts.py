@@ -65,7 +65,8 @@ def in_window(window: str, today: date) -> pl.Expr:
 
 # -- privacy --------------------------------------------------------------------------------------------
 def public_session_id(session_id: str | None, salt: str = DEFAULT_SALT) -> str | None:
-    """The id itself when it is a UUID (OpenClaw's), else ``s-`` + a salted SHA-256 (keys hold phone numbers)."""
+    """The id itself when it is a UUID (OpenClaw's), else ``s-`` + a salted SHA-256 (keys hold phone
+    numbers)."""
     if session_id is None:
         return None
     if _UUID.match(session_id):
@@ -112,7 +113,8 @@ def _sums() -> list[pl.Expr]:
 def by_window(
     daily: pl.DataFrame, today: date, keys: list[str], schema: dict, extra: list[pl.Expr] | None = None
 ) -> pl.DataFrame:
-    """One group per (window, keys) of per-day rows, windows in ``MART_WINDOWS`` order, each sorted by cost then calls."""
+    """One group per (window, keys) of per-day rows, windows in ``MART_WINDOWS`` order, each sorted by cost
+    then calls."""
     parts = []
     for window in MART_WINDOWS:
         part = daily.filter(in_window(window, today))
@@ -197,7 +199,8 @@ def usage_by_session(daily: DailyTables, today: date) -> pl.DataFrame:
 
 
 def thinking_stats(daily: DailyTables, today: date) -> pl.DataFrame:
-    """Thinking per window: totals, calls with thinking, max, average, share estimated, share on subscription."""
+    """Thinking per window: totals, calls with thinking, max, average, share estimated, share on
+    subscription."""
     u = daily.usage_daily
     t = pl.col("thinking_tokens")
     rows = []

@@ -53,7 +53,10 @@ TITLES = {
 PROG = "mc_pipeline report"
 #: Rows of the session table unless --limit says otherwise (a year holds thousands of sessions).
 SESSION_TABLE_LIMIT = 50
-NO_DATA = "no data yet in {root}: run `make run` first (it reads your OpenClaw home and writes the tables this report reads)"
+NO_DATA = (
+    "no data yet in {root}: run `make run` first "
+    "(it reads your OpenClaw home and writes the tables this report reads)"
+)
 
 
 class ReportError(Exception):
@@ -603,14 +606,10 @@ class Column:
     kind: str = "text"  # text | time | int | money | pct
 
 
-def usage_rows(
-    req: Request, frames: Frames, limit: int = 0
-) -> tuple[list[dict], dict, list[Column], list[str], int]:
-    """(rows, totals, key columns, notes, rows left out) of a usage view, over the filtered per-day rows;
-    ``limit``: at most that many rows, the costliest (the latest when the first key is a period); 0: all."""
+def _view_frame(req: Request, frames: Frames) -> tuple[pl.DataFrame, list[str]]:
+    """The view's per-day rows after the filters (cron: only those started by cron) and a note on the rest."""
     import polars as pl
 
-    keys = req.keys
     session = req.view == "session"
     frame = frames.sessions if session else frames.usage
     assert frame is not None
@@ -625,15 +624,21 @@ def usage_rows(
             notes.append(
                 f"not started by cron (other triggers): {money(t['cost'])} over {t['requests']:,} requests"
             )
-    frame = _with_periods(frame, keys)
-    group = [KEYS[k].column for k in keys]
+    return frame, notes
+
+
+def _grouped(
+    frame: pl.DataFrame, keys: list[str], group: list[str], session: bool
+) -> tuple[pl.DataFrame, list[Column], bool]:
+    """The rows summed by key, in table order; the extra key columns; whether a session's main model shows."""
+    import polars as pl
+
     carry: list[pl.Expr] = []
     extra_cols: list[Column] = []
     if "cron" in keys:
         carry.append(pl.col("cron_job_name").drop_nulls().first().alias("cron_job_name"))
-        if (
-            frame.get_column("cron_job_name").drop_nulls().len()
-        ):  # a column only when some job's name is known
+        # a column only when some job's name is known
+        if frame.get_column("cron_job_name").drop_nulls().len():
             extra_cols.append(Column("cronJobName", "Name"))
     if session:
         carry += [
@@ -655,6 +660,13 @@ def usage_rows(
         grouped = grouped.sort(
             ["cost_usd", "calls", *group], descending=[True, True] + [False] * len(group), nulls_last=True
         )
+    return grouped, extra_cols, main_model
+
+
+def _limited(
+    grouped: pl.DataFrame, keys: list[str], limit: int, notes: list[str]
+) -> tuple[pl.DataFrame, int]:
+    """At most ``limit`` rows (the latest of a period view, else the costliest), noted; how many left out."""
     omitted = max(0, grouped.height - limit) if limit else 0
     if omitted:
         latest = keys[0] in TIME_KEYS
@@ -663,7 +675,16 @@ def usage_rows(
             f"Total counts all; --limit 0 shows every row)"
         )
         grouped = grouped.tail(limit) if latest else grouped.head(limit)
-    # JSON text of dates and times, made by Polars at once (a year of sessions is thousands of rows)
+    return grouped, omitted
+
+
+def _with_json_text(
+    grouped: pl.DataFrame, group: list[str], session: bool
+) -> tuple[pl.DataFrame, dict[str, str]]:
+    """Adds the JSON text of date keys (and of a session's first and last call); its columns, by column."""
+    import polars as pl
+
+    # made by Polars at once (a year of sessions is thousands of rows)
     out_cols = {c: f"{c}__out" for c in group if grouped.schema[c] == pl.Date()}
     grouped = grouped.with_columns([pl.col(c).cast(pl.String).alias(o) for c, o in out_cols.items()])
     if session:
@@ -674,11 +695,30 @@ def usage_rows(
                 for c in ("first_call", "last_call")
             ]
         )
+    return grouped, out_cols
+
+
+def _key_columns(keys: list[str], extra_cols: list[Column], main_model: bool, session: bool) -> list[Column]:
+    """The columns before the measures: keys, a cron job's name, a session's main model and last call."""
     key_cols = [Column(KEYS[k].field, KEYS[k].label) for k in keys] + extra_cols
     if main_model:
         key_cols.append(Column("model", "Model (main)"))
     if session:
         key_cols.append(Column("lastCall", "Last call", "time"))
+    return key_cols
+
+
+def _output_rows(
+    req: Request,
+    grouped: pl.DataFrame,
+    frame: pl.DataFrame,
+    group: list[str],
+    out_cols: dict[str, str],
+    main_model: bool,
+) -> list[dict]:
+    """The JSON / CSV / table rows of the grouped rows (with each row's models when ``--breakdown``)."""
+    keys = req.keys
+    session = req.view == "session"
     breakdowns = _breakdowns(frame, group) if req.breakdown else {}
     rows = []
     for r in grouped.iter_rows(named=True):
@@ -694,8 +734,25 @@ def usage_rows(
         if req.breakdown:
             row["modelBreakdowns"] = breakdowns.get(tuple(r[c] for c in group), [])
         rows.append(row)
-    totals = totals_of(frame)
-    return rows, totals, key_cols, notes, omitted
+    return rows
+
+
+def usage_rows(
+    req: Request, frames: Frames, limit: int = 0
+) -> tuple[list[dict], dict, list[Column], list[str], int]:
+    """(rows, totals, key columns, notes, rows left out) of a usage view, over the filtered per-day rows;
+    ``limit``: at most that many rows, the costliest (the latest when the first key is a period); 0: all."""
+    keys = req.keys
+    session = req.view == "session"
+    frame, notes = _view_frame(req, frames)
+    frame = _with_periods(frame, keys)
+    group = [KEYS[k].column for k in keys]
+    grouped, extra_cols, main_model = _grouped(frame, keys, group, session)
+    grouped, omitted = _limited(grouped, keys, limit, notes)
+    grouped, out_cols = _with_json_text(grouped, group, session)
+    key_cols = _key_columns(keys, extra_cols, main_model, session)
+    rows = _output_rows(req, grouped, frame, group, out_cols, main_model)
+    return rows, totals_of(frame), key_cols, notes, omitted
 
 
 def _breakdowns(frame: pl.DataFrame, group: list[str]) -> dict[tuple, list[dict]]:
@@ -959,7 +1016,7 @@ def render_usage(
     notes: list[str],
     footer: list[str],
 ) -> None:
-    """Level 0: every column; 1: without the token kinds; 2 (sessions): and session ids cut to 8 characters."""
+    """Level 0: every column; 1: without the token kinds; 2 (sessions): and session ids cut to 8 chars."""
     subtitle = " · ".join(x for x in (_range_text(req), req.zone, _filters_text(req)) if x)
     sub_rows = (lambda r: r.get("modelBreakdowns", [])) if req.breakdown and "model" not in req.keys else None
 
@@ -994,56 +1051,78 @@ HEALTH_LEGEND = (
     "429: rate limits (class rate_limit or HTTP 429) · 529: overloaded · 5xx: HTTP 500-599 (529 too) · "
     "Aborted: stopped by the user, not a failure"
 )
+#: The measure columns of the health tables (providers and services), in table order.
+HEALTH_COLUMNS = (
+    Column("requests", "Calls", "int"),
+    Column("successRate", "OK", "pct"),
+    Column("failedRequests", "Failed", "int"),
+    Column("rateLimits", "429", "int"),
+    Column("overloaded", "529", "int"),
+    Column("serverErrors", "5xx", "int"),
+    Column("timeouts", "Timeouts", "int"),
+    Column("abortedRequests", "Aborted", "int"),
+    Column("avgDurationMs", "Avg ms", "int"),
+)
+
+
+def _whole_ms(rows: list[dict]) -> list[dict]:
+    """The rows with ``avgDurationMs`` rounded to whole milliseconds."""
+    return [
+        {**r, "avgDurationMs": None if r["avgDurationMs"] is None else round(r["avgDurationMs"])}
+        for r in rows
+    ]
+
+
+def _health_columns(rows: list[dict], first: Column, drop: tuple[str, ...] = ()) -> list[Column]:
+    """``first``, then the health columns but ``drop`` (and Avg ms when no row has a duration)."""
+    timed = any(r["avgDurationMs"] is not None for r in rows)  # transcripts record no durations
+    return [
+        first,
+        *[c for c in HEALTH_COLUMNS if c.field not in drop and (timed or c.field != "avgDurationMs")],
+    ]
+
+
+def _classes_grid(classes: list[dict], zone: str) -> Grid:
+    """The failed calls per error class, with how many each provider had."""
+    cls_cols = [
+        Column("class", "Error class"),
+        Column("errors", "Errors", "int"),
+        Column("shareOfFailed", "Of failed", "pct"),
+        Column("providers", "Providers"),
+    ]
+    rows = [{**c, "providers": ", ".join(f"{p} {n:,}" for p, n in c["byProvider"].items())} for c in classes]
+    return _grid("Failed calls by error class", cls_cols, rows, None, zone)
+
+
+def _services_grid(doc: dict, zone: str) -> Grid:
+    """The health of the ``api_calls`` services (no Aborted column; a No status one)."""
+    svc_cols = [
+        *_health_columns(doc["services"], Column("service", "Service"), ("abortedRequests",)),
+        Column("unknownStatusRequests", "No status", "int"),
+    ]
+    return _grid(
+        "Services (interactions.db api_calls)",
+        svc_cols,
+        _whole_ms(doc["services"]),
+        _whole_ms([doc["serviceTotals"]])[0],
+        zone,
+    )
 
 
 def render_health(req: Request, console, doc: dict, footer: list[str]) -> None:
+    """The providers' health table, the error classes and the services, then the legend and ``footer``."""
     subtitle = " · ".join(x for x in (_range_text(req), req.zone, _filters_text(req)) if x)
-    health_cols = [
-        Column("requests", "Calls", "int"),
-        Column("successRate", "OK", "pct"),
-        Column("failedRequests", "Failed", "int"),
-        Column("rateLimits", "429", "int"),
-        Column("overloaded", "529", "int"),
-        Column("serverErrors", "5xx", "int"),
-        Column("timeouts", "Timeouts", "int"),
-        Column("abortedRequests", "Aborted", "int"),
-        Column("avgDurationMs", "Avg ms", "int"),
-    ]
-
-    def ms(rows):
-        return [
-            {**r, "avgDurationMs": None if r["avgDurationMs"] is None else round(r["avgDurationMs"])}
-            for r in rows
-        ]
-
-    def cols(rows: list[dict], first: Column, drop: tuple[str, ...] = ()) -> list[Column]:
-        timed = any(r["avgDurationMs"] is not None for r in rows)  # transcripts record no durations
-        return [
-            first,
-            *[c for c in health_cols if c.field not in drop and (timed or c.field != "avgDurationMs")],
-        ]
-
     console.print(
         _grid(
             f"{TITLES['health']} — {subtitle}",
-            cols(doc["rows"], Column("provider", "Provider")),
-            ms(doc["rows"]),
-            ms([doc["totals"]])[0],
+            _health_columns(doc["rows"], Column("provider", "Provider")),
+            _whole_ms(doc["rows"]),
+            _whole_ms([doc["totals"]])[0],
             req.zone,
         ).render(console)
     )
     if doc["classes"]:
-        cls_cols = [
-            Column("class", "Error class"),
-            Column("errors", "Errors", "int"),
-            Column("shareOfFailed", "Of failed", "pct"),
-            Column("providers", "Providers"),
-        ]
-        rows = [
-            {**c, "providers": ", ".join(f"{p} {n:,}" for p, n in c["byProvider"].items())}
-            for c in doc["classes"]
-        ]
-        console.print(_grid("Failed calls by error class", cls_cols, rows, None, req.zone).render(console))
+        console.print(_classes_grid(doc["classes"], req.zone).render(console))
     if doc["services"] is None:
         console.print(
             "services (api_calls): not shown, they have no agent, provider, model or task",
@@ -1051,19 +1130,7 @@ def render_health(req: Request, console, doc: dict, footer: list[str]) -> None:
             soft_wrap=True,
         )
     elif doc["services"]:
-        svc_cols = [
-            *cols(doc["services"], Column("service", "Service"), ("abortedRequests",)),
-            Column("unknownStatusRequests", "No status", "int"),
-        ]
-        console.print(
-            _grid(
-                "Services (interactions.db api_calls)",
-                svc_cols,
-                ms(doc["services"]),
-                ms([doc["serviceTotals"]])[0],
-                req.zone,
-            ).render(console)
-        )
+        console.print(_services_grid(doc, req.zone).render(console))
     for line in [HEALTH_LEGEND, *footer]:
         console.print(line, markup=False, soft_wrap=True)
 
@@ -1081,6 +1148,38 @@ def write_csv(out: TextIO, rows: list[dict]) -> None:
 
 
 # -- the command ------------------------------------------------------------------------------------------
+def _check_home(req: Request, folder: DataFolder, env: dict[str, str], err: TextIO) -> None:
+    """``--home``: an error unless it names the data folder's one home, else a line: it filters nothing."""
+    homes = folder.homes(env)
+    wanted = Path(req.home).expanduser().resolve()
+    if wanted not in homes:
+        raise ReportError(f"this data folder has one home ({homes[0]}), not {req.home}")
+    print(
+        f"{PROG}: this data folder has one home ({homes[0]}); --home selects it and filters nothing",
+        file=err,
+    )
+
+
+def _row_limit(req: Request) -> int:
+    """``--limit``; without it all rows, but ``SESSION_TABLE_LIMIT`` in the session table."""
+    session_table = (req.view, req.fmt) == ("session", "table")
+    return req.limit if req.limit is not None else SESSION_TABLE_LIMIT if session_table else 0
+
+
+def _footer(frames: Frames, refreshed: datetime | None, zone: str, now: datetime, root: Path) -> list[str]:
+    """The lines under a table: why the days were counted again; when the data was refreshed (if stale)."""
+    footer = []
+    if frames.recounted:
+        footer.append(frames.recounted)
+    if refreshed:
+        from zoneinfo import ZoneInfo
+
+        local = refreshed.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
+        stale = " — `make run` refreshes it" if now - refreshed > timedelta(hours=24) else ""
+        footer.append(f"data refreshed {local} ({_ago(refreshed, now)}) in {root}{stale}")
+    return footer
+
+
 def run_report(
     argv: list[str],
     *,
@@ -1090,18 +1189,12 @@ def run_report(
     width: int | None = None,
     now: datetime | None = None,
 ) -> int:
+    """Writes the view ``argv`` asks for (of the tables in ``MC_DATA_DIR``) to ``out``: 0, or ReportError."""
     req = parse_request(argv, env)
     root = Path(env.get("MC_DATA_DIR") or "./data").expanduser().resolve()
     folder = DataFolder(root)
     if req.home is not None:
-        homes = folder.homes(env)
-        wanted = Path(req.home).expanduser().resolve()
-        if wanted not in homes:
-            raise ReportError(f"this data folder has one home ({homes[0]}), not {req.home}")
-        print(
-            f"{PROG}: this data folder has one home ({homes[0]}); --home selects it and filters nothing",
-            file=err,
-        )
+        _check_home(req, folder, env, err)
     if not folder.has_data():
         raise ReportError(NO_DATA.format(root=root), code=1)
     req.zone = req.zone or folder.zone() or _local_zone()
@@ -1117,9 +1210,7 @@ def run_report(
     if req.view == "health":
         doc.update(health_report(req, frames))
     else:
-        session_table = (req.view, req.fmt) == ("session", "table")
-        limit = req.limit if req.limit is not None else SESSION_TABLE_LIMIT if session_table else 0
-        rows, totals, key_cols, notes, omitted = usage_rows(req, frames, limit)
+        rows, totals, key_cols, notes, omitted = usage_rows(req, frames, _row_limit(req))
         doc.update(rows=rows, totals=totals)
         if omitted:
             doc["omittedRows"] = omitted
@@ -1129,15 +1220,7 @@ def run_report(
     if req.fmt == "csv":
         write_csv(out, doc["rows"])
         return 0
-    footer = []
-    if frames.recounted:
-        footer.append(frames.recounted)
-    if refreshed:
-        from zoneinfo import ZoneInfo
-
-        local = refreshed.astimezone(ZoneInfo(req.zone)).strftime("%Y-%m-%d %H:%M %Z")
-        stale = " — `make run` refreshes it" if now - refreshed > timedelta(hours=24) else ""
-        footer.append(f"data refreshed {local} ({_ago(refreshed, now)}) in {root}{stale}")
+    footer = _footer(frames, refreshed, req.zone, now, root)
     console = _console(out, width)
     if req.view == "health":
         render_health(req, console, doc, footer)
