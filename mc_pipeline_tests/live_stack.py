@@ -273,7 +273,8 @@ class LiveStack:
             wait_for("usage API answering", lambda: self.api("/healthz"), START_TIMEOUT_S, self.procs)
 
     def wait_refreshed(self, timeout: float = RUN_TIMEOUT_S) -> list[dict]:
-        """Wait until a ``refresh_all`` run succeeded and no run is queued or in progress; fail on a failed one."""
+        """Wait until a ``refresh_all`` run succeeded and no run is queued or in progress; fail on a failed
+        one."""
 
         def settled():
             done = self.runs(pipelineName="refresh_all", statuses=["SUCCESS", "FAILURE", "CANCELED"])

@@ -181,7 +181,8 @@ def archive_stamp(ts: datetime) -> str:
 def payload(
     text: str, *, header: bool, compress: bool = True
 ) -> tuple[str | None, bytes | None, int, str | None]:
-    """(event_json, event_zstd, event_utf8_bytes, navigation_json) as OpenClaw's transcript-payload writes them."""
+    """(event_json, event_zstd, event_utf8_bytes, navigation_json) as OpenClaw's transcript-payload writes
+    them."""
     raw = text.encode()
     if (
         not compress
@@ -245,13 +246,13 @@ class AgentDb:
     ) -> None:
         key = key or f"agent:{self.agent}:main"
         self.con.execute(
-            "INSERT OR REPLACE INTO session_nodes (session_key, current_session_id, entry_json, updated_at, created_via,"
-            " fork_source_session_id) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO session_nodes (session_key, current_session_id, entry_json, updated_at,"
+            " created_via, fork_source_session_id) VALUES (?, ?, ?, ?, ?, ?)",
             (key, sid, json.dumps({"sessionId": sid}), NOW_MS, created_via, fork_source),
         )
         self.con.execute(
-            "INSERT INTO session_windows (session_id, session_key, reason, created_at, updated_at, channel, chat_type)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO session_windows (session_id, session_key, reason, created_at, updated_at, channel,"
+            " chat_type) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (sid, key, reason, NOW_MS, NOW_MS, channel, chat_type),
         )
         if watermark:
@@ -267,8 +268,8 @@ class AgentDb:
             is_header = '"type":"session"' in text[:40] or '"type": "session"' in text[:40]
             event_json, blob, n, nav = payload(text, header=is_header, compress=compress)
             self.con.execute(
-                "INSERT INTO transcript_events (session_id, seq, event_json, created_at, event_zstd, event_utf8_bytes,"
-                " navigation_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO transcript_events (session_id, seq, event_json, created_at, event_zstd,"
+                " event_utf8_bytes, navigation_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (sid, first_seq + i, event_json, NOW_MS, blob, n, nav),
             )
 
@@ -291,8 +292,8 @@ class AgentDb:
     ) -> None:
         """A row as given (for planting bad ones); CHECK constraints still apply."""
         self.con.execute(
-            "INSERT INTO transcript_events (session_id, seq, event_json, created_at, event_zstd, event_utf8_bytes,"
-            " navigation_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO transcript_events (session_id, seq, event_json, created_at, event_zstd,"
+            " event_utf8_bytes, navigation_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (sid, seq, event_json, NOW_MS, event_zstd, utf8_bytes, navigation_json),
         )
         self.con.commit()
@@ -311,7 +312,8 @@ class AgentDb:
     def events_text(self, sid: str) -> list[str]:
         out = []
         for js, blob, n in self.con.execute(
-            "SELECT event_json, event_zstd, event_utf8_bytes FROM transcript_events WHERE session_id = ? ORDER BY seq",
+            "SELECT event_json, event_zstd, event_utf8_bytes FROM transcript_events"
+            " WHERE session_id = ? ORDER BY seq",
             (sid,),
         ):
             out.append(
@@ -340,8 +342,9 @@ class AgentDb:
         when = when or datetime(2026, 9, 1, tzinfo=UTC)
         name = f"{sid}.jsonl.{reason}.{archive_stamp(when)}.{gen}" + (".zst" if encoding == "zstd" else "")
         self.con.execute(
-            "INSERT INTO session_transcript_archives (session_id, generation, session_key, reason, encoding, archive_blob,"
-            " archive_sha256, archive_name, created_at, published_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO session_transcript_archives (session_id, generation, session_key, reason, encoding,"
+            " archive_blob, archive_sha256, archive_name, created_at, published_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 sid,
                 gen,
@@ -455,8 +458,8 @@ class StateDb:
 
     def cron_job(self, job_id: str, name: str, agent: str = "main") -> None:
         self.con.execute(
-            "INSERT INTO cron_jobs (store_key, job_id, name, enabled, agent_id, payload_kind, job_json, updated_at)"
-            " VALUES ('default', ?, ?, 1, ?, 'agentTurn', ?, ?)",
+            "INSERT INTO cron_jobs (store_key, job_id, name, enabled, agent_id, payload_kind, job_json,"
+            " updated_at) VALUES ('default', ?, ?, 1, ?, 'agentTurn', ?, ?)",
             (job_id, name, agent, json.dumps({"id": job_id, "name": name}), NOW_MS),
         )
         self.con.commit()
@@ -471,8 +474,8 @@ class StateDb:
             "usage": {"input_tokens": tokens, "output_tokens": 10, "total_tokens": tokens + 10},
         }
         self.con.execute(
-            "INSERT INTO cron_run_logs (store_key, job_id, seq, ts, status, session_id, total_tokens, entry_json, created_at)"
-            " VALUES ('default', ?, ?, ?, 'ok', ?, ?, ?, ?)",
+            "INSERT INTO cron_run_logs (store_key, job_id, seq, ts, status, session_id, total_tokens,"
+            " entry_json, created_at) VALUES ('default', ?, ?, ?, 'ok', ?, ?, ?, ?)",
             (job_id, seq, NOW_MS, session_id, tokens + 10, json.dumps(entry), NOW_MS),
         )
         self.con.commit()

@@ -1,4 +1,5 @@
-"""Alert rules on llm_calls frames (mc_pipeline/alerting/rules.py): each rule, its boundaries and its period."""
+"""Alert rules on llm_calls frames (mc_pipeline/alerting/rules.py): each rule, its boundaries and its
+period."""
 
 from __future__ import annotations
 
@@ -350,7 +351,8 @@ def test_run_failure_alert_is_one_per_run():
 
 @pytest.mark.skipif(not REAL_DIR.exists(), reason="shared/real not present")
 def test_failure_rate_on_the_real_transcripts():
-    """Real calls, read straight from the JSON: at each call's time the rule fires iff the last 24 h say so."""
+    """Real calls, read straight from the JSON: at each call's time the rule fires iff the last 24 h say
+    so."""
     rows = []
     for f in sorted(REAL_DIR.glob("*.jsonl")):
         for line in f.read_text().splitlines():

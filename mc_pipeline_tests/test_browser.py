@@ -29,19 +29,20 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from mc_pipeline.tables.store import Tables
+from mc_pipeline_tests.live_stack import LiveStack, local_today, plant_home, reporting_zone
+from mc_pipeline_tests.test_webserver import ASSETS_QUERY, LOCATION, REPO_QUERY, graphql, launch
+
 CHROMIUM = Path(os.environ.get("MC_TEST_CHROMIUM") or "/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip(
-        f"no browser at {CHROMIUM}: install Debian's chromium (apt-get install chromium; .ci/run does as root)",
+        f"no browser at {CHROMIUM}: install Debian's chromium "
+        "(apt-get install chromium; .ci/run does as root)",
         allow_module_level=True,
     )
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')"
 )
-
-from mc_pipeline.tables.store import Tables
-from mc_pipeline_tests.live_stack import LiveStack, local_today, plant_home, reporting_zone
-from mc_pipeline_tests.test_webserver import ASSETS_QUERY, LOCATION, REPO_QUERY, graphql, launch
 
 pytestmark = pytest.mark.slow
 sync_api.expect.set_options(timeout=30_000)
@@ -102,7 +103,8 @@ def chromium():
 
 @pytest.fixture
 def page(chromium):
-    """A fresh page (own storage) with the community dialog dismissed; uncaught page errors in ``page.errors``."""
+    """A fresh page (own storage) with the community dialog dismissed; uncaught page errors in
+    ``page.errors``."""
     context = chromium.new_context(viewport=VIEWPORT)
     context.set_default_timeout(UI_TIMEOUT_MS)
     context.add_init_script(NO_COMMUNITY_DIALOG + "localStorage.setItem('dagster-nav-collapsed', 'true');")
@@ -168,7 +170,10 @@ def test_llm_calls_partitions_show_the_days_with_calls(stack, page, shots):
     expect(page.get_by_text(f"Materialized ({len(days)})", exact=True)).to_be_visible()
     expect(page.get_by_text("Failed (0)", exact=True)).to_be_visible()
     page.get_by_text(re.compile(r"^Missing \(\d+\)$")).click()  # only the materialized ones are listed
-    listed = "() => [...document.querySelectorAll('[title]')].map(e => e.title).filter(t => /^\\d{4}-\\d\\d-\\d\\d$/.test(t))"
+    listed = (
+        "() => [...document.querySelectorAll('[title]')].map(e => e.title)"
+        ".filter(t => /^\\d{4}-\\d\\d-\\d\\d$/.test(t))"
+    )
     try:
         page.wait_for_function(
             f"(want) => JSON.stringify(({listed})()) === JSON.stringify(want)", arg=days[::-1]

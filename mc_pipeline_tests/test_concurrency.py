@@ -131,7 +131,7 @@ def test_the_reader_check_catches_a_half_written_file(tmp_path):
     frame(2).write_parquet(target)
     data = target.read_bytes()
     target.write_bytes(data[: len(data) // 2])
-    with pytest.raises(Exception):
+    with pytest.raises(pl.exceptions.PolarsError):  # Polars refuses the cut file: no PAR1 footer
         check_frame(pl.read_parquet(target))
     mixed = pl.concat([frame(1), frame(2).head(3)])
     with pytest.raises(AssertionError):

@@ -225,7 +225,7 @@ def test_refresh_runs_are_limited_to_one_at_a_time(tmp_path):
             coordinator = instance.run_coordinator
             assert type(coordinator).__name__ == "QueuedRunCoordinator"
             queue = instance.get_concurrency_config().run_queue_config
-            limits = {(l["key"], l.get("value")): l["limit"] for l in queue.tag_concurrency_limits}
+            limits = {(lim["key"], lim.get("value")): lim["limit"] for lim in queue.tag_concurrency_limits}
             assert limits.get((REFRESH_TAG, None)) == 1
             assert queue.max_concurrent_runs >= 1
     finally:

@@ -327,7 +327,8 @@ def test_each_bad_line_is_quarantined_with_its_reason(hostile):
     planted, q = hostile["planted"], hostile["quarantine"]
     got = {(r["source_file"], r["line_no"]): r for r in q.iter_rows(named=True)}
     assert set(got) == set(planted.bad), (
-        f"not quarantined: {sorted(set(planted.bad) - set(got))}; unexpected: {sorted(set(got) - set(planted.bad))}"
+        f"not quarantined: {sorted(set(planted.bad) - set(got))}; "
+        f"unexpected: {sorted(set(got) - set(planted.bad))}"
     )
     for key, words in planted.bad.items():
         assert words.lower() in got[key]["reason"].lower(), (key, got[key]["reason"])
@@ -565,8 +566,8 @@ def _interactions_db(home: Path, rows: list[tuple]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(path)
     con.execute(
-        "CREATE TABLE llm_calls (id INTEGER PRIMARY KEY, timestamp, provider, model, session_id, prompt_tokens,"
-        " completion_tokens, total_tokens, duration_ms, cost_estimate, status)"
+        "CREATE TABLE llm_calls (id INTEGER PRIMARY KEY, timestamp, provider, model, session_id,"
+        " prompt_tokens, completion_tokens, total_tokens, duration_ms, cost_estimate, status)"
     )
     con.executemany(
         "INSERT INTO llm_calls (timestamp, provider, model, session_id, prompt_tokens, completion_tokens,"

@@ -104,17 +104,19 @@ def assert_same_as_full(home: Path, inc: Path, full: Path, instance, **kw) -> No
 
 
 def write_db(path: Path, rows: list[tuple]) -> None:
-    """interactions.db (the cache-token variant) with (timestamp, session, model, input, output, cache read, cost)."""
+    """interactions.db (the cache-token variant) with (timestamp, session, model, input, output, cache read,
+    cost)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(path)
     con.execute(
-        "CREATE TABLE IF NOT EXISTS llm_calls (id INTEGER PRIMARY KEY, timestamp TEXT, provider TEXT, model TEXT,"
-        " session_id TEXT, input_tokens INTEGER, output_tokens INTEGER, cache_read_tokens INTEGER,"
-        " cache_write_tokens INTEGER, total_cost REAL, status TEXT)"
+        "CREATE TABLE IF NOT EXISTS llm_calls (id INTEGER PRIMARY KEY, timestamp TEXT, provider TEXT,"
+        " model TEXT, session_id TEXT, input_tokens INTEGER, output_tokens INTEGER,"
+        " cache_read_tokens INTEGER, cache_write_tokens INTEGER, total_cost REAL, status TEXT)"
     )
     con.executemany(
         "INSERT INTO llm_calls (timestamp, provider, model, session_id, input_tokens, output_tokens,"
-        " cache_read_tokens, cache_write_tokens, total_cost, status) VALUES (?, 'anthropic', ?, ?, ?, ?, ?, 100, ?, 'success')",
+        " cache_read_tokens, cache_write_tokens, total_cost, status)"
+        " VALUES (?, 'anthropic', ?, ?, ?, ?, ?, 100, ?, 'success')",
         rows,
     )
     con.commit()

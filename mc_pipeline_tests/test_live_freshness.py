@@ -119,7 +119,8 @@ def test_appended_calls_reach_the_usage_api(tmp_path):
         f"\nlive freshness (append -> /api/usage/today), {len(latencies)} transcript appends: "
         + ", ".join(f"{s:.1f}" for s in latencies)
         + f" s; median {statistics.median(latencies):.1f} s, max {max(latencies):.1f} s"
-        + f"\nagent database append: {db_latency:.1f} s (zone {tz}; servers ready in {t_ready - t_start:.1f} s, "
+        + f"\nagent database append: {db_latency:.1f} s (zone {tz}; "
+        f"servers ready in {t_ready - t_start:.1f} s, "
         f"first refresh settled {t_refreshed - t_ready:.1f} s later)"
     )
     print(report)

@@ -202,7 +202,8 @@ def test_line_numbers_follow_first_line(case, offset):
 
 
 def test_non_finite_numbers_in_unread_keys_do_not_cost_the_call():
-    """Found by the fuzzer: one ``NaN``/``Infinity``/``1e400`` anywhere in a line made Polars reject the file."""
+    """Found by the fuzzer: one ``NaN``/``Infinity``/``1e400`` anywhere in a line made Polars reject the
+    file."""
     lines = []
     for i, token in enumerate([b"NaN", b"Infinity", b"-Infinity", b"1e400"]):
         line = h.assistant(T0 + timedelta(minutes=i))

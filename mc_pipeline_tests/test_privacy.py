@@ -53,7 +53,10 @@ SECRETS = {
 
 def plant_home(home: Path) -> None:
     t = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
-    key_error = f'401 {{"type":"error","error":{{"type":"authentication_error","message":"invalid x-api-key {API_KEY}"}}}}'
+    key_error = (
+        '401 {"type":"error","error":{"type":"authentication_error",'
+        f'"message":"invalid x-api-key {API_KEY}"}}}}'
+    )
     sessions = {
         f"agent:main:whatsapp:direct:{PHONE}": "priv-phone",
         f"agent:main:telegram:direct:@{HANDLE}": "priv-handle",
@@ -107,15 +110,16 @@ def plant_home(home: Path) -> None:
     db.parent.mkdir(parents=True)
     with sqlite3.connect(db) as con:
         con.execute(
-            "CREATE TABLE llm_calls (id INTEGER PRIMARY KEY, timestamp TEXT, provider TEXT, model TEXT, caller TEXT,"
-            " session_id TEXT, task_type TEXT, prompt_tokens INTEGER, completion_tokens INTEGER,"
-            " thinking_tokens INTEGER, total_tokens INTEGER, duration_ms INTEGER, cost_estimate REAL, status TEXT,"
-            " prompt_preview TEXT, response_preview TEXT, created_at TEXT)"
+            "CREATE TABLE llm_calls (id INTEGER PRIMARY KEY, timestamp TEXT, provider TEXT, model TEXT,"
+            " caller TEXT, session_id TEXT, task_type TEXT, prompt_tokens INTEGER, completion_tokens INTEGER,"
+            " thinking_tokens INTEGER, total_tokens INTEGER, duration_ms INTEGER, cost_estimate REAL,"
+            " status TEXT, prompt_preview TEXT, response_preview TEXT, created_at TEXT)"
         )
         con.execute(
             "INSERT INTO llm_calls (timestamp, provider, model, caller, session_id, task_type, prompt_tokens,"
-            " completion_tokens, thinking_tokens, total_tokens, duration_ms, cost_estimate, status, prompt_preview,"
-            " response_preview, created_at) VALUES (?, 'anthropic', 'claude-sonnet-4-5', ?, 'db-only', 'coding',"
+            " completion_tokens, thinking_tokens, total_tokens, duration_ms, cost_estimate, status,"
+            " prompt_preview, response_preview, created_at)"
+            " VALUES (?, 'anthropic', 'claude-sonnet-4-5', ?, 'db-only', 'coding',"
             " 500, 100, 0, 600, 1200, 0.003, 'success', ?, ?, ?)",
             (
                 h.iso(t),
@@ -126,12 +130,12 @@ def plant_home(home: Path) -> None:
             ),
         )
         con.execute(
-            "CREATE TABLE api_calls (id INTEGER PRIMARY KEY, timestamp TEXT, service TEXT, endpoint TEXT, method TEXT,"
-            " request_body TEXT, response_body TEXT, status_code INTEGER, duration_ms INTEGER)"
+            "CREATE TABLE api_calls (id INTEGER PRIMARY KEY, timestamp TEXT, service TEXT, endpoint TEXT,"
+            " method TEXT, request_body TEXT, response_body TEXT, status_code INTEGER, duration_ms INTEGER)"
         )
         con.execute(
-            "INSERT INTO api_calls (timestamp, service, endpoint, method, request_body, response_body, status_code,"
-            " duration_ms) VALUES (?, 'brave', '/search', 'GET', ?, ?, 200, 300)",
+            "INSERT INTO api_calls (timestamp, service, endpoint, method, request_body, response_body,"
+            " status_code, duration_ms) VALUES (?, 'brave', '/search', 'GET', ?, ?, 200, 300)",
             (
                 h.iso(t),
                 f'{{"auth":"{SECRETS["api request body"]}","q":"{HANDLE}"}}',

@@ -54,7 +54,7 @@ def build_home(home: Path, today: date, now: datetime) -> None:
     # today's calls: before now, after local midnight
     midnight = local(today, 0)
     t_today = midnight + min(timedelta(minutes=30), (now - midnight) / 2)
-    sonnet = dict(model="claude-sonnet-4-5")
+    sonnet = {"model": "claude-sonnet-4-5"}
     h.write_session(
         home,
         [
@@ -593,7 +593,8 @@ def test_no_data_yet_says_run_make_run(tmp_path):
 
 
 def test_a_whole_process_without_dagster(data):
-    """``python -m mc_pipeline report`` as a process: exit 2 on a bad date, and the report path never imports Dagster."""
+    """``python -m mc_pipeline report`` as a process: exit 2 on a bad date, and the report path never imports
+    Dagster."""
     env = {
         "MC_DATA_DIR": str(data["root"]),
         "MC_TIMEZONE": ZONE,
@@ -608,8 +609,8 @@ def test_a_whole_process_without_dagster(data):
     )
     assert bad.returncode == 2 and bad.stdout == "" and bad.stderr.count("\n") == 1
     code = (
-        "import sys, mc_pipeline.runtime.cli as c; sys.argv = ['x', 'report', 'model', '--json']; rc = c.main();"
-        " print('DAGSTER' if 'dagster' in sys.modules else 'no dagster', rc)"
+        "import sys, mc_pipeline.runtime.cli as c; sys.argv = ['x', 'report', 'model', '--json'];"
+        " rc = c.main(); print('DAGSTER' if 'dagster' in sys.modules else 'no dagster', rc)"
     )
     ok = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr

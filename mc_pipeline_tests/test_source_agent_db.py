@@ -57,7 +57,8 @@ def session(sid: str, n: int = 3, start: datetime = T0) -> list[dict]:
 
 
 def incremental(home, prev=None):
-    """Stage the home's databases (state kept beside the home across calls); ``.batch`` is all that is staged."""
+    """Stage the home's databases (state kept beside the home across calls); ``.batch`` is all that is
+    staged."""
     state = SourceState(home.parent / f"{home.name}-staging", "UTC")
     read = stage_agent_dbs(home, state)
     read.batch = state.batch()
@@ -223,8 +224,8 @@ def test_an_older_database_without_the_newer_tables_and_columns(tmp_path):
 
     con = sqlite3.connect(path)
     con.execute(
-        "CREATE TABLE transcript_events (session_id TEXT NOT NULL, seq INTEGER NOT NULL, event_json TEXT NOT NULL,"
-        " created_at INTEGER NOT NULL, PRIMARY KEY (session_id, seq))"
+        "CREATE TABLE transcript_events (session_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+        " event_json TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (session_id, seq))"
     )
     sid = str(uuid.uuid4())
     for i, line in enumerate(session(sid, 2), 1):

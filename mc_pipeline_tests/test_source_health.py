@@ -1,4 +1,5 @@
-"""A source that goes silent or changes shape is noticed: WARN checks on llm_calls and the summary says why."""
+"""A source that goes silent or changes shape is noticed: WARN checks on llm_calls and the summary says
+why."""
 
 from __future__ import annotations
 

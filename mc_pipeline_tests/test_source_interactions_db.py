@@ -21,19 +21,21 @@ SECRET = "MY SECRET PROMPT about +4915112345678"
 #: docs/openclaw-formats.md#interactions-db: the plan's table, the widespread cost-split variant, the
 #: ok/error variant.
 PLAN = (
-    "id INTEGER PRIMARY KEY, timestamp TEXT, provider TEXT, model TEXT, caller TEXT, session_id TEXT, task_type TEXT,"
-    " prompt_tokens INTEGER, completion_tokens INTEGER, thinking_tokens INTEGER, total_tokens INTEGER,"
-    " duration_ms INTEGER, cost_estimate REAL, status TEXT, prompt_preview TEXT, response_preview TEXT, created_at TEXT"
+    "id INTEGER PRIMARY KEY, timestamp TEXT, provider TEXT, model TEXT, caller TEXT, session_id TEXT,"
+    " task_type TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, thinking_tokens INTEGER,"
+    " total_tokens INTEGER, duration_ms INTEGER, cost_estimate REAL, status TEXT, prompt_preview TEXT,"
+    " response_preview TEXT, created_at TEXT"
 )
 COST_SPLIT = (
-    "id INTEGER PRIMARY KEY, timestamp TEXT, provider TEXT, model TEXT, caller TEXT, session_id TEXT, task_type TEXT,"
-    " prompt_tokens INTEGER, completion_tokens INTEGER, thinking_tokens INTEGER, total_tokens INTEGER,"
-    " cache_read_tokens INTEGER, cache_write_tokens INTEGER, duration_ms INTEGER, input_cost REAL, output_cost REAL,"
-    " cache_cost REAL, total_cost REAL, status TEXT, prompt_preview TEXT, response_preview TEXT, created_at TEXT"
+    "id INTEGER PRIMARY KEY, timestamp TEXT, provider TEXT, model TEXT, caller TEXT, session_id TEXT,"
+    " task_type TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, thinking_tokens INTEGER,"
+    " total_tokens INTEGER, cache_read_tokens INTEGER, cache_write_tokens INTEGER, duration_ms INTEGER,"
+    " input_cost REAL, output_cost REAL, cache_cost REAL, total_cost REAL, status TEXT, prompt_preview TEXT,"
+    " response_preview TEXT, created_at TEXT"
 )
 OK_ERROR = (
-    "id INTEGER PRIMARY KEY, timestamp TEXT, provider TEXT, model TEXT, session_id TEXT, input_tokens INTEGER,"
-    " output_tokens INTEGER, prompt TEXT, response TEXT, ok INTEGER, error TEXT"
+    "id INTEGER PRIMARY KEY, timestamp TEXT, provider TEXT, model TEXT, session_id TEXT,"
+    " input_tokens INTEGER, output_tokens INTEGER, prompt TEXT, response TEXT, ok INTEGER, error TEXT"
 )
 API = (
     "id INTEGER PRIMARY KEY, timestamp TEXT, service TEXT, endpoint TEXT, method TEXT, request_body TEXT,"
@@ -361,7 +363,8 @@ def test_an_idle_wal_database_is_read_without_adding_files(tmp_path):
 
 
 def test_a_wal_database_with_an_open_writer_is_read_through_its_wal(tmp_path):
-    """Committed rows still only in the writer's -wal are read; the writer's -wal/-shm are the only sidecars."""
+    """Committed rows still only in the writer's -wal are read; the writer's -wal/-shm are the only
+    sidecars."""
     path = make_db(
         tmp_path / "data" / "interactions.db", PLAN, [row(prompt_tokens=1, completion_tokens=1)], wal=True
     )
@@ -434,10 +437,11 @@ def test_a_hot_journal_left_by_a_crashed_writer_is_rolled_back_in_a_private_copy
 
 
 def test_a_wal_that_vanishes_before_it_is_copied_is_read_again(tmp_path, monkeypatch):
-    """Its writer closed (deleting -wal) between the look at the folder and the copy: read again, no problem."""
+    """Its writer closed (deleting -wal) between the look at the folder and the copy: read again, no
+    problem."""
     from mc_pipeline.ingest.readers import sqlite_access as interactions_db
 
-    path = make_db(
+    make_db(
         tmp_path / "data" / "interactions.db", PLAN, [row(prompt_tokens=1, completion_tokens=1)], wal=True
     )
     real, modes = interactions_db.open_mode, []

@@ -1,4 +1,5 @@
-"""Tests of mc_pipeline.costing.task_types: the packaged rules, precedence, custom and malformed rule files."""
+"""Tests of mc_pipeline.costing.task_types: the packaged rules, precedence, custom and malformed rule
+files."""
 
 from __future__ import annotations
 

@@ -53,11 +53,12 @@ def matches(planted: set, rows: set) -> bool:
 
 
 def checks(result) -> dict[str, bool]:
-    return {
-        f"{e.asset_check_evaluation_data.asset_key.to_user_string()}:{e.asset_check_evaluation_data.check_name}": e.asset_check_evaluation_data.passed
+    evaluations = [
+        e.asset_check_evaluation_data
         for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    }
+    ]
+    return {f"{c.asset_key.to_user_string()}:{c.check_name}": c.passed for c in evaluations}
 
 
 @pytest.mark.parametrize("eras", ["both", "new_only", "old_only"])
@@ -134,7 +135,8 @@ def test_session_keys_cron_jobs_forks_and_billing_come_from_the_databases(tmp_pa
         if x.startswith("sources:")
     ]
     assert line == (
-        f"sources:      transcripts (SQLite) {kept['transcript_store']}; archives {kept['transcript_archive']}; "
+        f"sources:      transcripts (SQLite) {kept['transcript_store']}; "
+        f"archives {kept['transcript_archive']}; "
         f"cold {kept['transcript_cold']}; transcripts (files) {kept['transcript']}"
     )
     files = Tables(data).load("source_files")

@@ -10,6 +10,7 @@ Every wait is bounded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -148,39 +149,46 @@ def server(tmp_path_factory):
         "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
     }
     port = free_port()
-    logs = {name: open(tmp / f"{name}.log", "wb") for name in ("webserver", "daemon")}
-    procs = [
-        subprocess.Popen(
-            [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=logs["webserver"],
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        ),
-        subprocess.Popen(
-            [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-            cwd=ROOT,
-            env=env,
-            stdout=logs["daemon"],
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        ),
-    ]
-    try:
-        yield {"port": port, "tmp": tmp, "planted": planted, "days": planted_days(planted_at), "procs": procs}
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, 15)  # the process group we started (the server and its code server)
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, 9)
-                p.wait(timeout=5)
-        for f in logs.values():
-            f.close()
+    with contextlib.ExitStack() as log_files:  # open until the servers are stopped
+        logs = {
+            name: log_files.enter_context(open(tmp / f"{name}.log", "wb")) for name in ("webserver", "daemon")
+        }
+        procs = [
+            subprocess.Popen(
+                [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+                cwd=ROOT,
+                env=env,
+                stdout=logs["webserver"],
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            ),
+            subprocess.Popen(
+                [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+                cwd=ROOT,
+                env=env,
+                stdout=logs["daemon"],
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            ),
+        ]
+        try:
+            yield {
+                "port": port,
+                "tmp": tmp,
+                "planted": planted,
+                "days": planted_days(planted_at),
+                "procs": procs,
+            }
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    os.killpg(p.pid, 15)  # the process group we started (the server and its code server)
+            for p in procs:
+                try:
+                    p.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, 9)
+                    p.wait(timeout=5)
 
 
 LOCATION_QUERY = """
@@ -285,7 +293,8 @@ mutation Launch($params: ExecutionParams!) {
 }
 """
 RUN_QUERY = """
-query Run($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status startTime endTime tags { key value } } } }
+query Run($id: ID!) { runOrError(runId: $id) { __typename
+  ... on Run { status startTime endTime tags { key value } } } }
 """
 
 
@@ -376,11 +385,13 @@ query Partitions($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { __ty
   isPartitioned
   partitionKeysByDimension { name partitionKeys }
   partitionStats { numMaterialized numPartitions numFailed numMaterializing }
-  assetPartitionStatuses { __typename ... on TimePartitionStatuses { ranges { startKey endKey status } } } } } }
+  assetPartitionStatuses { __typename
+    ... on TimePartitionStatuses { ranges { startKey endKey status } } } } } }
 """
 LATEST_BY_PARTITION = """
 query Latest($key: AssetKeyInput!, $partitions: [String!]) { assetNodeOrError(assetKey: $key) { __typename
-  ... on AssetNode { latestMaterializationByPartition(partitions: $partitions) { partition runId timestamp } } } }
+  ... on AssetNode {
+    latestMaterializationByPartition(partitions: $partitions) { partition runId timestamp } } } }
 """
 MATERIALIZATIONS = """
 query Mats($key: AssetKeyInput!, $partitions: [String!]) { assetOrError(assetKey: $key) { __typename
@@ -421,7 +432,8 @@ def server_logs(tmp: Path) -> str:
 
 
 def wait_run_success(loaded: dict, run_id: str, what: str) -> dict:
-    """Wait (bounded) for a run to end; fail with its failure events and the servers' logs unless it succeeded."""
+    """Wait (bounded) for a run to end; fail with its failure events and the servers' logs unless it
+    succeeded."""
     port = loaded["port"]
 
     def ended():

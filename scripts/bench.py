@@ -15,8 +15,8 @@ targets are ratios between measurements of the same run:
 | empty home | wall <= 2.0x ``python -c "import dagster, polars, pandera"`` |
 | rerun of one day partition (small home) | its work <= 0.05x the full build's work |
 | nothing new | wall <= 0.1x ccusage |
-| fleet of 4 homes (300 MB each, upgraded layout), MC_MAX_CONCURRENT=2 | wall <= 0.65x the same four homes as four single runs one after another |
-| Postgres fixed cost: fleet of 4 empty homes | wall <= 1.5x the same on SQLite (the single empty home: reported) |
+| fleet of 4 homes (300 MB, upgraded layout), MC_MAX_CONCURRENT=2 | wall <= 0.65x the 4 run singly, in turn |
+| Postgres fixed cost: fleet of 4 empty homes | wall <= 1.5x the same on SQLite (one empty home: reported) |
 
 Steps, in this order (mc_pipeline = ``python -m mc_pipeline run --quiet`` with OPENCLAW_HOME, MC_DATA_DIR,
 DAGSTER_HOME = MC_DATA_DIR/dagster_home and MC_TIMEZONE=UTC; every other MC_/OPENCLAW_/DAGSTER_ variable
@@ -152,7 +152,8 @@ class Timed:
 
     @property
     def said(self) -> str:
-        """What an mc_pipeline run said about itself: why it ran (or that it took the fast path), failed checks."""
+        """What an mc_pipeline run said about itself: why it ran (or that it took the fast path), failed
+        checks."""
         out = []
         for ln in self.stdout.splitlines():
             if ln.startswith("mc_pipeline: reading ") and ln.endswith(")"):
@@ -263,7 +264,8 @@ def timed(label: str, cmd: list[str], env: dict[str, str] | None = None, tree: b
         )
     tree_text = f" ({t.tree_peak_mib:,.0f} MiB process tree)" if t.tree_peak_mib is not None else ""
     log(
-        f"  -> {t.wall_s:.2f} s wall, {t.cpu_s:.2f} s CPU, {t.peak_mib:,.0f} MiB peak{tree_text}, exit {t.returncode}"
+        f"  -> {t.wall_s:.2f} s wall, {t.cpu_s:.2f} s CPU, {t.peak_mib:,.0f} MiB peak{tree_text}, "
+        f"exit {t.returncode}"
     )
     if not t.ok:
         log(f"  {label} FAILED (exit {t.returncode}); stderr:\n{stderr_excerpt(t)}")
@@ -422,7 +424,8 @@ class CachedHome:
             self.stats = doc.get("stats", {})
             if doc.get("synth_sha") != synth_hash():
                 log(
-                    f"note: scripts/synth_home.py changed since {self.home} was generated (--fresh regenerates)"
+                    f"note: scripts/synth_home.py changed since {self.home} was generated "
+                    "(--fresh regenerates)"
                 )
             if self.restore():
                 log(f"cached home: {self.home}")
@@ -435,8 +438,8 @@ class CachedHome:
         partial = self.dir / "home.partial"
         partial.parent.mkdir(parents=True, exist_ok=True)
         log(
-            f"generating {self.size_mb:g} MB home (seed {self.seed}, {self.days or 'default'} days, {self.layout} "
-            f"layout) in {partial}"
+            f"generating {self.size_mb:g} MB home (seed {self.seed}, {self.days or 'default'} days, "
+            f"{self.layout} layout) in {partial}"
         )
         t0 = time.perf_counter()
         cmd = [
@@ -607,7 +610,8 @@ def append_call(home: Path) -> dict:
             lead = b""
         fh.write(lead + (json.dumps(e) + "\n").encode())
     log(
-        f"appended call {new_id} ({m['provider']}/{m['model']}, ${cost['total']:.4f}) to {newest.relative_to(home)}"
+        f"appended call {new_id} ({m['provider']}/{m['model']}, ${cost['total']:.4f}) "
+        f"to {newest.relative_to(home)}"
     )
     return {"file": str(newest.relative_to(home)), "id": new_id, "cost_usd": cost["total"]}
 
@@ -671,7 +675,8 @@ if files:
 print(json.dumps(out))
 """
 
-RERUN_HELPER = r'''"""Written by scripts/bench.py: rerun one day partition of llm_calls + usage_daily in process."""
+RERUN_HELPER = r'''"""Written by scripts/bench.py: rerun one day partition of llm_calls + usage_daily in
+process."""
 import sys
 
 import dagster as dg
@@ -694,8 +699,9 @@ keys = [dg.AssetKey("llm_calls"), dg.AssetKey("usage_daily")]
 try:
     job = defs.resolve_implicit_global_asset_job_def()
 except Exception:  # noqa: BLE001 - e.g. assets of several partitionings: a job of just these two
-    job = dg.Definitions.merge(defs, dg.Definitions(jobs=[dg.define_asset_job("bench_rerun_day", selection=keys)])
-                               ).resolve_job_def("bench_rerun_day")
+    job = dg.Definitions.merge(
+        defs, dg.Definitions(jobs=[dg.define_asset_job("bench_rerun_day", selection=keys)])
+    ).resolve_job_def("bench_rerun_day")
 result = job.execute_in_process(
     partition_key=day,
     asset_selection=keys,
@@ -707,7 +713,8 @@ sys.exit(0 if result.success else 1)
 '''
 
 
-STEPS_HELPER = r'''"""Written by scripts/bench.py: the last run of a Dagster instance, step by step, from its event log."""
+STEPS_HELPER = r'''"""Written by scripts/bench.py: the last run of a Dagster instance, step by step, from its
+event log."""
 import json
 import sys
 
@@ -841,7 +848,8 @@ class Tools:
         helper.write_text(RERUN_HELPER)
         return (
             timed(f"rerun of {day} (Dagster in process)", [self.py, str(helper), day], env),
-            f"a Dagster in-process materialisation of llm_calls + usage_daily ({helper.name}; no rerun in cli.py)",
+            f"a Dagster in-process materialisation of llm_calls + usage_daily "
+            f"({helper.name}; no rerun in cli.py)",
         )
 
 
@@ -1096,9 +1104,9 @@ def profile_text(p: dict) -> str:
     return (
         f"wall {p['wall_s']:.2f} s = {p['before_first_event_s']:.2f} s before the first event + "
         f"{p['wall_s'] - p['before_first_event_s'] - p['after_last_event_s']:.2f} s of events + "
-        f"{p['after_last_event_s']:.2f} s after the last; {len(p['steps'])} steps: {p['step_s']:.2f} s in steps "
-        f"({kinds}), {p['step_startup_s']:.2f} s queued -> started; {p['mean_running']} steps running on "
-        f"average over {p['steps_span_s']:.2f} s"
+        f"{p['after_last_event_s']:.2f} s after the last; {len(p['steps'])} steps: "
+        f"{p['step_s']:.2f} s in steps ({kinds}), {p['step_startup_s']:.2f} s queued -> started; "
+        f"{p['mean_running']} steps running on average over {p['steps_span_s']:.2f} s"
     )
 
 
@@ -1111,7 +1119,8 @@ def closest_to_median(runs: list[Timed]) -> int | None:
 
 
 def same_totals(a: tuple[int, float] | None, b: tuple[int, float] | None) -> bool:
-    """The same calls and the same cost to a millionth of a dollar (sums in another order differ by ~1e-12)."""
+    """The same calls and the same cost to a millionth of a dollar (sums in another order differ by
+    ~1e-12)."""
     return (
         a is not None and b is not None and a[0] == b[0] and abs(a[1] - b[1]) <= max(1e-6, 1e-12 * abs(b[1]))
     )
@@ -1164,8 +1173,9 @@ def run_fleet(
         checks.append(check)
         if not check["equal"]:
             log(
-                f"FLEET TOTALS DIFFER (repeat {i + 1}): singles {totals.get('singles')}, fleet MC_MAX_CONCURRENT={conc} "
-                f"{totals.get('parallel')}, MC_MAX_CONCURRENT=1 {totals.get('one')}"
+                f"FLEET TOTALS DIFFER (repeat {i + 1}): singles {totals.get('singles')}, "
+                f"fleet MC_MAX_CONCURRENT={conc} {totals.get('parallel')}, "
+                f"MC_MAX_CONCURRENT=1 {totals.get('one')}"
             )
     info["fleet_totals"] = checks
     bad = [c for c in checks if not c["equal"]]
@@ -1279,8 +1289,8 @@ def build_extra_cases(m: dict[str, Timed | None], info: dict, only: set[str], ar
         refs = []
         if seq:
             refs.append(
-                f"{args.fleet_homes} single runs one after another: wall {s(seq)} summed (CPU {seq.cpu_s:.1f} s; "
-                f"{mem(seq)})"
+                f"{args.fleet_homes} single runs one after another: wall {s(seq)} summed "
+                f"(CPU {seq.cpu_s:.1f} s; {mem(seq)})"
             )
         if one:
             refs.append(f"fleet run, MC_MAX_CONCURRENT=1: wall {s(one)} (CPU {one.cpu_s:.1f} s; {mem(one)})")
@@ -1430,7 +1440,8 @@ def main(argv: list[str] | None = None) -> int:
     only = {g.strip() for g in args.only.split(",") if g.strip()} or set(GROUPS)
     if only - set(GROUPS):
         p.error(
-            f"--only: unknown group(s) {', '.join(sorted(only - set(GROUPS)))} (choose from {', '.join(GROUPS)})"
+            f"--only: unknown group(s) {', '.join(sorted(only - set(GROUPS)))} "
+            f"(choose from {', '.join(GROUPS)})"
         )
 
     work, homes = args.workdir.resolve(), args.homes.resolve()
@@ -1455,7 +1466,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_snapshot:
         CODE = snapshot_code(work)
     log(
-        f"code: {CODE} (HEAD {code_start.get('head', '?')}, {len(code_start.get('uncommitted', []))} uncommitted "
+        f"code: {CODE} (HEAD {code_start.get('head', '?')}, "
+        f"{len(code_start.get('uncommitted', []))} uncommitted "
         f"file(s) of mc_pipeline/ and synth_home.py, digest {code_start['digest']})"
     )
 
@@ -1595,7 +1607,8 @@ def main(argv: list[str] | None = None) -> int:
     mem = mem_total_gib()
     out.append(
         f"machine: {os.cpu_count()} cores{f', {mem:.0f} GiB' if mem else ''}; load average (1/5/15 min) "
-        f"{'/'.join(f'{x:.2f}' for x in load_start)} at start, {'/'.join(f'{x:.2f}' for x in load_end)} at end"
+        f"{'/'.join(f'{x:.2f}' for x in load_start)} at start, "
+        f"{'/'.join(f'{x:.2f}' for x in load_end)} at end"
     )
     uncommitted = code_start.get("uncommitted", [])
     out.append(
@@ -1616,19 +1629,21 @@ def main(argv: list[str] | None = None) -> int:
         if h:
             b, n = home_bytes(h.home)
             out.append(
-                f"home {label}: {h.home} ({b / 1e6:,.0f} MB in {n:,} transcript files, {h.days} days, seed {h.seed})"
+                f"home {label}: {h.home} ({b / 1e6:,.0f} MB in {n:,} transcript files, "
+                f"{h.days} days, seed {h.seed})"
             )
     for i, h in enumerate(fleet):
         on_disk = sum(size for size, _ in home_files(h.home).values())
         calls = (h.stats.get("truth") or {}).get("calls")
         out.append(
-            f"fleet home h{i + 1}: {h.home} ({on_disk / 1e6:,.0f} MB on disk, {h.layout} layout, seed {h.seed}, "
-            f"{h.stats.get('days', '?')} days, {f'{calls:,}' if calls else '?'} calls)"
+            f"fleet home h{i + 1}: {h.home} ({on_disk / 1e6:,.0f} MB on disk, {h.layout} layout, "
+            f"seed {h.seed}, {h.stats.get('days', '?')} days, {f'{calls:,}' if calls else '?'} calls)"
         )
     if "added" in info:
         out.append(
-            f"new sessions: {info['added'].get('bytes', 0) / 1e6:,.1f} MB in {info['added'].get('files')} files "
-            f"(--add-mb {add_mb:g} --add-seed {args.add_seed})" + (", the same in both homes" if big else "")
+            f"new sessions: {info['added'].get('bytes', 0) / 1e6:,.1f} MB "
+            f"in {info['added'].get('files')} files (--add-mb {add_mb:g} --add-seed {args.add_seed})"
+            + (", the same in both homes" if big else "")
         )
     out += [
         "",
@@ -1711,7 +1726,8 @@ def main(argv: list[str] | None = None) -> int:
             "| --- | ---: | ---: | ---: | ---: |",
         ]
         out += [
-            f"| {r['step']} | {r['queued']:.2f} | {r['start']:.2f} | {r['end']:.2f} | {r['end'] - r['start']:.2f} |"
+            f"| {r['step']} | {r['queued']:.2f} | {r['start']:.2f} | {r['end']:.2f} "
+            f"| {r['end'] - r['start']:.2f} |"
             for r in prof["steps"]
         ]
     out += [

@@ -150,7 +150,7 @@ def write_data(data: Path, days: int, rows_per_day: int, sessions_per_day: int, 
                     "subscription_value_usd": cost if billing == "subscription" else 0.0,
                 }
             )
-        for s in range(sessions_per_day):
+        for _ in range(sessions_per_day):
             agent, (provider, model), (trigger, channel, job) = (
                 rnd.choice(agents),
                 rnd.choice(models),
@@ -207,7 +207,7 @@ def write_data(data: Path, days: int, rows_per_day: int, sessions_per_day: int, 
                     "avg_duration_ms": 2500.0,
                 }
             )
-        for k in range(40):
+        for _ in range(40):
             status = rnd.choice([200] * 30 + [429, 500, 503, 504])
             ts = datetime(day.year, day.month, day.day, rnd.randint(0, 23), rnd.randint(0, 59), tzinfo=UTC)
             api.append(
@@ -311,7 +311,8 @@ def main() -> int:
             raise SystemExit(made.stderr)
         sizes = json.loads(made.stdout.strip().splitlines()[-1])
         print(
-            f"data: {data} ({sizes['first']} .. {sizes['last']}, written in {time.perf_counter() - start:.1f} s)"
+            f"data: {data} ({sizes['first']} .. {sizes['last']}, "
+            f"written in {time.perf_counter() - start:.1f} s)"
         )
         print("rows: " + ", ".join(f"{n} {v:,}" for n, v in sizes.items() if isinstance(v, int)))
         from datetime import date, timedelta

@@ -71,7 +71,8 @@ MODELS = (
 )
 TOOLS = ("read", "edit", "write", "exec", "web_search", "browser", "process")
 ERRORS = (
-    '429 {"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your rate limit"}}',
+    '429 {"type":"error","error":{"type":"rate_limit_error",'
+    '"message":"Number of request tokens has exceeded your rate limit"}}',
     '529 {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}',
     "500 Internal Server Error",
     "fetch failed",
@@ -420,7 +421,8 @@ def _openclaw_db():
 
 @contextmanager
 def _seeded_generations(odb, seed: int):
-    """AgentDb draws archive/watermark generations from uuid4: draw them from the seed instead (deterministic)."""
+    """AgentDb draws archive/watermark generations from uuid4: draw them from the seed instead
+    (deterministic)."""
     g = random.Random(seed ^ 0x6E6E)
     old = odb.generation
     odb.generation = lambda: f"{g.getrandbits(128):032x}"
