@@ -212,7 +212,7 @@ def test_schedule_and_sensors_run_by_default(tmp_path):
 
 # -- alerts through Dagster ------------------------------------------------------------------------------
 def _materialized_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
-    mats = [m for m in result.asset_materializations_for_node(asset)]
+    mats = list(result.asset_materializations_for_node(asset))
     assert len(mats) == 1
     return {k: v.value for k, v in mats[0].metadata.items()}
 

@@ -188,7 +188,8 @@ def test_a_file_with_a_future_call_is_read_again_every_run(tmp_path):
 
 
 def test_a_run_that_stopped_while_staging_means_a_full_read(tmp_path, home):
-    """A run that died half-way through changing the staged files leaves its marker: the next one reads all."""
+    """A run that died half-way through changing the staged files leaves its marker: the next one reads
+    all."""
     state = SourceState(tmp_path / "staging", "UTC")
     first = stage_transcript_files(home, state)
     assert first.report.mode.startswith("full") and state.manifest(MANIFEST, "").height == first.files_read
