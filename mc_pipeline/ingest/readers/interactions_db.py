@@ -248,58 +248,54 @@ def _excerpt(prefix: str) -> pl.Expr:
     ).str.slice(0, EXCERPT_CHARS)
 
 
-def parse_llm_calls(
-    names: list[str],
-    rows: list[tuple],
-    *,
-    rel: str,
-    naive_tz: str = "UTC",
-    now: datetime | None = None,
-    agents: list[str] | None = None,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(CALL_RECORDS, QUARANTINE) from raw ``llm_calls`` rows (every value text, ``row_no`` = rowid).
-    ``agent_id`` is the agent the row's ``caller`` names (``agent:<id>`` or one of ``agents``), else null."""
-    now = now or datetime.now(UTC)
-    raw = _frame(names, rows, LLM_FIELDS)
+def _llm_status() -> dict[str, pl.Expr]:
+    """Status step: the stop reason from ``status``/``ok``/``error``, the status word and the error text."""
     status = pl.col("status").str.strip_chars().str.to_lowercase()
     status = pl.when(status != "").then(status)
     error_text = pl.col("error").str.strip_prefix(NOT_UTF8)
     error_text = pl.when(error_text.str.strip_chars() != "").then(error_text)
-    ok_flag = _int("ok")
-    model_raw = pl.col("model").str.strip_chars()
-    provider_raw = pl.col("provider").str.strip_chars()
-    has_slash = model_raw.str.contains("/")
-    no_provider = provider_raw.is_null() | (provider_raw == "")
     failed = (
         pl.when(status.is_in(OK_STATUSES))
         .then(pl.lit(None, pl.String))
         .when(status.is_in(ABORT_STATUSES))
         .then(pl.lit("aborted"))
-        .when(status.is_not_null() | (ok_flag == 0) | error_text.is_not_null())
+        .when(status.is_not_null() | (_int("ok") == 0) | error_text.is_not_null())
         .then(pl.lit("error"))
     )
-    df = raw.with_columns(
-        _ts=parse_timestamp("timestamp", naive_tz),
-        _provider=pl.when(no_provider & has_slash)
-        .then(model_raw.str.split("/").list.first())
-        .otherwise(provider_raw),
-        _model=pl.when(no_provider & has_slash)
+    return {"_stop": failed, "_status_word": status, "_error_text": error_text}
+
+
+def _llm_provider_model() -> dict[str, pl.Expr]:
+    """Map step: provider and model, split from a ``provider/model`` id when no provider is given."""
+    model_raw = pl.col("model").str.strip_chars()
+    provider_raw = pl.col("provider").str.strip_chars()
+    split = (provider_raw.is_null() | (provider_raw == "")) & model_raw.str.contains("/")
+    return {
+        "_provider": pl.when(split).then(model_raw.str.split("/").list.first()).otherwise(provider_raw),
+        "_model": pl.when(split)
         .then(model_raw.str.splitn("/", 2).struct.field("field_1"))
         .otherwise(model_raw),
-        _stop=failed,
-        _status_word=status,
-        _error_text=error_text,
+    }
+
+
+def _llm_numbers() -> dict[str, pl.Expr]:
+    """Map step: token counts, duration and recorded cost as numbers (null when not one)."""
+    return {
         **{f"_{n}": _int(n) for n in TOKEN_FIELDS},
-        _duration=pl.col("duration_ms")
+        "_duration": pl.col("duration_ms")
         .str.strip_chars()
         .cast(pl.Float64, strict=False)
         .round(0)
         .cast(pl.Int64, strict=False),
-        _cost=pl.coalesce(
+        "_cost": pl.coalesce(
             pl.col("total_cost").str.strip_chars().cast(pl.Float64, strict=False),
             pl.col("cost_estimate").str.strip_chars().cast(pl.Float64, strict=False),
         ),
-    )
+    }
+
+
+def _llm_problem(now: datetime) -> pl.Expr:
+    """Quarantine step: why an ``llm_calls`` row cannot be used (null when it can)."""
     bad_tokens = pl.any_horizontal([_bad_number(n) for n in TOKEN_FIELDS])
     # the transcripts' cap; on the text's numeric value, so counts beyond int64 get this reason too
     over_cap = pl.any_horizontal(
@@ -307,7 +303,7 @@ def parse_llm_calls(
     ).fill_null(False)
     negative = pl.any_horizontal([pl.col(f"_{n}") < 0 for n in TOKEN_FIELDS]).fill_null(False)
     not_text = _not_utf8([n for n in LLM_FIELDS if n != "error"])
-    reason = (
+    return (
         pl.when(not_text.is_not_null())
         .then(not_text)
         .when(pl.col("timestamp").is_null() | (pl.col("timestamp").str.strip_chars() == ""))
@@ -333,7 +329,66 @@ def parse_llm_calls(
         )
         .then(pl.lit("finished call without token counts"))
     )
-    df = df.with_columns(_reason=reason)
+
+
+def _stripped(col: str) -> pl.Expr:
+    """Map step: a text column stripped, null when empty."""
+    return pl.when(pl.col(col).str.strip_chars() != "").then(pl.col(col).str.strip_chars())
+
+
+def _llm_records(rel: str, agents: list[str]) -> dict[str, pl.Expr]:
+    """Map step: the CALL_RECORDS columns of a usable ``llm_calls`` row."""
+    error_message = pl.concat_str(
+        [
+            pl.col("_error_text"),
+            pl.when(~pl.col("_status_word").is_in(GENERIC_FAILURE)).then(pl.col("_status_word")),
+        ],
+        separator=" | ",
+        ignore_nulls=True,
+    )
+    return {
+        "source": pl.lit(SOURCE),
+        "source_file": pl.lit(rel),
+        "line_no": pl.col("row_no"),
+        "agent_id": agent_of_caller(pl.col("caller"), agents),
+        "session_id": _stripped("session_id"),
+        "entry_id": pl.format("db:{}", pl.col("row_no")),
+        "timestamp": pl.col("_ts"),
+        "provider": pl.col("_provider"),
+        "model": pl.col("_model"),
+        "stop_reason": pl.col("_stop"),
+        "error_message": pl.when(pl.col("_stop") == "error").then(error_message),
+        "input_tokens": pl.col("_input_tokens").fill_null(0),
+        "output_tokens": pl.col("_output_tokens").fill_null(0),
+        "cache_read_tokens": pl.col("_cache_read_tokens").fill_null(0),
+        "cache_write_tokens": pl.col("_cache_write_tokens").fill_null(0),
+        "cost_recorded_usd": pl.col("_cost"),
+        "duration_ms": pl.col("_duration"),
+        "given_task_type": _stripped("task_type"),
+        "given_thinking_tokens": pl.col("_thinking_tokens"),
+    }
+
+
+def parse_llm_calls(
+    names: list[str],
+    rows: list[tuple],
+    *,
+    rel: str,
+    naive_tz: str = "UTC",
+    now: datetime | None = None,
+    agents: list[str] | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(CALL_RECORDS, QUARANTINE) from raw ``llm_calls`` rows (every value text, ``row_no`` = rowid).
+    ``agent_id`` is the agent the row's ``caller`` names (``agent:<id>`` or one of ``agents``), else null.
+
+    Steps: the schema variant's columns (fields it lacks are null), timestamps, provider/model, status and
+    numbers mapped, then each row either quarantined with its reason or made a call record."""
+    now = now or datetime.now(UTC)
+    raw = _frame(names, rows, LLM_FIELDS)
+    df = raw.with_columns(
+        _ts=parse_timestamp("timestamp", naive_tz), **_llm_provider_model(), **_llm_status(), **_llm_numbers()
+    )
+    df = df.with_columns(_reason=_llm_problem(now))
     bad = df.filter(pl.col("_reason").is_not_null()).select(
         source=pl.lit(SOURCE),
         source_file=pl.lit(rel),
@@ -341,40 +396,7 @@ def parse_llm_calls(
         reason="_reason",
         excerpt=_excerpt("llm_calls"),
     )
-    good = df.filter(pl.col("_reason").is_null()).select(
-        source=pl.lit(SOURCE),
-        source_file=pl.lit(rel),
-        line_no="row_no",
-        agent_id=agent_of_caller(pl.col("caller"), agents or []),
-        session_id=pl.when(pl.col("session_id").str.strip_chars() != "").then(
-            pl.col("session_id").str.strip_chars()
-        ),
-        entry_id=pl.format("db:{}", pl.col("row_no")),
-        timestamp="_ts",
-        provider="_provider",
-        model="_model",
-        stop_reason="_stop",
-        error_message=pl.when(pl.col("_stop") == "error").then(
-            pl.concat_str(
-                [
-                    pl.col("_error_text"),
-                    pl.when(~pl.col("_status_word").is_in(GENERIC_FAILURE)).then(pl.col("_status_word")),
-                ],
-                separator=" | ",
-                ignore_nulls=True,
-            )
-        ),
-        input_tokens=pl.col("_input_tokens").fill_null(0),
-        output_tokens=pl.col("_output_tokens").fill_null(0),
-        cache_read_tokens=pl.col("_cache_read_tokens").fill_null(0),
-        cache_write_tokens=pl.col("_cache_write_tokens").fill_null(0),
-        cost_recorded_usd="_cost",
-        duration_ms="_duration",
-        given_task_type=pl.when(pl.col("task_type").str.strip_chars() != "").then(
-            pl.col("task_type").str.strip_chars()
-        ),
-        given_thinking_tokens="_thinking_tokens",
-    )
+    good = df.filter(pl.col("_reason").is_null()).select(**_llm_records(rel, agents or []))
     good = good.with_columns(
         error_message=pl.when(pl.col("error_message") != "").then(pl.col("error_message"))
     )

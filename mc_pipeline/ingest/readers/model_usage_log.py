@@ -93,43 +93,41 @@ def _check(line: bytes) -> tuple[dict | None, str | None]:
     return out, None
 
 
-def parse_log(
-    data: bytes,
-    *,
-    rel: str,
-    naive_tz: str = "UTC",
-    now: datetime | None = None,
-    agents: list[str] | None = None,
-) -> SourceBatch:
-    """The log's calls; ``agent_id`` is the agent a line's ``caller``/``agent`` names (``agent:<id>`` or one
-    of ``agents``), else null."""
-    now = now or datetime.now(UTC)
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
+def _bad_line(rel: str, no: int, reason: str, line: bytes) -> dict:
+    """Quarantine step: the row of one unusable line, its description masked."""
+    return {"source": SOURCE, "source_file": rel, "line_no": no, "reason": reason, "excerpt": excerpt(line)}
+
+
+def _checked_lines(lines: list[bytes], rel: str) -> tuple[list[dict], list[dict], int]:
+    """Check step: (the fields of each usable line with its ``line_no``, quarantine rows, blank lines)."""
     good: list[dict] = []
     bad: list[dict] = []
     blank = 0
     for no, line in enumerate(lines, 1):
         obj, why = _check(line)
         if why:
-            bad.append(
-                {"source": SOURCE, "source_file": rel, "line_no": no, "reason": why, "excerpt": excerpt(line)}
-            )
+            bad.append(_bad_line(rel, no, why, line))
         elif obj is None:
             blank += 1
         else:
             good.append({**obj, "line_no": no})
-    frame = pl.DataFrame(good, schema={**LOG_SCHEMA, "line_no": pl.Int64()})
+    return good, bad, blank
+
+
+def _log_provider_model() -> dict[str, pl.Expr]:
+    """Map step: provider and model, split at the model id's first ``/`` (no prefix: no provider)."""
     model = pl.col("model").str.strip_chars()
-    df = frame.with_columns(
-        _ts=parse_timestamp("timestamp", naive_tz),
-        _provider=pl.when(model.str.contains("/")).then(model.str.split("/").list.first()),
-        _model=pl.when(model.str.contains("/"))
+    return {
+        "_provider": pl.when(model.str.contains("/")).then(model.str.split("/").list.first()),
+        "_model": pl.when(model.str.contains("/"))
         .then(model.str.splitn("/", 2).struct.field("field_1"))
         .otherwise(model),
-    )
-    reason = (
+    }
+
+
+def _log_problem(now: datetime) -> pl.Expr:
+    """Quarantine step: why a checked line cannot be used (null when it can)."""
+    return (
         pl.when(pl.col("_ts").is_null())
         .then(pl.format("unparseable timestamp {}", pl.col("timestamp").fill_null("null").str.slice(0, 40)))
         .when(~plausible("_ts", now))
@@ -141,37 +139,57 @@ def parse_log(
         .when(pl.col("tokens_in").is_null() & pl.col("tokens_out").is_null())
         .then(pl.lit("no token counts"))
     )
-    df = df.with_columns(_reason=reason)
+
+
+def _log_records(rel: str, agents: list[str]) -> dict[str, pl.Expr]:
+    """Map step: the CALL_RECORDS columns of a usable line."""
+    return {
+        "source": pl.lit(SOURCE),
+        "source_file": pl.lit(rel),
+        "line_no": pl.col("line_no"),
+        "entry_id": pl.format("log:{}", pl.col("line_no")),
+        "agent_id": agent_of_caller(pl.col("caller"), agents),
+        "timestamp": pl.col("_ts"),
+        "provider": pl.col("_provider"),
+        "model": pl.col("_model"),
+        "input_tokens": pl.col("tokens_in").fill_null(0),
+        "output_tokens": pl.col("tokens_out").fill_null(0),
+        "cache_read_tokens": pl.lit(0, pl.Int64),
+        "cache_write_tokens": pl.lit(0, pl.Int64),
+        "given_task_type": pl.when(pl.col("task_type").str.strip_chars() != "").then(
+            pl.col("task_type").str.strip_chars()
+        ),
+    }
+
+
+def parse_log(
+    data: bytes,
+    *,
+    rel: str,
+    naive_tz: str = "UTC",
+    now: datetime | None = None,
+    agents: list[str] | None = None,
+) -> SourceBatch:
+    """The log's calls; ``agent_id`` is the agent a line's ``caller``/``agent`` names (``agent:<id>`` or one
+    of ``agents``), else null.
+
+    Steps: each line checked in Python, the usable ones mapped by Polars (timestamp, provider/model),
+    rows that still cannot be used quarantined, the rest made call records, every line accounted for."""
+    now = now or datetime.now(UTC)
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    good, bad, blank = _checked_lines(lines, rel)
+    frame = pl.DataFrame(good, schema={**LOG_SCHEMA, "line_no": pl.Int64()})
+    df = frame.with_columns(_ts=parse_timestamp("timestamp", naive_tz), **_log_provider_model())
+    df = df.with_columns(_reason=_log_problem(now))
     rejected = df.filter(pl.col("_reason").is_not_null())
     if rejected.height:
         nos = rejected.get_column("line_no").to_list()
         bad += [
-            {
-                "source": SOURCE,
-                "source_file": rel,
-                "line_no": n,
-                "reason": r,
-                "excerpt": excerpt(lines[n - 1]),
-            }
-            for n, r in zip(nos, rejected.get_column("_reason").to_list())
+            _bad_line(rel, n, r, lines[n - 1]) for n, r in zip(nos, rejected.get_column("_reason").to_list())
         ]
-    calls = df.filter(pl.col("_reason").is_null()).select(
-        source=pl.lit(SOURCE),
-        source_file=pl.lit(rel),
-        line_no="line_no",
-        entry_id=pl.format("log:{}", pl.col("line_no")),
-        agent_id=agent_of_caller(pl.col("caller"), agents or []),
-        timestamp="_ts",
-        provider="_provider",
-        model="_model",
-        input_tokens=pl.col("tokens_in").fill_null(0),
-        output_tokens=pl.col("tokens_out").fill_null(0),
-        cache_read_tokens=pl.lit(0, pl.Int64),
-        cache_write_tokens=pl.lit(0, pl.Int64),
-        given_task_type=pl.when(pl.col("task_type").str.strip_chars() != "").then(
-            pl.col("task_type").str.strip_chars()
-        ),
-    )
+    calls = df.filter(pl.col("_reason").is_null()).select(**_log_records(rel, agents or []))
     quarantine = pl.DataFrame(bad, schema=QUARANTINE).sort("line_no")
     counts = pl.DataFrame(
         [

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
@@ -99,6 +100,25 @@ def _header_session_id(first_line: bytes) -> str | None:
     return None
 
 
+def _piece(tf: TranscriptFile, res: _FileResult, data: bytes, n: int, **kw) -> Piece:
+    """Piece step: ``n`` lines of ``tf`` that follow the lines already consumed."""
+    return Piece(
+        data,
+        rel=tf.rel,
+        agent_id=tf.agent_id,
+        session_id=res.session_id,
+        first_line=res.lines_consumed + 1,
+        n_lines=n,
+        **kw,
+    )
+
+
+def _block_session_id(block: bytes) -> str | None:
+    """Header step: the session id of the session header a file's first block starts with, or None."""
+    nl = block.find(b"\n")
+    return _header_session_id(block if nl < 0 else block[:nl])
+
+
 def _add(into: PieceStats, st: PieceStats) -> None:
     if st.is_fork is not None:
         into.is_fork = st.is_fork
@@ -165,18 +185,9 @@ class _UnitReader:
             try:
                 for block in stream_lines(fh, MAX_ZST_BYTES, chunk=self.unit_bytes):
                     if res.lines_consumed == 0:
-                        nl = block.find(b"\n")
-                        res.session_id = _header_session_id(block if nl < 0 else block[:nl]) or tf.session_id
+                        res.session_id = _block_session_id(block) or tf.session_id
                     n = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-                    piece = Piece(
-                        block,
-                        rel=tf.rel,
-                        agent_id=tf.agent_id,
-                        session_id=res.session_id,
-                        first_line=res.lines_consumed + 1,
-                        at_eof=True,
-                        n_lines=n,
-                    )
+                    piece = _piece(tf, res, block, n, at_eof=True)
                     res.lines_consumed += n
                     self.queue(piece, res.body)
             except ZstdError as exc:
@@ -203,32 +214,25 @@ class _UnitReader:
         return res
 
     def read_file(self, job: _Job) -> _FileResult:
-        """Queue one file's complete lines (pieces of at most ``unit_bytes``), then its partial last line."""
-        tf, entry = job.tf, job.entry
+        """Queue one file's complete lines (pieces of at most ``unit_bytes``), then its partial last line.
+
+        Steps: check that what an appended file held before is still there (else read it whole), stream
+        its blocks cut at the last newline, keep the fingerprints of its first and last bytes."""
+        tf = job.tf
         if tf.compressed:
             return self.read_compressed(tf)
         fp = FINGERPRINT_BYTES
         with open(tf.path, "rb") as fh:
-            start, lines, sid, head, recent = 0, 0, None, b"", b""
-            if entry is not None:  # appended: check that what was read before is still there
-                consumed = entry["bytes_consumed"]
-                head = fh.read(min(fp, consumed))
-                fh.seek(max(0, consumed - fp))
-                recent = fh.read(consumed - max(0, consumed - fp))
-                if fingerprint(head) == entry["head_hash"] and fingerprint(recent) == entry["tail_hash"]:
-                    start, lines, sid = consumed, entry["lines_consumed"], entry["session_id"]
-                else:  # rewritten in place: read it whole
-                    entry, head, recent = None, b"", b""
-                fh.seek(start)
+            start, lines, sid, head, recent, entry = _resume_point(fh, job.entry)
             res = _FileResult(tf, sid or tf.session_id, start, lines, "", "", tf.size, appended_to=entry)
+            fork = (entry or {}).get("is_fork")
             pos, buf = start, b""
             while True:
                 block = fh.read(self.unit_bytes)
                 if not block:
                     break
                 if pos == 0:
-                    nl = block.find(b"\n")
-                    res.session_id = _header_session_id(block if nl < 0 else block[:nl]) or tf.session_id
+                    res.session_id = _block_session_id(block) or tf.session_id
                 pos += len(block)
                 buf = buf + block if buf else block
                 cut = buf.rfind(b"\n") + 1
@@ -239,36 +243,34 @@ class _UnitReader:
                     head += body[: fp - len(head)]
                 recent = body[-fp:] if len(body) >= fp else (recent + body)[-fp:]
                 n = body.count(b"\n")
-                piece = Piece(
-                    body,
-                    rel=tf.rel,
-                    agent_id=tf.agent_id,
-                    session_id=res.session_id,
-                    first_line=res.lines_consumed + 1,
-                    at_eof=False,
-                    n_lines=n,
-                    is_fork=(entry or {}).get("is_fork"),
-                )
+                piece = _piece(tf, res, body, n, at_eof=False, is_fork=fork)
                 res.bytes_consumed += len(body)
                 res.lines_consumed += n
                 self.queue(piece, res.body)
             if buf:
-                tail = Piece(
-                    buf,
-                    rel=tf.rel,
-                    agent_id=tf.agent_id,
-                    session_id=res.session_id,
-                    first_line=res.lines_consumed + 1,
-                    at_eof=True,
-                    n_lines=1,
-                    is_fork=(entry or {}).get("is_fork"),
-                )
-                self.queue(tail, res.tail)
+                self.queue(_piece(tf, res, buf, 1, at_eof=True, is_fork=fork), res.tail)
         # size stays the one seen at discovery: bytes written since make the next run append, not re-read
         res.head_hash = fingerprint(head)
         res.tail_hash = fingerprint(recent)
         self.out.bytes_read += pos - start
         return res
+
+
+def _resume_point(fh: BinaryIO, entry: dict | None) -> tuple[int, int, str | None, bytes, bytes, dict | None]:
+    """Append check step: (offset, lines, session id, head, recent bytes, manifest entry) to read on from,
+    ``fh`` left at that offset; from the start (no entry) when the file is new or was rewritten in place."""
+    if entry is None:
+        return 0, 0, None, b"", b"", None
+    fp = FINGERPRINT_BYTES
+    consumed = entry["bytes_consumed"]
+    head = fh.read(min(fp, consumed))
+    fh.seek(max(0, consumed - fp))
+    recent = fh.read(consumed - max(0, consumed - fp))
+    if fingerprint(head) == entry["head_hash"] and fingerprint(recent) == entry["tail_hash"]:
+        fh.seek(consumed)
+        return consumed, entry["lines_consumed"], entry["session_id"], head, recent, entry
+    fh.seek(0)  # rewritten in place: read it whole
+    return 0, 0, None, b"", b"", None
 
 
 def _units(jobs: list[_Job], unit_bytes: int) -> list[list[_Job]]:
@@ -337,7 +339,8 @@ def _read_jobs(
 
 
 def _count_row(f: _FileResult) -> tuple[dict, PieceStats]:
-    """(file count row, consumed stats) of a file read this run (appended: added to what was consumed before)."""
+    """(file count row, consumed stats) of a file read this run (appended: added to what was consumed
+    before)."""
     base = f.appended_to or {}
     consumed = PieceStats(
         lines_read=f.lines_consumed,
@@ -394,27 +397,10 @@ class FilesRead:
         return {**self.plan.summary(), "files_read": self.files_read, "bytes_read": self.bytes_read}
 
 
-def stage_transcript_files(
-    home: Path,
-    state: SourceState,
-    *,
-    settings_key: str = "",
-    full_rebuild: bool = False,
-    reread: set[str] | None = None,
-    progress: Progress | None = None,
-    every_s: float = 2.0,
-    workers: int = WORKERS,
-    unit_bytes: int = UNIT_BYTES,
-    now: datetime | None = None,
-) -> FilesRead:
-    """Bring the staged transcript records of ``home`` up to date, reading only what changed.
-
-    The day store (``state.store``) then holds what a full read would give, by day; the returned report
-    names the days whose records changed. ``reread``: files to read again whole whatever their state (a
-    rerun of a day from the raw files). ``settings_key``: what the records depend on besides the files
-    (the time zone of the days); a manifest written under another key means a full read."""
-    now = now or datetime.now(UTC)
-    found = discover_transcripts(home)
+def _earlier_manifest(
+    state: SourceState, settings_key: str, full_rebuild: bool, reread: set[str] | None
+) -> tuple[pl.DataFrame, str | None]:
+    """Start step: (the last run's manifest, empty when everything is read again, and why it is, or None)."""
     manifest = None if full_rebuild else state.manifest(MANIFEST, settings_key)
     why = "full rebuild requested" if full_rebuild else None
     if why is None and state.interrupted():
@@ -428,9 +414,11 @@ def stage_transcript_files(
         manifest = manifest.with_columns(
             reread=pl.col("reread") | pl.col("source_file").is_in(sorted(reread))
         )
-    plan = plan_reads(found.files, manifest)
-    prev = {row["source_file"]: row for row in manifest.iter_rows(named=True)}
+    return manifest, why
 
+
+def _planned_removal(plan: ReadPlan, prev: dict[str, dict]) -> Removal:
+    """Plan step: what of the staged records goes (files read whole, appended, renamed or vanished)."""
     removal = Removal()
     for tf in plan.full:
         if tf.rel in prev:
@@ -445,46 +433,47 @@ def stage_transcript_files(
     for rel in plan.vanished:
         removal.units.add(rel)
         removal.days.update(prev[rel]["days"] or [])
+    return removal
 
+
+def _planned_jobs(plan: ReadPlan, files: list[TranscriptFile]) -> list[_Job]:
+    """Plan step: the files to read (appended ones with their manifest entry), in discovery order."""
     jobs = [_Job(tf, e) for tf, e in plan.appended] + [_Job(tf) for tf in plan.full]
-    order = {tf.rel: i for i, tf in enumerate(found.files)}
+    order = {tf.rel: i for i, tf in enumerate(files)}
     jobs.sort(key=lambda j: order[j.tf.rel])
-    state.begin()
-    store = state.store
-    got = _read_jobs(
-        jobs,
-        store.add,
-        tz=state.tz,
-        progress=progress,
-        every_s=every_s,
-        workers=workers,
-        unit_bytes=unit_bytes,
-        now=now,
-    )
+    return jobs
 
-    problems = list(found.problems)
+
+def _drop_unusable(got: _Collected, removal: Removal, prev: dict[str, dict]) -> set[str]:
+    """Merge step: files that could not be read, or were appended to but turned out rewritten, lose every
+    staged row (and a failed file its new rows); returns the failed files."""
     failed = {f.tf.rel for f in got.files if f.error}
-    problems += [f"{f.tf.rel}: {f.error}" for f in got.files if f.error]
     rewritten = {
         f.tf.rel
         for f in got.files
         if not f.error and f.appended_to is None and f.tf.rel in removal.after_line
     }
-    # an appended file that turned out rewritten, or that could not be read: none of its old rows stay,
-    # nor rows parsed before a failure
     for rel in rewritten | failed:
         removal.after_line.pop(rel, None)
         removal.units.add(rel)
         removal.days.update(got.days.get(rel, set()) | set((prev.get(rel) or {}).get("days") or []))
     removal.drop_new |= failed
-    touched = store.finish(removal)
+    return failed
 
+
+def _merged_quarantine(
+    state: SourceState, removal: Removal, got: _Collected, failed: set[str]
+) -> pl.DataFrame:
+    """Merge step: the staged quarantine rows that stay, plus this run's (none of a failed file)."""
     quarantine = filter_units(state.quarantine(), removal.units, removal.after_line, removal.relabel)
     new_q = [q for q in got.quarantine if q.height]
-    quarantine = pl.concat([quarantine, *[q.cast(QUARANTINE) for q in new_q]]).filter(
+    return pl.concat([quarantine, *[q.cast(QUARANTINE) for q in new_q]]).filter(
         ~pl.col("source_file").is_in(sorted(failed))
     )
 
+
+def _merged_counts(state: SourceState, plan: ReadPlan, got: _Collected) -> tuple[pl.DataFrame, list[dict]]:
+    """Merge step: (file counts, manifest entries) of unchanged, renamed and read files."""
     keep = [tf.rel for tf, _ in plan.unchanged]
     counts = [state.file_counts().filter(pl.col("source_file").is_in(keep))]
     entries = [e for _, e in plan.unchanged]
@@ -505,19 +494,28 @@ def stage_transcript_files(
         old_days = set((f.appended_to or {}).get("days") or [])
         entries.append(_manifest_entry(f, consumed, sorted(old_days | got.days.get(f.tf.rel, set()))))
     file_counts = pl.concat([c.cast(FILE_COUNTS) for c in counts] + [pl.DataFrame(rows, schema=FILE_COUNTS)])
+    return file_counts, entries
 
-    pos = pl.DataFrame(
+
+def _positions(files: list[TranscriptFile]) -> pl.DataFrame:
+    """Order step: each discovered file's place (``source_file``, ``_pos``)."""
+    order = {tf.rel: i for i, tf in enumerate(files)}
+    return pl.DataFrame(
         {"source_file": list(order), "_pos": list(order.values())},
         schema={"source_file": pl.String, "_pos": pl.Int64},
     )
 
-    def ordered(frame: pl.DataFrame, by_line: bool = True) -> pl.DataFrame:
-        out = frame.join(pos, on="source_file", how="left", maintain_order="left")
-        return out.sort(
-            ["_pos", "line_no"] if by_line else ["_pos"], maintain_order=True, nulls_last=True
-        ).drop("_pos")
 
-    quarantine, file_counts = ordered(quarantine), ordered(file_counts, by_line=False)
+def _in_file_order(frame: pl.DataFrame, pos: pl.DataFrame, by_line: bool = True) -> pl.DataFrame:
+    """Order step: rows in the order of the discovered files (then of their lines), unknown files last."""
+    out = frame.join(pos, on="source_file", how="left", maintain_order="left")
+    return out.sort(["_pos", "line_no"] if by_line else ["_pos"], maintain_order=True, nulls_last=True).drop(
+        "_pos"
+    )
+
+
+def _new_manifest(entries: list[dict], quarantine: pl.DataFrame) -> pl.DataFrame:
+    """Manifest step: the entries, files with a clock-dependent quarantine row marked to be read again."""
     clock = set(
         quarantine.filter(pl.col("reason").str.starts_with(CLOCK_REASONS[0]))
         .get_column("source_file")
@@ -526,8 +524,61 @@ def stage_transcript_files(
     new_manifest = pl.DataFrame(entries, schema=MANIFEST) if entries else empty_manifest()
     if clock:
         new_manifest = new_manifest.with_columns(reread=pl.col("source_file").is_in(sorted(clock)))
+    return new_manifest
+
+
+def stage_transcript_files(
+    home: Path,
+    state: SourceState,
+    *,
+    settings_key: str = "",
+    full_rebuild: bool = False,
+    reread: set[str] | None = None,
+    progress: Progress | None = None,
+    every_s: float = 2.0,
+    workers: int = WORKERS,
+    unit_bytes: int = UNIT_BYTES,
+    now: datetime | None = None,
+) -> FilesRead:
+    """Bring the staged transcript records of ``home`` up to date, reading only what changed.
+
+    The day store (``state.store``) then holds what a full read would give, by day; the returned report
+    names the days whose records changed. ``reread``: files to read again whole whatever their state (a
+    rerun of a day from the raw files). ``settings_key``: what the records depend on besides the files
+    (the time zone of the days); a manifest written under another key means a full read.
+
+    Steps: plan the reads against the last manifest, read the new and changed files into the day store,
+    merge what stays of the staged quarantine and counts with this run's, write the new manifest."""
+    now = now or datetime.now(UTC)
+    found = discover_transcripts(home)
+    manifest, why = _earlier_manifest(state, settings_key, full_rebuild, reread)
+    plan = plan_reads(found.files, manifest)
+    prev = {row["source_file"]: row for row in manifest.iter_rows(named=True)}
+    removal = _planned_removal(plan, prev)
+
+    state.begin()
+    store = state.store
+    got = _read_jobs(
+        _planned_jobs(plan, found.files),
+        store.add,
+        tz=state.tz,
+        progress=progress,
+        every_s=every_s,
+        workers=workers,
+        unit_bytes=unit_bytes,
+        now=now,
+    )
+
+    problems = list(found.problems) + [f"{f.tf.rel}: {f.error}" for f in got.files if f.error]
+    failed = _drop_unusable(got, removal, prev)
+    touched = store.finish(removal)
+    pos = _positions(found.files)
+    quarantine = _in_file_order(_merged_quarantine(state, removal, got, failed), pos)
+    file_counts, entries = _merged_counts(state, plan, got)
+    file_counts = _in_file_order(file_counts, pos, by_line=False)
+
     state.save(quarantine, file_counts, problems)
-    state.write_manifest(new_manifest, MANIFEST, settings_key)
+    state.write_manifest(_new_manifest(entries, quarantine), MANIFEST, settings_key)
     state.end()
     report = ReadReport(touched=touched, problems=problems, mode=f"full: {why}" if why else "incremental")
     read = FilesRead(report, plan, got.bytes_read, len([f for f in got.files if not f.error]))
@@ -561,18 +612,10 @@ def read_transcripts(
     problems = list(found.problems) + [f"{f.tf.rel}: {f.error}" for f in got.files if f.error]
     failed = {f.tf.rel for f in got.files if f.error}
     rows = [_count_row(f)[0] for f in got.files if not f.error]
-    order = {tf.rel: i for i, tf in enumerate(found.files)}
-    pos = pl.DataFrame(
-        {"source_file": list(order), "_pos": list(order.values())},
-        schema={"source_file": pl.String, "_pos": pl.Int64},
-    )
+    pos = _positions(found.files)
 
     def ordered(frame: pl.DataFrame, by_line: bool = True) -> pl.DataFrame:
-        frame = frame.filter(~pl.col("source_file").is_in(sorted(failed)))
-        out = frame.join(pos, on="source_file", how="left", maintain_order="left")
-        return out.sort(
-            ["_pos", "line_no"] if by_line else ["_pos"], maintain_order=True, nulls_last=True
-        ).drop("_pos")
+        return _in_file_order(frame.filter(~pl.col("source_file").is_in(sorted(failed))), pos, by_line)
 
     records = pl.concat([c.cast(CALL_RECORDS) for c in calls]) if calls else pl.DataFrame(schema=CALL_RECORDS)
     q = [x.cast(QUARANTINE) for x in got.quarantine if x.height]

@@ -274,27 +274,30 @@ def _call_time(now: datetime, ms: pl.Expr) -> pl.Expr:
     return pl.when(ok(from_ms)).then(from_ms).when(ok(from_entry)).then(from_entry).otherwise(None)
 
 
-def _extract(
-    frame: pl.DataFrame, meta: pl.DataFrame, *, now: datetime
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Calls, quarantined rows and per-piece counts of the lines of one or more pieces.
+#: Among the call rows of :func:`_extract`: a prompt-error entry (else an assistant message).
+_PE = pl.col("_kind") == "prompt_error"
+_MSG = pl.col("message")
+_USAGE = _MSG.struct.field("usage")
+_TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 
-    ``frame`` holds parsed lines with ``_f`` (which piece) and ``line_no``; ``meta`` one row per piece
-    (``_f``, ``source``, ``rel``, ``agent_id``, ``session_id``, ``is_fork``). Returns (calls with ``_f``,
-    bad rows with ``_f``, per ``_f``: ``other``, ``skipped``, ``header_sid`` = the session id from the
-    header line, ``header_fork`` = the header names a parent session).
 
-    A call is an assistant message (not the gateway's bookkeeping rows) or an ``openclaw:prompt-error``
-    custom entry (a failed prompt, ``entry_kind = prompt_error``); whether such an entry stays a call
-    (no assistant error of the same run) is decided across sources (:mod:`mc_pipeline.calls.dedupe`).
-    """
-    msg = pl.col("message")
-    role = msg.struct.field("role")
-    is_assistant = (pl.col("type") == "message") & (role == "assistant")
+def _from_data(key: str) -> pl.Expr:
+    """A field of a prompt-error's ``data`` (strings only)."""
+    return pl.col("data").str.json_path_match(f"$.{key}")
+
+
+def _pick(data_key: str, message_field: str) -> pl.Expr:
+    """A prompt-error's ``data`` field, else the assistant message's own field."""
+    return pl.when(_PE).then(_from_data(data_key)).otherwise(_MSG.struct.field(message_field))
+
+
+def _line_kinds(frame: pl.DataFrame) -> pl.DataFrame:
+    """Classify step: each line's ``_kind`` (``call``, ``prompt_error``, ``other`` or ``skipped``)."""
+    is_assistant = (pl.col("type") == "message") & (_MSG.struct.field("role") == "assistant")
     is_prompt_error = (pl.col("type") == "custom") & (pl.col("customType") == PROMPT_ERROR)
     is_known = pl.col("type").is_in(list(KNOWN_TYPES))
-    df = frame.with_columns(
-        _kind=pl.when(is_assistant & (msg.struct.field("provider") == BOOKKEEPING_PROVIDER))
+    return frame.with_columns(
+        _kind=pl.when(is_assistant & (_MSG.struct.field("provider") == BOOKKEEPING_PROVIDER))
         .then(pl.lit("skipped"))
         .when(is_assistant)
         .then(pl.lit("call"))
@@ -304,9 +307,12 @@ def _extract(
         .then(pl.lit("other"))
         .otherwise(pl.lit("skipped"))
     )
-    is_header = pl.col("type") == "session"
+
+
+def _piece_counts(df: pl.DataFrame, meta: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Header step: (per-piece counts with the header's session id and fork flag, the pieces' identity)."""
     header = (
-        df.filter(is_header)
+        df.filter(pl.col("type") == "session")
         .group_by("_f")
         .agg(
             header_sid=pl.col("id").filter(pl.col("id").is_not_null()).first(),
@@ -326,70 +332,82 @@ def _extract(
         session_id=pl.coalesce("header_sid", "session_id"),
         session_is_fork=pl.coalesce("header_fork", "is_fork", pl.lit(False)),
     )
+    return counts, pieces
 
-    a = df.filter(pl.col("_kind").is_in(["call", "prompt_error"])).join(
-        pieces, on="_f", how="left", maintain_order="left"
-    )
-    pe = pl.col("_kind") == "prompt_error"
 
-    def from_data(key: str) -> pl.Expr:  # a field of a prompt-error's data (strings only)
-        return pl.col("data").str.json_path_match(f"$.{key}")
-
-    def pick(data_key: str, message_field: str) -> pl.Expr:
-        return pl.when(pe).then(from_data(data_key)).otherwise(msg.struct.field(message_field))
-
-    usage = msg.struct.field("usage")
-    stop = pl.when(pe).then(pl.lit("error")).otherwise(msg.struct.field("stopReason"))
-    failed = stop.is_in(["error", "aborted"]).fill_null(False)
+def _identity(now: datetime) -> dict[str, pl.Expr]:
+    """Identity step: where a call is, its session and run, when and how long, its provider/model/api."""
     started_ms = (
-        pl.when(pe)
-        .then(from_data("timestamp").cast(pl.Int64, strict=False))
-        .otherwise(msg.struct.field("timestamp"))
+        pl.when(_PE)
+        .then(_from_data("timestamp").cast(pl.Int64, strict=False))
+        .otherwise(_MSG.struct.field("timestamp"))
     )
+    return {
+        "source": pl.col("source"),
+        "source_file": pl.col("rel"),
+        "line_no": pl.col("line_no"),
+        "agent_id": pl.col("agent_id"),
+        "session_id": pl.col("session_id"),
+        "entry_id": pl.col("id"),
+        "timestamp": _call_time(now, started_ms),
+        "provider": _pick("provider", "provider"),
+        "model": _pick("model", "model"),
+        "api": _pick("api", "api"),
+        "response_id": _MSG.struct.field("responseId"),
+        "duration_ms": _MSG.struct.field("durationMs").round(0).cast(pl.Int64, strict=False),
+        "entry_kind": pl.when(_PE).then(pl.lit("prompt_error")).otherwise(pl.lit("assistant")),
+        "run_id": pl.when(_PE)
+        .then(_from_data("runId"))
+        .otherwise(_MSG.struct.field("__openclaw").str.json_path_match("$.runId")),
+        "session_is_fork": pl.col("session_is_fork"),
+    }
+
+
+def _usage() -> dict[str, pl.Expr]:
+    """Usage step: the token counts (missing ones 0, reasoning left null) and whether usage is there."""
 
     def tok(name: str) -> pl.Expr:
-        return usage.struct.field(name)
+        return _USAGE.struct.field(name)
 
-    calls = a.select(
-        "_f",
-        source=pl.col("source"),
-        source_file=pl.col("rel"),
-        line_no=pl.col("line_no"),
-        agent_id=pl.col("agent_id"),
-        session_id=pl.col("session_id"),
-        entry_id=pl.col("id"),
-        timestamp=_call_time(now, started_ms),
-        provider=pick("provider", "provider"),
-        model=pick("model", "model"),
-        api=pick("api", "api"),
-        stop_reason=stop,
-        error_message=pick("error", "errorMessage"),
-        input_tokens=tok("input").fill_null(0),
-        output_tokens=tok("output").fill_null(0),
-        cache_read_tokens=tok("cacheRead").fill_null(0),
-        cache_write_tokens=tok("cacheWrite").fill_null(0),
-        reasoning_tokens=tok("reasoning"),
-        cost_recorded_usd=tok("cost").struct.field("total"),
-        response_id=msg.struct.field("responseId"),
-        duration_ms=msg.struct.field("durationMs").round(0).cast(pl.Int64, strict=False),
-        entry_kind=pl.when(pe).then(pl.lit("prompt_error")).otherwise(pl.lit("assistant")),
-        run_id=pl.when(pe)
-        .then(from_data("runId"))
-        .otherwise(msg.struct.field("__openclaw").str.json_path_match("$.runId")),
-        session_is_fork=pl.col("session_is_fork"),
-        _has_usage=usage.is_not_null(),
-        _failed=failed,
-        _content=pl.when(pe).then(None).otherwise(msg.struct.field("content")),
-    )
+    return {
+        "input_tokens": tok("input").fill_null(0),
+        "output_tokens": tok("output").fill_null(0),
+        "cache_read_tokens": tok("cacheRead").fill_null(0),
+        "cache_write_tokens": tok("cacheWrite").fill_null(0),
+        "reasoning_tokens": tok("reasoning"),
+        "_has_usage": _USAGE.is_not_null(),
+    }
+
+
+def _cost() -> dict[str, pl.Expr]:
+    """Cost step: the cost the runtime recorded (``usage.cost.total``)."""
+    return {"cost_recorded_usd": _USAGE.struct.field("cost").struct.field("total")}
+
+
+def _failure() -> dict[str, pl.Expr]:
+    """Failure step: the stop reason (``error`` for a prompt-error), the error message, a failed flag."""
+    stop = pl.when(_PE).then(pl.lit("error")).otherwise(_MSG.struct.field("stopReason"))
+    return {
+        "stop_reason": stop,
+        "error_message": _pick("error", "errorMessage"),
+        "_failed": stop.is_in(["error", "aborted"]).fill_null(False),
+    }
+
+
+def _with_tools(calls: pl.DataFrame) -> pl.DataFrame:
+    """Tools step: tool names, thinking characters and redaction from each assistant's content."""
     thinking = _thinking_of(calls.get_column("_content"))
-    calls = pl.concat([calls.drop("_content"), thinking], how="horizontal")
+    return pl.concat([calls.drop("_content"), thinking], how="horizontal")
 
+
+def _problem() -> pl.Expr:
+    """Quarantine step: why a call row cannot be used (null when it can)."""
     what = (
         pl.when(pl.col("entry_kind") == "prompt_error")
         .then(pl.lit("prompt-error"))
         .otherwise(pl.lit("assistant"))
     )
-    reason = (
+    return (
         pl.when(pl.col("provider").fill_null("") == "")
         .then(pl.format("{} entry without a provider", what))
         .when(pl.col("model").fill_null("") == "")
@@ -398,19 +416,39 @@ def _extract(
         .then(pl.lit("no plausible timestamp (missing, unparseable, before 2015 or in the future)"))
         .when(~pl.col("_has_usage") & ~pl.col("_failed"))
         .then(pl.lit("assistant entry without usage"))
-        .when(
-            pl.max_horizontal("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
-            > MAX_TOKENS
-        )
+        .when(pl.max_horizontal(*_TOKEN_COLUMNS) > MAX_TOKENS)
         .then(pl.lit(f"implausible token count (over {MAX_TOKENS:,})"))
-        .when(
-            pl.min_horizontal("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens") < 0
-        )
+        .when(pl.min_horizontal(*_TOKEN_COLUMNS) < 0)
         .then(pl.lit("negative token count"))
         .when(pl.col("cost_recorded_usd") < 0)
         .then(pl.lit("negative recorded cost"))
     )
-    calls = calls.with_columns(_reason=reason)
+
+
+def _extract(
+    frame: pl.DataFrame, meta: pl.DataFrame, *, now: datetime
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Calls, quarantined rows and per-piece counts of the lines of one or more pieces.
+
+    ``frame`` holds parsed lines with ``_f`` (which piece) and ``line_no``; ``meta`` one row per piece
+    (``_f``, ``source``, ``rel``, ``agent_id``, ``session_id``, ``is_fork``). Returns (calls with ``_f``,
+    bad rows with ``_f``, per ``_f``: ``other``, ``skipped``, ``header_sid`` = the session id from the
+    header line, ``header_fork`` = the header names a parent session).
+
+    A call is an assistant message (not the gateway's bookkeeping rows) or an ``openclaw:prompt-error``
+    custom entry (a failed prompt, ``entry_kind = prompt_error``); whether such an entry stays a call
+    (no assistant error of the same run) is decided across sources (:mod:`mc_pipeline.calls.dedupe`).
+    Steps: classify the lines, read the headers, then per call its identity, usage, cost, failure and
+    tools, and last the rows to quarantine.
+    """
+    df = _line_kinds(frame)
+    counts, pieces = _piece_counts(df, meta)
+    a = df.filter(pl.col("_kind").is_in(["call", "prompt_error"])).join(
+        pieces, on="_f", how="left", maintain_order="left"
+    )
+    content = pl.when(_PE).then(None).otherwise(_MSG.struct.field("content"))
+    calls = a.select("_f", **_identity(now), **_usage(), **_cost(), **_failure(), _content=content)
+    calls = _with_tools(calls).with_columns(_reason=_problem())
     bad = calls.filter(pl.col("_reason").is_not_null()).select(
         "_f", source="source", source_file="source_file", line_no="line_no", reason="_reason"
     )
@@ -560,35 +598,34 @@ def _numbered(frame: pl.DataFrame, idx: list[int], pieces: list[Piece], n: list[
     return pl.concat([frame, spans], how="horizontal")
 
 
-def parse_pieces(
-    pieces: list[Piece], now: datetime | None = None
-) -> tuple[pl.DataFrame, pl.DataFrame, list[PieceStats]]:
-    """(CALL_RECORDS, QUARANTINE, stats per piece) of several transcript pieces, parsed together.
-
-    The common case (no bad line anywhere) is a single Polars pass over all pieces; a piece with a bad
-    or blank line is re-read on its own, line by line. Results do not depend on how pieces are grouped.
-    """
-    now = now or datetime.now(UTC)
-    n = [_n_lines(p.data) if p.n_lines is None else p.n_lines for p in pieces]
-    stats = [PieceStats(lines_read=k) for k in n]
+def _fast_parts(pieces: list[Piece], n: list[int]) -> tuple[list[pl.DataFrame], list[int]]:
+    """Fast path step: (the numbered lines of the pieces Polars parses as they are, the other pieces)."""
+    parts: list[pl.DataFrame] = []
+    slow: list[int] = []
     # a blank line makes Polars return fewer rows than lines: caught by _fast_frame's row count
     clean = [i for i in range(len(pieces)) if n[i]]
-    clean_set = set(clean)
-    slow = [i for i in range(len(pieces)) if n[i] and i not in clean_set]
+    if not clean:
+        return parts, slow
+    frame = _fast_frame([pieces[i].data for i in clean], sum(n[i] for i in clean))
+    if frame is not None:
+        parts.append(_numbered(frame, clean, pieces, n))
+    elif len(clean) > 1:  # find the piece(s) at fault: each on its own
+        for i in clean:
+            one = _fast_frame([pieces[i].data], n[i])
+            if one is None:
+                slow.append(i)
+            else:
+                parts.append(_numbered(one, [i], pieces, n))
+    else:
+        slow.extend(clean)
+    return parts, slow
+
+
+def _slow_parts(
+    pieces: list[Piece], slow: list[int], stats: list[PieceStats]
+) -> tuple[list[pl.DataFrame], list[dict]]:
+    """Slow path step: (the good lines of pieces ``slow``, checked line by line, their quarantine rows)."""
     parts: list[pl.DataFrame] = []
-    if clean:
-        frame = _fast_frame([pieces[i].data for i in clean], sum(n[i] for i in clean))
-        if frame is not None:
-            parts.append(_numbered(frame, clean, pieces, n))
-        elif len(clean) > 1:  # find the piece(s) at fault: each on its own
-            for i in clean:
-                one = _fast_frame([pieces[i].data], n[i])
-                if one is None:
-                    slow.append(i)
-                else:
-                    parts.append(_numbered(one, [i], pieces, n))
-        else:
-            slow.extend(clean)
     quarantined: list[dict] = []
     for i in sorted(slow):
         frame, line_nos, q, blank = _slow_frame(pieces[i])
@@ -597,13 +634,12 @@ def parse_pieces(
         stats[i].quarantined += len(q)
         quarantined.extend(q)
         parts.append(frame.with_columns(_f=pl.lit(i, pl.Int64), line_no=line_nos))
-    if not parts:
-        return empty(CALL_RECORDS), conform(pl.DataFrame(quarantined, schema=QUARANTINE), QUARANTINE), stats
+    return parts, quarantined
 
-    lines = pl.concat(parts)
-    if len(parts) > 1:
-        lines = lines.sort("_f", "line_no", maintain_order=True)
-    meta = pl.DataFrame(
+
+def _pieces_meta(pieces: list[Piece]) -> pl.DataFrame:
+    """Identity step: one row per piece: ``_f`` and its source, file, agent, session and fork flag."""
+    return pl.DataFrame(
         {
             "_f": pl.Series(range(len(pieces)), dtype=pl.Int64),
             "source": [p.source for p in pieces],
@@ -621,8 +657,10 @@ def parse_pieces(
             "is_fork": pl.Boolean,
         },
     )
-    calls, bad, counts = _extract(lines, meta, now=now)
 
+
+def _add_counts(stats: list[PieceStats], counts: pl.DataFrame, calls: pl.DataFrame) -> None:
+    """Accounting step: each piece's other entries, lines skipped, header facts and calls into ``stats``."""
     for f, other, skipped, sid, fork in counts.iter_rows():
         stats[f].other_entries += other
         stats[f].skipped_by_rule += skipped
@@ -630,23 +668,58 @@ def parse_pieces(
         stats[f].is_fork = fork
     for f, k in calls.group_by("_f").len().iter_rows():
         stats[f].calls = k
-    if bad.height:
-        excerpts = []
-        split: dict[int, list[bytes]] = {}
-        for f, line_no in bad.select("_f", "line_no").iter_rows():
-            if f not in split:
-                split[f] = _split_lines(pieces[f].data)
-            excerpts.append(excerpt(split[f][line_no - pieces[f].first_line]))
-            stats[f].quarantined += 1
-        bad = bad.with_columns(excerpt=pl.Series(excerpts, dtype=pl.String))
+
+
+def _with_excerpts(bad: pl.DataFrame, pieces: list[Piece], stats: list[PieceStats]) -> pl.DataFrame:
+    """Quarantine step: the rejected call rows with the excerpt of their line, counted in ``stats``."""
+    if not bad.height:
+        return bad
+    excerpts = []
+    split: dict[int, list[bytes]] = {}
+    for f, line_no in bad.select("_f", "line_no").iter_rows():
+        if f not in split:
+            split[f] = _split_lines(pieces[f].data)
+        excerpts.append(excerpt(split[f][line_no - pieces[f].first_line]))
+        stats[f].quarantined += 1
+    return bad.with_columns(excerpt=pl.Series(excerpts, dtype=pl.String))
+
+
+def _in_piece_order(q: pl.DataFrame, pieces: list[Piece]) -> pl.DataFrame:
+    """Order step: quarantine rows in piece order, then line order, like reading the pieces one by one."""
+    order = {p.rel: i for i, p in reversed(list(enumerate(pieces)))}
+    return q.sort(
+        pl.col("source_file").replace_strict(order, default=len(pieces)), "line_no", maintain_order=True
+    )
+
+
+def parse_pieces(
+    pieces: list[Piece], now: datetime | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame, list[PieceStats]]:
+    """(CALL_RECORDS, QUARANTINE, stats per piece) of several transcript pieces, parsed together.
+
+    The common case (no bad line anywhere) is a single Polars pass over all pieces; a piece with a bad
+    or blank line is re-read on its own, line by line. Results do not depend on how pieces are grouped.
+    """
+    now = now or datetime.now(UTC)
+    n = [_n_lines(p.data) if p.n_lines is None else p.n_lines for p in pieces]
+    stats = [PieceStats(lines_read=k) for k in n]
+    parts, slow = _fast_parts(pieces, n)
+    slow_parts, quarantined = _slow_parts(pieces, slow, stats)
+    parts += slow_parts
+    if not parts:
+        return empty(CALL_RECORDS), conform(pl.DataFrame(quarantined, schema=QUARANTINE), QUARANTINE), stats
+
+    lines = pl.concat(parts)
+    if len(parts) > 1:
+        lines = lines.sort("_f", "line_no", maintain_order=True)
+    calls, bad, counts = _extract(lines, _pieces_meta(pieces), now=now)
+    _add_counts(stats, counts, calls)
+    bad = _with_excerpts(bad, pieces, stats)
     q = pl.concat(
         [conform(pl.DataFrame(quarantined, schema=QUARANTINE), QUARANTINE), conform(bad, QUARANTINE)]
     )
-    if slow and q.height:  # piece order, then line order, like reading the pieces one after another
-        order = {p.rel: i for i, p in reversed(list(enumerate(pieces)))}
-        q = q.sort(
-            pl.col("source_file").replace_strict(order, default=len(pieces)), "line_no", maintain_order=True
-        )
+    if slow and q.height:
+        q = _in_piece_order(q, pieces)
     return _compact(conform(calls, CALL_RECORDS)), _compact(q), stats
 
 
