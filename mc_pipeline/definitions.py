@@ -14,6 +14,7 @@ import dagster as dg
 
 from mc_pipeline.defs import alert_assets, automation
 from mc_pipeline.defs.alert_assets import AlertSettings, build_alert_asset
+from mc_pipeline.defs.columns import schema_change_checks
 from mc_pipeline.defs.day_assets import PARTITIONED, build_daily_assets, day_partitions
 from mc_pipeline.defs.mart_assets import build_home_dashboard, build_mart_assets
 from mc_pipeline.defs.resources import McSettings
@@ -98,6 +99,7 @@ def build_defs(settings: McSettings | None = None) -> dg.Definitions:
         automation.defs,
         dg.Definitions(
             assets=assets,
+            asset_checks=schema_change_checks(assets),
             jobs=[refresh_all],
             resources={"settings": settings, "alert_settings": AlertSettings.from_env()},
             executor=executor,

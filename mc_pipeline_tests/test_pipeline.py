@@ -66,6 +66,7 @@ def test_real_home_end_to_end(tmp_path, refresh):
         "lines_reconcile": True,
         "sources_not_silent": True,
         "quarantine_share_stable": True,
+        "column_schema_change": True,  # quarantine's (mc_pipeline/defs/columns.py)
     }
 
     io = Tables(tmp_path / "data")

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 import polars as pl
 
+from mc_pipeline.defs.columns import table_metadata
 from mc_pipeline.defs.resources import McSettings
 from mc_pipeline.defs.source_assets import READERS, key
 from mc_pipeline.reporting.markdown import markdown_table
@@ -100,7 +101,7 @@ def build_daily_assets(
             skippable=True,
             kinds={"parquet"},
             deps=[*readers, k("openclaw_session_index"), k("openclaw_auth_profiles"), k("openclaw_state_db")],
-            metadata={"partition_by": "day"},
+            metadata={"partition_by": "day", **table_metadata("llm_calls")},
             description="One row per model call of every source, each call once: when, which agent, session, "
             "provider and model, tokens, cost (recorded or from the price table, or unpriced), status and error "
             "class, task type, billing, trigger. A folder per day (parquet/llm_calls/day=YYYY-MM-DD/). Refresh "
@@ -113,6 +114,7 @@ def build_daily_assets(
             skippable=True,
             kinds={"parquet", "csv"},
             deps=[k("llm_calls")],
+            metadata=table_metadata("usage_daily"),
             description="Per day: agent x provider x model x task type x billing x trigger x cron job; every "
             "summable measure. The windowed marts, the dashboard and the alerts read this, never all calls.",
         ),
@@ -154,6 +156,7 @@ def build_daily_assets(
     tables_specs = [
         dg.AssetSpec(
             k("sessions_daily"),
+            metadata=table_metadata("sessions_daily"),
             group_name=MARTS_GROUP,
             kinds={"parquet"},
             deps=readers,
@@ -161,6 +164,7 @@ def build_daily_assets(
         ),
         dg.AssetSpec(
             k("health_daily"),
+            metadata=table_metadata("health_daily"),
             group_name=MARTS_GROUP,
             kinds={"parquet"},
             deps=readers,
@@ -168,6 +172,7 @@ def build_daily_assets(
         ),
         dg.AssetSpec(
             k("quarantine"),
+            metadata=table_metadata("quarantine"),
             group_name=INGEST_GROUP,
             kinds={"parquet"},
             deps=readers,
@@ -212,6 +217,7 @@ def build_daily_assets(
                 metadata={
                     "dagster/row_count": dg.MetadataValue.int(frame.height),
                     "days_rebuilt": dg.MetadataValue.int(len(run.days)),
+                    **table_metadata(name),
                 },
             )
         q = run.quarantine
@@ -222,6 +228,7 @@ def build_daily_assets(
                 "reasons": dg.MetadataValue.md(
                     markdown_table(q.group_by("reason").agg(lines=pl.len()).sort("lines", descending=True))
                 ),
+                **table_metadata("quarantine"),
             },
         )
         files = run.source_files

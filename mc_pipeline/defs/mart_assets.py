@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import polars as pl
 
+from mc_pipeline.defs.columns import table_metadata
 from mc_pipeline.defs.resources import McSettings
 from mc_pipeline.reporting.charts import daily_cost_svg, markdown_image
 from mc_pipeline.reporting.markdown import markdown_table, reader_order
@@ -87,6 +88,7 @@ def _mart_metadata(name: str, frame: pl.DataFrame, chart: str | None, today: dat
         "dagster/row_count": dg.MetadataValue.int(frame.height),  # the whole table, every window
         "today": dg.MetadataValue.text(f"{today.isoformat()} ({zone})"),  # the windows end on this day
         "preview": dg.MetadataValue.md(markdown_table(shown, columns=cols or reader_order(shown)[:10])),
+        **table_metadata(name),
     }
     if chart:
         meta["daily_cost_by_provider"] = dg.MetadataValue.md(chart)
@@ -116,6 +118,7 @@ def build_mart_assets(fleet: bool = False) -> list:
                 kinds={"parquet", "csv"},
                 deps=deps(name),
                 description=desc,
+                metadata=table_metadata(name),
                 skippable=True,
             )
             for name, desc in DESCRIPTIONS.items()

@@ -11,6 +11,7 @@ import warnings
 import dagster as dg
 
 from mc_pipeline.defs.automation import FULL_REBUILD_TAG
+from mc_pipeline.defs.columns import table_metadata
 from mc_pipeline.defs.resources import McSettings
 from mc_pipeline.ingest import source_state
 from mc_pipeline.ingest.readers.staged import ReadReport
@@ -139,6 +140,7 @@ def build_reader_assets(home: str | None = None) -> list:
             deps=[key(d, home) for d in deps],
             kinds=kinds,
             description=desc,
+            metadata=table_metadata(name),
         )
         for name, (deps, kinds, desc) in READERS.items()
     ]
@@ -189,7 +191,8 @@ def build_reader_assets(home: str | None = None) -> list:
             for name in READERS:
                 if name in selected:
                     yield dg.MaterializeResult(
-                        asset_key=key(name, home), metadata={"unreachable": unreachable}
+                        asset_key=key(name, home),
+                        metadata={"unreachable": unreachable, **table_metadata(name)},
                     )
                     if name in CHECKED:
                         yield dg.AssetCheckResult(
@@ -218,7 +221,10 @@ def build_reader_assets(home: str | None = None) -> list:
             context.log.info(f"{name} ({report.mode}): {len(report.touched)} day(s) changed {report.summary}")
             meta = report_metadata(report)
             if name == "api_calls":
-                meta = {"dagster/row_count": dg.MetadataValue.int(staged.api_calls_rows)}
+                meta = {
+                    "dagster/row_count": dg.MetadataValue.int(staged.api_calls_rows),
+                    **table_metadata("api_calls"),
+                }
             yield dg.MaterializeResult(asset_key=key(name, home), metadata=meta)
             if name in CHECKED:
                 yield dg.AssetCheckResult(

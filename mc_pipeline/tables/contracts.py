@@ -1,89 +1,62 @@
-"""The pandera contracts of the tables mc_pipeline validates (columns are defined in
-:mod:`mc_pipeline.tables.schemas`).
+"""The pandera contracts of the tables mc_pipeline validates, generated from their column specs in
+:mod:`mc_pipeline.tables.schemas` (so a contract cannot drift from its table: every column of the spec is
+checked for its dtype, its nullability and the checks its :class:`~mc_pipeline.tables.schemas.Column` names).
 
-Rows of ``llm_calls`` that fail :class:`LlmCallsModel` are quarantined with the failed check as the reason
+Rows of ``llm_calls`` that fail :data:`LlmCallsModel` are quarantined with the failed check as the reason
 (:func:`mc_pipeline.calls.llm_calls.validate`); ``api_calls`` and ``quarantine`` are checked whole.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import pandera.polars as pa
-import polars as pl
 
-from mc_pipeline.tables.schemas import (
-    BILLINGS,
-    COST_SOURCES,
-    ENTRY_KINDS,
-    ERROR_CLASSES,
-    EXCERPT_CHARS,
-    SOURCES,
-    STATUSES,
-)
-
-_NON_NEG = {"ge": 0}
+from mc_pipeline.tables.schemas import API_CALLS_SPEC, LLM_CALLS_SPEC, QUARANTINE_SPEC, Column, Spec
 
 
-class LlmCallsModel(pa.DataFrameModel):
-    """pandera model of ``LLM_CALLS``: rows failing it go to quarantine, the rest are the table."""
-
-    call_id: str = pa.Field(unique=True)
-    source: str = pa.Field(isin=SOURCES)
-    entry_kind: str = pa.Field(nullable=True, isin=ENTRY_KINDS)
-    agent_id: str = pa.Field(nullable=True)
-    session_id: str = pa.Field(nullable=True)
-    timestamp: Annotated[pl.Datetime, "us", "UTC"] = pa.Field()
-    day: pl.Date = pa.Field()
-    provider: str = pa.Field(str_length={"min_value": 1})
-    model: str = pa.Field(str_length={"min_value": 1})
-    task_type: str = pa.Field()
-    task_rule: str = pa.Field()
-    billing: str = pa.Field(isin=BILLINGS)
-    input_tokens: int = pa.Field(**_NON_NEG)
-    output_tokens: int = pa.Field(**_NON_NEG)
-    cache_read_tokens: int = pa.Field(**_NON_NEG)
-    cache_write_tokens: int = pa.Field(**_NON_NEG)
-    thinking_tokens: int = pa.Field(nullable=True, **_NON_NEG)
-    thinking_estimated: bool = pa.Field()
-    total_tokens: int = pa.Field(**_NON_NEG)
-    cost_recorded_usd: float = pa.Field(nullable=True, ge=0)
-    cost_calculated_usd: float = pa.Field(nullable=True, ge=0)
-    cost_usd: float = pa.Field(nullable=True, ge=0)
-    cost_source: str = pa.Field(isin=COST_SOURCES)
-    status: str = pa.Field(isin=STATUSES)
-    error_class: str = pa.Field(nullable=True, isin=ERROR_CLASSES)
-    tool_calls: int = pa.Field(**_NON_NEG)
-
-    class Config:
-        strict = False  # extra columns are allowed (the contract only grows)
-        coerce = False
+def checks(column: Column) -> list[pa.Check]:
+    """The value checks a column's spec names (dtype and nullability are the pandera Column's own)."""
+    out = []
+    if column.isin is not None:
+        out.append(pa.Check.isin(column.isin))
+    if column.ge is not None:
+        out.append(pa.Check.ge(column.ge))
+    if column.in_range is not None:
+        out.append(pa.Check.in_range(*column.in_range))
+    if column.str_min is not None or column.str_max is not None:
+        out.append(pa.Check.str_length(min_value=column.str_min, max_value=column.str_max))
+    return out
 
 
-class QuarantineModel(pa.DataFrameModel):
-    source: str = pa.Field()
-    source_file: str = pa.Field(nullable=True)
-    line_no: int = pa.Field(nullable=True, ge=0)
-    reason: str = pa.Field(str_length={"min_value": 1})
-    excerpt: str = pa.Field(nullable=True, str_length={"max_value": EXCERPT_CHARS})
+def contract(spec: Spec, name: str, *, strict: bool) -> pa.DataFrameSchema:
+    """The pandera schema of a spec. ``strict``: a column the spec does not name fails it (else allowed: the
+    contract only grows). Types are never coerced: a frame of the wrong types is a bug, not bad data."""
+    return pa.DataFrameSchema(
+        {
+            c.name: pa.Column(
+                c.dtype,
+                checks=checks(c),
+                nullable=c.nullable,
+                unique=c.unique,
+                description=c.description,
+            )
+            for c in spec
+        },
+        strict=strict,
+        coerce=False,
+        name=name,
+    )
 
-    class Config:
-        strict = True
 
+#: ``LLM_CALLS``: rows failing it go to quarantine, the rest are the table. Extra columns are allowed.
+LlmCallsModel = contract(LLM_CALLS_SPEC, "LlmCallsModel", strict=False)
+#: ``QUARANTINE``, exactly its columns.
+QuarantineModel = contract(QUARANTINE_SPEC, "QuarantineModel", strict=True)
+#: ``API_CALLS``, exactly its columns.
+ApiCallsModel = contract(API_CALLS_SPEC, "ApiCallsModel", strict=True)
 
-class ApiCallsModel(pa.DataFrameModel):
-    """pandera model of ``API_CALLS``."""
-
-    timestamp: Annotated[pl.Datetime, "us", "UTC"] = pa.Field()
-    day: pl.Date = pa.Field()
-    service: str = pa.Field(nullable=True)
-    endpoint: str = pa.Field(nullable=True)
-    method: str = pa.Field(nullable=True)
-    status_code: pl.Int32 = pa.Field(nullable=True, in_range={"min_value": 0, "max_value": 999})
-    duration_ms: int = pa.Field(nullable=True, ge=0)
-    ok: bool = pa.Field(nullable=True)
-    error_class: str = pa.Field(nullable=True, isin=ERROR_CLASSES)
-
-    class Config:
-        strict = True
-        coerce = False
+#: Table name -> its contract (the tables that have one).
+CONTRACTS: dict[str, pa.DataFrameSchema] = {
+    "llm_calls": LlmCallsModel,
+    "quarantine": QuarantineModel,
+    "api_calls": ApiCallsModel,
+}
