@@ -101,7 +101,7 @@ def build_defs(settings: McSettings | None = None) -> dg.Definitions:
             assets=assets,
             asset_checks=schema_change_checks(assets),
             jobs=[refresh_all],
-            resources={"settings": settings, "alert_settings": AlertSettings.from_env()},
+            resources={**settings.resources(), "alert_settings": AlertSettings.from_env()},
             executor=executor,
         ),
     )

@@ -252,7 +252,7 @@ def test_daily_limit_raised_once_and_a_recovered_webhook_gets_it_once(tmp_path, 
             assert table.get_column("alert_id").to_list() == [f"daily_limit:{today}"]  # still holds
 
             hook.fail = 0  # recovers: the delivery sensor sends it on its next tick
-            resources = {"settings": settings, "alert_settings": AlertSettings.from_env()}
+            resources = {**settings.resources(), "alert_settings": AlertSettings.from_env()}
             for _ in range(3):  # later ticks find nothing left to send
                 tick = alert_delivery(dg.build_sensor_context(instance=instance, resources=resources))
                 assert isinstance(tick, dg.SkipReason)
@@ -273,7 +273,7 @@ def test_run_failure_sensor_reports_a_failed_run(tmp_path):
     with Receiver() as hook, dg.instance_for_test() as instance:
         result = broken.execute_in_process(instance=instance, raise_on_error=False)
         assert not result.success
-        resources = {"settings": settings, "alert_settings": AlertSettings(webhooks=hook.url)}
+        resources = {**settings.resources(), "alert_settings": AlertSettings(webhooks=hook.url)}
         for _ in range(2):  # the same failed run reported twice is one alert
             ctx = dg.build_run_status_sensor_context(
                 sensor_name="run_failure_alerts",

@@ -263,7 +263,7 @@ def test_the_asset_is_incremental_across_dagster_runs_and_can_be_forced_to_rebui
     source_records = build_reader_assets()[-1]
 
     data = tmp_path / "data"
-    resources = {"settings": McSettings(openclaw_home=str(home), data_dir=str(data), timezone="UTC")}
+    resources = McSettings(openclaw_home=str(home), data_dir=str(data), timezone="UTC").resources()
     monkeypatch.delenv("MC_FULL_REBUILD", raising=False)
 
     def run(**kw) -> dict:

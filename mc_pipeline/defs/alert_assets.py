@@ -11,7 +11,7 @@ import dagster as dg
 
 from mc_pipeline.alerting.delivery import deliver_pending, parse_webhooks, record_alerts
 from mc_pipeline.alerting.rules import AlertRules, load_alert_rules, run_failure_alert
-from mc_pipeline.defs.resources import McSettings
+from mc_pipeline.defs.resources import DataStore, McSettings
 from mc_pipeline.reporting.markdown import markdown_table
 
 ALERTS_GROUP = "alerts"
@@ -61,10 +61,11 @@ class AlertSettings(dg.ConfigurableResource):
 BUDGETS_FILE = "budgets.json"
 
 
-def _deliver(log, settings: McSettings, alert_settings: AlertSettings, deadline_s: float):
+def _deliver(log, store: DataStore, alert_settings: AlertSettings, deadline_s: float):
+    """Deliver what alerts.jsonl holds and was not delivered yet, within ``deadline_s``."""
     rules = alert_settings.rules()
     return deliver_pending(
-        settings.data,
+        store.root,
         alert_settings.webhook_urls(),
         log=log,
         action=list(rules.action),
@@ -76,7 +77,7 @@ def _deliver(log, settings: McSettings, alert_settings: AlertSettings, deadline_
 
 
 def build_alert_asset(fleet: bool = False) -> dg.AssetsDefinition:
-    """``budget_alerts`` of ``$MC_DATA_DIR`` (a fleet's: every home combined; budgets can be scoped to a home)."""
+    """``budget_alerts`` of ``$MC_DATA_DIR`` (a fleet's: all homes; budgets can be scoped to a home)."""
 
     @dg.asset(
         name="budget_alerts",
@@ -86,36 +87,41 @@ def build_alert_asset(fleet: bool = False) -> dg.AssetsDefinition:
         # same step) puts this step after it; a fleet's combined tables come from fleet_tables
         deps=["fleet_tables"] if fleet else ["usage_daily", "llm_calls", "health_daily"],
         description=(
-            "Alerts that hold now: spend limits, budgets per agent, cron job, model, provider or home with thresholds "
-            "and a forecast, subscription windows, the failure rate over the last 24 h, spend spikes (rules: "
-            "alert_rules.toml + MC_* overrides). Newly raised ones are appended once to alerts.jsonl and delivered. "
-            "Reads the per-day aggregates and the last 8 days of calls only."
+            "Alerts that hold now: spend limits, budgets per agent, cron job, model, provider or home with "
+            "thresholds and a forecast, subscription windows, the failure rate over the last 24 h, spend "
+            "spikes (rules: alert_rules.toml + MC_* overrides). Newly raised ones are appended once to "
+            "alerts.jsonl and delivered. Reads the per-day aggregates and the last 8 days of calls only."
         ),
     )
-    def budget_alerts(context: dg.AssetExecutionContext, settings: McSettings, alert_settings: AlertSettings):
-        return evaluate(context, settings, alert_settings, fleet)
+    def budget_alerts(
+        context: dg.AssetExecutionContext,
+        settings: McSettings,
+        store: DataStore,
+        alert_settings: AlertSettings,
+    ):
+        return evaluate(context, settings, store, alert_settings, fleet)
 
     return budget_alerts
 
 
 def evaluate(
-    context, settings: McSettings, alert_settings: AlertSettings, fleet: bool
+    context, settings: McSettings, store: DataStore, alert_settings: AlertSettings, fleet: bool
 ) -> dg.MaterializeResult:
+    """The alert rules on the per-day aggregates and recent calls: alerts raised once, budgets written."""
     from datetime import timedelta
 
     from mc_pipeline.alerting.rules import evaluate_alerts_daily, local_today
-    from mc_pipeline.tables.store import Tables
 
     rules = alert_settings.rules()
     now = datetime.now(UTC)
-    tables = Tables(settings.data)
+    tables = store.tables()
     today = local_today(now, settings.timezone)
     # the last 8 days of calls: the 24 h failure rate and the weekly subscription windows
     columns = ["timestamp", "status", "provider", "billing", "total_tokens"]
     if fleet:
         from mc_pipeline.reporting.fleet import recent_calls
 
-        recent = recent_calls(settings.data, [n for n, _ in settings.fleet()], today, 9, columns)
+        recent = recent_calls(store.root, [n for n, _ in settings.fleet()], today, 9, columns)
     else:
         recent = tables.read_days("llm_calls", [today - timedelta(days=i) for i in range(9)], columns=columns)
     usage = tables.staged("usage_daily")
@@ -129,14 +135,14 @@ def evaluate(
         "budgets": [b.as_json() for b in budgets_now(usage, rules.budgets, now, settings.timezone)[1]],
         "subscriptionWindows": [w.as_json() for w in window_alerts(recent, rules.budgets, now)[1]],
     }
-    storage.write_json(status, settings.data / "staging" / BUDGETS_FILE)
-    new = record_alerts(alerts, settings.data)
+    storage.write_json(status, store.staging / BUDGETS_FILE)
+    new = record_alerts(alerts, store.root)
     if new:
         context.log.info(
             f"{len(new)} new alert(s) recorded in alerts.jsonl: " + ", ".join(a["alert_id"] for a in new)
         )
     # Deliver right away too (a one-shot `make run` has no sensor daemon); the sensor retries what is left.
-    report = _deliver(context.log.warning, settings, alert_settings, deadline_s=20.0)
+    report = _deliver(context.log.warning, store, alert_settings, deadline_s=20.0)
     if report.errors:
         context.log.warning(f"alert delivery: {report.summary()}")
     return dg.MaterializeResult(
@@ -157,10 +163,11 @@ def evaluate(
     name="alert_delivery",
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Delivers alerts.jsonl entries not yet delivered (log + MC_ALERT_WEBHOOKS); failed ones retry.",
+    description="Delivers alerts.jsonl entries not yet delivered (log + MC_ALERT_WEBHOOKS); failed ones "
+    "retry.",
 )
-def alert_delivery(context: dg.SensorEvaluationContext, settings: McSettings, alert_settings: AlertSettings):
-    report = _deliver(context.log.warning, settings, alert_settings, deadline_s=40.0)
+def alert_delivery(context: dg.SensorEvaluationContext, store: DataStore, alert_settings: AlertSettings):
+    report = _deliver(context.log.warning, store, alert_settings, deadline_s=40.0)
     for error in report.errors:
         context.log.warning(f"alert delivery failed: {error}")
     return dg.SkipReason(f"alerts: {report.summary()}")
@@ -172,14 +179,12 @@ def alert_delivery(context: dg.SensorEvaluationContext, settings: McSettings, al
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Reports a failed pipeline run as a critical alert (alerts.jsonl, log, webhooks).",
 )
-def run_failure_alerts(
-    context: dg.RunFailureSensorContext, settings: McSettings, alert_settings: AlertSettings
-):
+def run_failure_alerts(context: dg.RunFailureSensorContext, store: DataStore, alert_settings: AlertSettings):
     run = context.dagster_run
     error = context.failure_event.message if context.failure_event else None
     alert = run_failure_alert(run.job_name, run.run_id, error, datetime.now(UTC))
-    record_alerts([alert], settings.data)
-    report = _deliver(context.log.warning, settings, alert_settings, deadline_s=40.0)
+    record_alerts([alert], store.root)
+    report = _deliver(context.log.warning, store, alert_settings, deadline_s=40.0)
     for problem in report.errors:
         context.log.warning(f"alert delivery failed: {problem}")
 

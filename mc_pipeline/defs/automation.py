@@ -87,9 +87,10 @@ SENSOR_INTERVAL_S = 15
     job_name=REFRESH_JOB,
     minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Requests a refresh when a transcript under $OPENCLAW_HOME/agents/*/sessions is new or has grown, "
-    "or an OpenClaw database (state/openclaw.sqlite, agents/*/agent/openclaw-agent.sqlite and -wal) or cold "
-    "archive changed. The cursor is a digest; the file list it stands for is in staging/sensor_files.json.",
+    description="Requests a refresh when a transcript under $OPENCLAW_HOME/agents/*/sessions is new or has "
+    "grown, or an OpenClaw database (state/openclaw.sqlite, agents/*/agent/openclaw-agent.sqlite and -wal) "
+    "or cold archive changed. The cursor is a digest; the file list it stands for is in "
+    "staging/sensor_files.json.",
 )
 def transcript_changes(context: dg.SensorEvaluationContext, settings: McSettings):
     staging = settings.paths().staging

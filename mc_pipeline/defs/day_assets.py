@@ -17,7 +17,7 @@ import dagster as dg
 import polars as pl
 
 from mc_pipeline.defs.columns import table_metadata
-from mc_pipeline.defs.resources import McSettings
+from mc_pipeline.defs.resources import DataStore, step_config, step_resource_keys, step_resources
 from mc_pipeline.defs.source_assets import READERS, key
 from mc_pipeline.reporting.markdown import markdown_table
 
@@ -39,8 +39,9 @@ CHECKS = [
     dg.AssetCheckSpec(
         "matches_schema",
         asset="source_files",
-        description="Every call of the days built in this run satisfies the llm_calls contract (columns, types, "
-        "allowed values, non-negative tokens and costs); a call that fails it is quarantined, never written.",
+        description="Every call of the days built in this run satisfies the llm_calls contract (columns, "
+        "types, allowed values, non-negative tokens and costs); a call that fails it is quarantined, never "
+        "written.",
     ),
     dg.AssetCheckSpec(
         "unique_call_ids",
@@ -87,13 +88,49 @@ PARTITIONED = ("llm_calls", "usage_daily")
 def build_daily_assets(
     partitions: dg.DailyPartitionsDefinition, home: str | None = None
 ) -> list[dg.AssetsDefinition]:
-    """(the day-partitioned ``daily`` assets, the unpartitioned ``day_tables`` step of refresh runs) of one home."""
+    """The day-partitioned ``daily`` assets and the ``day_tables`` step of refresh runs, of one home."""
+
+    @dg.multi_asset(
+        specs=_daily_specs(partitions, home),
+        can_subset=True,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        name=f"{home}__daily" if home else "daily",
+        required_resource_keys=step_resource_keys(home),
+    )
+    def daily(context: dg.AssetExecutionContext):
+        """A rerun of days (one partition or a range, one run): from the raw sources for llm_calls, from
+        llm_calls as written for usage_daily alone."""
+        rerun_days(context, home)
+        return
+        yield  # a generator that yields nothing: the days are recorded as materialisations
+
+    checks = [
+        dg.AssetCheckSpec(c.name, asset=key(c.asset_key.path[-1], home), description=c.description)
+        for c in CHECKS
+    ]
+
+    @dg.multi_asset(
+        specs=_table_specs(home),
+        check_specs=checks,
+        name=f"{home}__day_tables" if home else "day_tables",
+        required_resource_keys=step_resource_keys(home),
+    )
+    def day_tables(context: dg.AssetExecutionContext):
+        """A refresh: build the days whose inputs changed (llm_calls and usage_daily materialisations recorded
+        for exactly those days), then the all-days tables, quarantine and reconciliation."""
+        yield from refresh_days(context, home)
+
+    return [daily, day_tables]
+
+
+def _daily_specs(partitions: dg.DailyPartitionsDefinition, home: str | None) -> list[dg.AssetSpec]:
+    """The day-partitioned ``llm_calls`` and ``usage_daily`` of one home."""
     readers = [key(r, home) for r in READERS]
 
     def k(name: str) -> dg.AssetKey:
         return key(name, home)
 
-    daily_specs = [
+    return [
         dg.AssetSpec(
             k("llm_calls"),
             group_name=INGEST_GROUP,
@@ -102,10 +139,11 @@ def build_daily_assets(
             kinds={"parquet"},
             deps=[*readers, k("openclaw_session_index"), k("openclaw_auth_profiles"), k("openclaw_state_db")],
             metadata={"partition_by": "day", **table_metadata("llm_calls")},
-            description="One row per model call of every source, each call once: when, which agent, session, "
-            "provider and model, tokens, cost (recorded or from the price table, or unpriced), status and error "
-            "class, task type, billing, trigger. A folder per day (parquet/llm_calls/day=YYYY-MM-DD/). Refresh "
-            "runs build the days that changed; materialising days here reads them again from the raw sources.",
+            description="One row per model call of every source, each call once: when, which agent, "
+            "session, provider and model, tokens, cost (recorded or from the price table, or unpriced), "
+            "status and error class, task type, billing, trigger. A folder per day "
+            "(parquet/llm_calls/day=YYYY-MM-DD/). Refresh runs build the days that changed; materialising "
+            "days here reads them again from the raw sources.",
         ),
         dg.AssetSpec(
             k("usage_daily"),
@@ -120,47 +158,23 @@ def build_daily_assets(
         ),
     ]
 
-    @dg.multi_asset(
-        specs=daily_specs,
-        can_subset=True,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        name=f"{home}__daily" if home else "daily",
-    )
-    def daily(context: dg.AssetExecutionContext, settings: McSettings):
-        """A rerun of days (one partition or a range, one run): from the raw sources for llm_calls, from
-        llm_calls as written for usage_daily alone."""
-        from mc_pipeline.calls.build_days import build_and_write
-        from mc_pipeline.ingest.staging import stage_sources, units_holding
 
-        config = settings.paths(home)
-        selected = {a.path[-1] for a in context.selected_asset_keys}
-        days = [date.fromisoformat(p) for p in context.partition_keys]
-        if "llm_calls" in selected:  # exactly the files and database sessions that hold these days
-            units = units_holding(config, set(days))
-            context.log.info(
-                "reading again: "
-                + (", ".join(f"{len(u)} unit(s) of {r}" for r, u in units.items()) or "nothing")
-            )
-            stage_sources(config, set(units), reread=units, progress=context.log.info)
-        run = build_and_write(
-            config, days=days, aggregates_only="llm_calls" not in selected, progress=context.log.info
-        )
-        _log_days(context, run, selected, home)
-        if run.schema_errors or run.duplicate_ids:
-            raise dg.Failure(
-                f"llm_calls contract: {'; '.join(run.schema_errors)[:1000]} duplicates={run.duplicate_ids}"
-            )
-        return
-        yield  # a generator that yields nothing: the days are recorded as materialisations above
+def _table_specs(home: str | None) -> list[dg.AssetSpec]:
+    """The all-days tables written with the days: sessions_daily, health_daily, quarantine, source_files."""
+    readers = [key(r, home) for r in READERS]
 
-    tables_specs = [
+    def k(name: str) -> dg.AssetKey:
+        return key(name, home)
+
+    return [
         dg.AssetSpec(
             k("sessions_daily"),
             metadata=table_metadata("sessions_daily"),
             group_name=MARTS_GROUP,
             kinds={"parquet"},
             deps=readers,
-            description="Per day, session (UUID or salted hash) and model: calls, tokens, cost, tools (all days).",
+            description="Per day, session (UUID or salted hash) and model: calls, tokens, cost, tools (all "
+            "days).",
         ),
         dg.AssetSpec(
             k("health_daily"),
@@ -183,67 +197,85 @@ def build_daily_assets(
             group_name=INGEST_GROUP,
             kinds={"parquet"},
             deps=readers,
-            description="Per input file: how its lines were accounted for (the reconciliation), and the checks "
-            "of the calls built.",
+            description="Per input file: how its lines were accounted for (the reconciliation), and the "
+            "checks of the calls built.",
         ),
     ]
 
-    checks = [
-        dg.AssetCheckSpec(c.name, asset=k(c.asset_key.path[-1]), description=c.description) for c in CHECKS
-    ]
 
-    @dg.multi_asset(
-        specs=tables_specs, check_specs=checks, name=f"{home}__day_tables" if home else "day_tables"
+def rerun_days(context: dg.AssetExecutionContext, home: str | None) -> None:
+    """The partitions of the run built again: llm_calls from exactly the files and database sessions that hold
+    those days, usage_daily (alone) from llm_calls as written."""
+    from mc_pipeline.calls.build_days import build_and_write
+    from mc_pipeline.ingest.staging import stage_sources, units_holding
+
+    config = step_config(context, home)
+    selected = {a.path[-1] for a in context.selected_asset_keys}
+    days = [date.fromisoformat(p) for p in context.partition_keys]
+    if "llm_calls" in selected:
+        units = units_holding(config, set(days))
+        context.log.info(
+            "reading again: " + (", ".join(f"{len(u)} unit(s) of {r}" for r, u in units.items()) or "nothing")
+        )
+        stage_sources(config, set(units), reread=units, progress=context.log.info)
+    run = build_and_write(
+        config, days=days, aggregates_only="llm_calls" not in selected, progress=context.log.info
     )
-    def day_tables(context: dg.AssetExecutionContext, settings: McSettings):
-        """A refresh: build the days whose inputs changed (llm_calls and usage_daily materialisations recorded
-        for exactly those days), then the all-days tables, quarantine and reconciliation."""
-        from mc_pipeline.calls.build_days import build_and_write
-        from mc_pipeline.tables.store import Tables
+    _log_days(context, run, selected, home)
+    if run.schema_errors or run.duplicate_ids:
+        raise dg.Failure(
+            f"llm_calls contract: {'; '.join(run.schema_errors)[:1000]} duplicates={run.duplicate_ids}"
+        )
 
-        config = settings.paths(home)
-        run = build_and_write(config, progress=context.log.info)
-        for problem in run.problems:
-            context.log.warning(problem)
-        _log_days(context, run, set(PARTITIONED), home)
-        tables = Tables(config.data)
-        from mc_pipeline.tables import storage
 
-        storage.write_csv(tables.staged("usage_daily"), config.data / "csv" / "usage_daily.csv")
-        for name in ("sessions_daily", "health_daily"):
-            frame = tables.staged(name)
-            yield dg.MaterializeResult(
-                asset_key=k(name),
-                metadata={
-                    "dagster/row_count": dg.MetadataValue.int(frame.height),
-                    "days_rebuilt": dg.MetadataValue.int(len(run.days)),
-                    **table_metadata(name),
-                },
-            )
-        q = run.quarantine
+def refresh_days(context: dg.AssetExecutionContext, home: str | None):
+    """Build the days whose inputs changed, publish the all-days tables; their materialisations and checks."""
+    from mc_pipeline.calls.build_days import build_and_write
+
+    settings, openclaw_home, store = step_resources(context, home)
+    run = build_and_write(settings.config(openclaw_home, store), progress=context.log.info)
+    for problem in run.problems:
+        context.log.warning(problem)
+    _log_days(context, run, set(PARTITIONED), home)
+    store.write_csv("usage_daily")
+    yield from _table_results(store, run, home)
+    yield from _checks(context, run, home)
+
+
+def _table_results(store: DataStore, run, home: str | None):
+    """The materialisations of sessions_daily, health_daily, quarantine and source_files after a refresh."""
+    tables = store.tables()
+    for name in ("sessions_daily", "health_daily"):
+        frame = tables.staged(name)
         yield dg.MaterializeResult(
-            asset_key=k("quarantine"),
+            asset_key=key(name, home),
             metadata={
-                "dagster/row_count": dg.MetadataValue.int(q.height),
-                "reasons": dg.MetadataValue.md(
-                    markdown_table(q.group_by("reason").agg(lines=pl.len()).sort("lines", descending=True))
-                ),
-                **table_metadata("quarantine"),
+                "dagster/row_count": dg.MetadataValue.int(frame.height),
+                "days_rebuilt": dg.MetadataValue.int(len(run.days)),
+                **table_metadata(name),
             },
         )
-        files = run.source_files
-        dropped = files.group_by("source").agg(pl.col("duplicates").sum()).sort("source")
-        yield dg.MaterializeResult(
-            asset_key=k("source_files"),
-            metadata={
-                "dagster/row_count": dg.MetadataValue.int(files.height),
-                "duplicates_dropped": dg.MetadataValue.int(int(files.get_column("duplicates").sum() or 0)),
-                **{f"duplicates_dropped_{s}": dg.MetadataValue.int(int(n)) for s, n in dropped.iter_rows()},
-            },
-        )
-        yield from _checks(context, settings, run, home)
-
-    return [daily, day_tables]
+    q = run.quarantine
+    yield dg.MaterializeResult(
+        asset_key=key("quarantine", home),
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(q.height),
+            "reasons": dg.MetadataValue.md(
+                markdown_table(q.group_by("reason").agg(lines=pl.len()).sort("lines", descending=True))
+            ),
+            **table_metadata("quarantine"),
+        },
+    )
+    files = run.source_files
+    dropped = files.group_by("source").agg(pl.col("duplicates").sum()).sort("source")
+    yield dg.MaterializeResult(
+        asset_key=key("source_files", home),
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(files.height),
+            "duplicates_dropped": dg.MetadataValue.int(int(files.get_column("duplicates").sum() or 0)),
+            **{f"duplicates_dropped_{s}": dg.MetadataValue.int(int(n)) for s, n in dropped.iter_rows()},
+        },
+    )
 
 
 def _log_days(context, run, selected: set[str], home: str | None = None) -> None:
@@ -255,29 +287,25 @@ def _log_days(context, run, selected: set[str], home: str | None = None) -> None
                 context.log_event(_day_event(key(asset, home), r))
 
 
-def _checks(context, settings: McSettings, run, home: str | None = None):
-    def want(asset: str, name: str) -> bool:
-        return True
-
-    if want("source_files", "matches_schema"):
-        yield dg.AssetCheckResult(
-            check_name="matches_schema",
-            asset_key=key("source_files", home),
-            passed=not run.schema_errors,
-            metadata={
-                "days_checked": len(run.days),
-                "rows_rejected_to_quarantine": run.rejected_rows,
-                **({"error": "\n".join(run.schema_errors)[:2000]} if run.schema_errors else {}),
-            },
-        )
-    if want("source_files", "unique_call_ids"):
-        yield dg.AssetCheckResult(
-            check_name="unique_call_ids",
-            asset_key=key("source_files", home),
-            passed=run.duplicate_ids == 0,
-            metadata={"duplicates": run.duplicate_ids, "days_checked": len(run.days)},
-        )
-    if run.source_files is not None and want("source_files", "lines_reconcile"):
+def _checks(context, run, home: str | None = None):
+    """The results of the checks of the calls built (on source_files and quarantine)."""
+    yield dg.AssetCheckResult(
+        check_name="matches_schema",
+        asset_key=key("source_files", home),
+        passed=not run.schema_errors,
+        metadata={
+            "days_checked": len(run.days),
+            "rows_rejected_to_quarantine": run.rejected_rows,
+            **({"error": "\n".join(run.schema_errors)[:2000]} if run.schema_errors else {}),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name="unique_call_ids",
+        asset_key=key("source_files", home),
+        passed=run.duplicate_ids == 0,
+        metadata={"duplicates": run.duplicate_ids, "days_checked": len(run.days)},
+    )
+    if run.source_files is not None:
         files = run.source_files
         unbalanced = files.filter(~pl.col("balanced"))
         yield dg.AssetCheckResult(
@@ -295,32 +323,22 @@ def _checks(context, settings: McSettings, run, home: str | None = None):
                 ),
             },
         )
-    if run.source_files is not None and (
-        want("source_files", "sources_not_silent") or want("quarantine", "quarantine_share_stable")
-    ):
-        yield from source_health_checks(context, settings, run.source_files, want, home)
+    if run.source_files is not None:
+        yield from source_health_checks(context, run.source_files, home)
 
 
-def source_health_checks(
-    context, settings: McSettings, source_files: pl.DataFrame, want, home: str | None = None
-):
+def source_health_checks(context, source_files: pl.DataFrame, home: str | None = None):
     """The two WARN checks of ``mc_pipeline.ingest.source_health``; findings also go to the log and to
     ``staging/source_health.json`` (the next run's comparison, and the ``make run`` summary's warnings)."""
     from mc_pipeline.ingest import source_health as sh
-    from mc_pipeline.ingest.readers.home import last_writes
-    from mc_pipeline.ingest.readers.state_db import read_state_db
     from mc_pipeline.ingest.staging import stores
     from mc_pipeline.tables import storage
 
-    config = settings.paths(home)
+    settings, openclaw_home, store = step_resources(context, home)
+    config = settings.config(openclaw_home, store)
     now = datetime.now(UTC)
     history = sh.read_history(config.staging)
-    writes = last_writes(
-        config.home,
-        config.interactions_db_path,
-        config.model_usage_log_path,
-        read_state_db(config.home).agent_dbs,
-    )
+    writes = openclaw_home.last_writes()
     today = now.date()
     recent = [
         s.read_day(today - timedelta(days=i), ["source", "timestamp"])
@@ -359,12 +377,11 @@ def source_health_checks(
         ("source_files", "sources_not_silent", silent),
         ("quarantine", "quarantine_share_stable", jumps),
     ):
-        if want(asset, name):
-            yield dg.AssetCheckResult(
-                check_name=name,
-                asset_key=key(asset, home),
-                passed=not found,
-                severity=dg.AssetCheckSeverity.WARN,
-                description=("; ".join(found) or "ok")[:1000],
-                metadata=meta,
-            )
+        yield dg.AssetCheckResult(
+            check_name=name,
+            asset_key=key(asset, home),
+            passed=not found,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=("; ".join(found) or "ok")[:1000],
+            metadata=meta,
+        )

@@ -1,8 +1,9 @@
-"""A fleet (MC_OPENCLAW_HOMES): every home's tables combined into $MC_DATA_DIR (``mc_pipeline.reporting.fleet``)."""
+"""A fleet (MC_OPENCLAW_HOMES): every home's tables combined into $MC_DATA_DIR
+(``mc_pipeline.reporting.fleet``)."""
 
 import dagster as dg
 
-from mc_pipeline.defs.resources import McSettings
+from mc_pipeline.defs.resources import DataStore
 from mc_pipeline.defs.source_assets import key
 
 
@@ -14,13 +15,14 @@ def build_fleet_asset(homes: list[str]) -> dg.AssetsDefinition:
         deps=[
             key(t, h) for h in homes for t in ("sessions_daily", "health_daily", "quarantine", "source_files")
         ],
-        description="Every home's per-day aggregates, line accounting, quarantine, reconciliation and api_calls in "
-        "$MC_DATA_DIR, agents qualified as <home>/<agent>: what the combined marts, dashboard and alerts read.",
+        description="Every home's per-day aggregates, line accounting, quarantine, reconciliation and "
+        "api_calls in $MC_DATA_DIR, agents qualified as <home>/<agent>: what the combined marts, dashboard "
+        "and alerts read.",
     )
-    def fleet_tables(context: dg.AssetExecutionContext, settings: McSettings) -> dg.MaterializeResult:
+    def fleet_tables(context: dg.AssetExecutionContext, store: DataStore) -> dg.MaterializeResult:
         from mc_pipeline.reporting.fleet import combine
 
-        counts = combine(settings.data, homes)
+        counts = combine(store.root, homes)
         context.log.info(f"{len(homes)} home(s) combined: {counts}")
         return dg.MaterializeResult(
             metadata={

@@ -16,7 +16,7 @@ import dagster as dg
 import polars as pl
 
 from mc_pipeline.defs.columns import table_metadata
-from mc_pipeline.defs.resources import McSettings
+from mc_pipeline.defs.resources import DataStore, McSettings, store_key
 from mc_pipeline.reporting.charts import daily_cost_svg, markdown_image
 from mc_pipeline.reporting.markdown import markdown_table, reader_order
 from mc_pipeline.tables import storage
@@ -26,13 +26,22 @@ DASHBOARD_GROUP = "dashboard"
 
 DESCRIPTIONS = {
     "usage_by_provider": "Per provider and window (today, 7/30 days, month to date, all time).",
-    "usage_by_model": "Per provider/model and window: tokens, cost, avg cost per call, input/output ratio, error rate.",
+    "usage_by_model": (
+        "Per provider/model and window: tokens, cost, avg cost per call, input/output ratio, error rate."
+    ),
     "usage_by_task_type": "Per task type and window.",
     "usage_by_agent": "Per agent and window.",
     "usage_by_session": "Per session and window (session UUID or salted hash; never the session key).",
-    "usage_by_trigger": "Per trigger, channel and cron job (id and name) and window: what each cron job costs.",
-    "thinking_stats": "Thinking tokens per window: total, calls with thinking, max, average, share estimated/subscription.",
-    "api_health": "Per provider (and service, from api_calls) and day: ok, errors by class, rate limits, 5xx, success rate.",
+    "usage_by_trigger": (
+        "Per trigger, channel and cron job (id and name) and window: what each cron job costs."
+    ),
+    "thinking_stats": (
+        "Thinking tokens per window: total, calls with thinking, max, average, share estimated/subscription."
+    ),
+    "api_health": (
+        "Per provider (and service, from api_calls) and day: ok, errors by class, rate limits, 5xx, "
+        "success rate."
+    ),
 }
 MART_DEPS = {name: ["usage_daily"] for name in DESCRIPTIONS}
 MART_DEPS["usage_by_session"] = ["sessions_daily"]
@@ -125,11 +134,11 @@ def build_mart_assets(fleet: bool = False) -> list:
         ],
         can_subset=True,
     )
-    def marts(context: dg.AssetExecutionContext, settings: McSettings):
+    def marts(context: dg.AssetExecutionContext, settings: McSettings, store: DataStore):
         from mc_pipeline.reporting import marts as m
 
         today = reporting_today(settings)
-        daily, tables = _daily(settings.data)
+        daily, tables = _daily(store.root)
         selected = {k.to_user_string() for k in context.selected_asset_keys}
         built = {
             "usage_by_provider": lambda: m.usage_by_provider(daily, today),
@@ -165,12 +174,14 @@ def build_mart_assets(fleet: bool = False) -> list:
         group_name=DASHBOARD_GROUP,
         kinds={"json"},
         deps=dashboard_deps,
-        description="usage-data.json and sessions.json for Mission Control, in $MC_DATA_DIR and each MC_USAGE_JSON_PATHS "
-        "entry, from the marts as written and the per-day aggregates"
+        description="usage-data.json and sessions.json for Mission Control, in $MC_DATA_DIR and each "
+        "MC_USAGE_JSON_PATHS entry, from the marts as written and the per-day aggregates"
         + (" (every home of the fleet)." if fleet else "."),
     )
-    def usage_data_json(context: dg.AssetExecutionContext, settings: McSettings) -> dg.MaterializeResult:
-        return dashboard_files(settings, settings.data, settings.usage_json_paths, read_marts=True)
+    def usage_data_json(
+        context: dg.AssetExecutionContext, settings: McSettings, store: DataStore
+    ) -> dg.MaterializeResult:
+        return dashboard_files(settings, store, store, read_marts=True)
 
     return [marts, usage_data_json]
 
@@ -184,27 +195,57 @@ def build_home_dashboard(home: str) -> dg.AssetsDefinition:
         group_name=DASHBOARD_GROUP,
         kinds={"json"},
         deps=[key("sessions_daily", home), key("health_daily", home)],
-        description=f"usage-data.json and sessions.json of the home {home} alone, in $MC_DATA_DIR/homes/{home}.",
+        description=f"usage-data.json and sessions.json of the home {home} alone, in "
+        f"$MC_DATA_DIR/homes/{home}.",
+        required_resource_keys={"settings", "store", store_key(home)},
     )
-    def home_dashboard(context: dg.AssetExecutionContext, settings: McSettings) -> dg.MaterializeResult:
-        return dashboard_files(settings, settings.paths(home).data, "", read_marts=False)
+    def home_dashboard(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        resources = context.resources
+        home_store = getattr(resources, store_key(home))
+        return dashboard_files(resources.settings, home_store, resources.store, read_marts=False)
 
     return home_dashboard
 
 
 def dashboard_files(
-    settings: McSettings, data: Path, extra_targets: str, read_marts: bool
+    settings: McSettings, store: DataStore, salt_store: DataStore, read_marts: bool
 ) -> dg.MaterializeResult:
-    """Write usage-data.json and sessions.json of the tables under ``data``; the marts as written there
-    (``read_marts``), or computed from its per-day aggregates (a fleet home's own files)."""
-    import json
-
+    """Write usage-data.json and sessions.json of the tables in ``store`` (and its MC_USAGE_JSON_PATHS); the
+    marts as written there (``read_marts``), or computed from its per-day aggregates (a fleet home's own
+    files). Session ids are salted with ``salt_store``'s salt (a fleet's: the same in every home's file)."""
     from mc_pipeline.calls.build_days import session_salt
-    from mc_pipeline.defs.alert_assets import BUDGETS_FILE
     from mc_pipeline.reporting.dashboard import build_sessions_document, build_usage_document
-    from mc_pipeline.reporting.marts import Marts, marts_from_daily
+    from mc_pipeline.reporting.marts import marts_from_daily
+    from mc_pipeline.tables.schemas import ALERTS
+
+    daily, tables = _daily(store.root)
+    today = reporting_today(settings)
+    built = (
+        _marts_as_written(daily, tables)
+        if read_marts
+        else marts_from_daily(daily, today, tables.read("api_calls"))
+    )
+    salt = session_salt(salt_store.root)
+    now = datetime.now(UTC)
+    usage = build_usage_document(
+        daily,
+        today=today,
+        generated_at=now,
+        timezone_name=settings.timezone,
+        marts=built,
+        salt=salt,
+        alerts=tables.read("budget_alerts", ALERTS),
+        budgets=_budget_status(store),
+    )
+    sessions = build_sessions_document(daily, generated_at=now, timezone_name=settings.timezone, salt=salt)
+    written = _publish(usage, sessions, store)
+    return dg.MaterializeResult(metadata=_dashboard_metadata(usage, sessions, daily, today, written))
+
+
+def _marts_as_written(daily, tables):
+    """The window marts as the ``marts`` step wrote them (read with their schemas)."""
+    from mc_pipeline.reporting.marts import Marts
     from mc_pipeline.tables.schemas import (
-        ALERTS,
         API_HEALTH,
         THINKING_STATS,
         USAGE_BY_AGENT,
@@ -215,65 +256,61 @@ def dashboard_files(
         USAGE_BY_TRIGGER,
     )
 
-    daily, tables = _daily(data)
-    today = reporting_today(settings)
-    if read_marts:
-        schemas = {
-            "usage_by_provider": USAGE_BY_PROVIDER,
-            "usage_by_model": USAGE_BY_MODEL,
-            "usage_by_task_type": USAGE_BY_TASK_TYPE,
-            "usage_by_agent": USAGE_BY_AGENT,
-            "usage_by_session": USAGE_BY_SESSION,
-            "usage_by_trigger": USAGE_BY_TRIGGER,
-            "thinking_stats": THINKING_STATS,
-            "api_health": API_HEALTH,
-        }
-        built = Marts(usage_daily=daily.usage_daily, **{n: tables.read(n, s) for n, s in schemas.items()})
-    else:
-        built = marts_from_daily(daily, today, tables.read("api_calls"))
-    salt = session_salt(settings.data)
-    now = datetime.now(UTC)
+    schemas = {
+        "usage_by_provider": USAGE_BY_PROVIDER,
+        "usage_by_model": USAGE_BY_MODEL,
+        "usage_by_task_type": USAGE_BY_TASK_TYPE,
+        "usage_by_agent": USAGE_BY_AGENT,
+        "usage_by_session": USAGE_BY_SESSION,
+        "usage_by_trigger": USAGE_BY_TRIGGER,
+        "thinking_stats": THINKING_STATS,
+        "api_health": API_HEALTH,
+    }
+    return Marts(usage_daily=daily.usage_daily, **{n: tables.read(n, s) for n, s in schemas.items()})
+
+
+def _budget_status(store: DataStore) -> dict:
+    """The budgets and their forecasts as ``budget_alerts`` last wrote them (empty before its first run)."""
+    import json
+
+    from mc_pipeline.defs.alert_assets import BUDGETS_FILE
+
     try:
-        budgets = json.loads((data / "staging" / BUDGETS_FILE).read_text())
+        return json.loads((store.staging / BUDGETS_FILE).read_text())
     except (OSError, ValueError):
-        budgets = {}
-    usage = build_usage_document(
-        daily,
-        today=today,
-        generated_at=now,
-        timezone_name=settings.timezone,
-        marts=built,
-        salt=salt,
-        alerts=tables.read("budget_alerts", ALERTS),
-        budgets=budgets,
-    )
-    sessions = build_sessions_document(daily, generated_at=now, timezone_name=settings.timezone, salt=salt)
+        return {}
+
+
+def _publish(usage: dict, sessions: dict, store: DataStore) -> list[str]:
+    """Both files written to the store and each MC_USAGE_JSON_PATHS entry; the usage-data.json paths."""
     written = []
     # encoded once for every target; sessions.json (one entry per session, MBs) without indentation
     usage_text, sessions_text = storage.json_text(usage), storage.json_text(sessions, indent=None)
-    for usage_path, sessions_path in usage_json_targets(extra_targets, data):
-        storage.write_text(
-            sessions_text, sessions_path
-        )  # sessions first: the page needs both, usage is the signal
+    for usage_path, sessions_path in usage_json_targets(store.usage_json_paths, store.root):
+        # sessions first: the page needs both, usage is the signal
+        storage.write_text(sessions_text, sessions_path)
         storage.write_text(usage_text, usage_path)
         written.append(str(usage_path))
+    return written
+
+
+def _dashboard_metadata(usage: dict, sessions: dict, daily, today: date, written: list[str]) -> dict:
+    """What the UI shows of the dashboard files: the headline figures, where they went, the chart."""
     s = usage["summary"]
     chart = markdown_image(daily_cost_svg(daily.usage_daily, today), "daily cost by provider")
-    return dg.MaterializeResult(
-        metadata={
-            "today": dg.MetadataValue.text(today.isoformat()),
-            "week_total_usd": dg.MetadataValue.float(round(s["weekTotal"], 2)),
-            "month_total_usd": dg.MetadataValue.float(round(s["monthTotal"], 2)),
-            "month_projected_usd": dg.MetadataValue.float(round(s["monthProjected"], 2)),
-            "total_requests": dg.MetadataValue.int(s["totalRequests"]),
-            "unpriced_requests": dg.MetadataValue.int(s["unpricedRequests"]),
-            "sessions": dg.MetadataValue.int(len(sessions["sessions"])),
-            "written_to": dg.MetadataValue.md("\n".join(f"- `{p}`" for p in written)),
-            "daily_cost_by_provider": dg.MetadataValue.md(chart),
-            "providers": dg.MetadataValue.md(
-                markdown_table(pl.DataFrame(usage["providers"]).select("name", "cost", "tokens", "requests"))
-                if usage["providers"]
-                else "_(no calls)_"
-            ),
-        }
-    )
+    return {
+        "today": dg.MetadataValue.text(today.isoformat()),
+        "week_total_usd": dg.MetadataValue.float(round(s["weekTotal"], 2)),
+        "month_total_usd": dg.MetadataValue.float(round(s["monthTotal"], 2)),
+        "month_projected_usd": dg.MetadataValue.float(round(s["monthProjected"], 2)),
+        "total_requests": dg.MetadataValue.int(s["totalRequests"]),
+        "unpriced_requests": dg.MetadataValue.int(s["unpricedRequests"]),
+        "sessions": dg.MetadataValue.int(len(sessions["sessions"])),
+        "written_to": dg.MetadataValue.md("\n".join(f"- `{p}`" for p in written)),
+        "daily_cost_by_provider": dg.MetadataValue.md(chart),
+        "providers": dg.MetadataValue.md(
+            markdown_table(pl.DataFrame(usage["providers"]).select("name", "cost", "tokens", "requests"))
+            if usage["providers"]
+            else "_(no calls)_"
+        ),
+    }

@@ -12,7 +12,7 @@ import dagster as dg
 
 from mc_pipeline.defs.automation import FULL_REBUILD_TAG
 from mc_pipeline.defs.columns import table_metadata
-from mc_pipeline.defs.resources import McSettings
+from mc_pipeline.defs.resources import step_config, step_resource_keys, step_resources
 from mc_pipeline.ingest import source_state
 from mc_pipeline.ingest.readers.staged import ReadReport
 from mc_pipeline.runtime.config import parse_bool
@@ -75,10 +75,10 @@ def _source(name: str, home: str | None) -> dg.SourceAsset:
         group_name=SOURCES_GROUP,
         description=description,
         kinds={kind},
-        required_resource_keys={"settings"},
+        required_resource_keys=step_resource_keys(home),
     )
     def _observe(context) -> dg.DataVersion:
-        return dg.DataVersion(source_state.digests(context.resources.settings.paths(home))[name])
+        return dg.DataVersion(source_state.digests(step_config(context, home))[name])
 
     return _observe
 
@@ -104,7 +104,8 @@ READERS = {
     "api_calls": (
         ["openclaw_interactions_db"],
         {"parquet"},
-        "HTTP calls from interactions.db api_calls (schemas.API_CALLS); bodies and query strings never copied.",
+        "HTTP calls from interactions.db api_calls (schemas.API_CALLS); bodies and query strings never "
+        "copied.",
     ),
     "model_usage_log_records": (
         ["openclaw_model_usage_log"],
@@ -132,7 +133,8 @@ def report_metadata(report: ReadReport) -> dict[str, dg.MetadataValue]:
 
 
 def build_reader_assets(home: str | None = None) -> list:
-    """The observed raw sources and the ``source_records`` step of one home (prefixed by its name in a fleet)."""
+    """The observed raw sources and the ``source_records`` step of one home (prefixed by its name in a
+    fleet)."""
     specs = [
         dg.AssetSpec(
             key(name, home),
@@ -168,14 +170,16 @@ def build_reader_assets(home: str | None = None) -> list:
         check_specs=checks,
         can_subset=True,
         name=f"{home}__source_records" if home else "source_records",
+        required_resource_keys=step_resource_keys(home),
     )
-    def source_records(context: dg.AssetExecutionContext, settings: McSettings):
-        """Every selected reader brings its staged records up to date (see ``mc_pipeline/ingest/staging.py``)."""
-        from mc_pipeline.ingest.staging import home_problem, record_home_problem, stage_sources
+    def source_records(context: dg.AssetExecutionContext):
+        """Every selected reader brings its staged records up to date (``mc_pipeline.ingest.staging``)."""
+        from mc_pipeline.ingest.staging import record_home_problem, stage_sources
 
-        config = settings.paths(home)
+        settings, openclaw_home, store = step_resources(context, home)
+        config = settings.config(openclaw_home, store)
         selected = {k.path[-1] for k in context.selected_asset_keys}
-        unreachable = home_problem(config.home) if home else None
+        unreachable = openclaw_home.problem() if home else None
         if home:
             record_home_problem(config.staging, unreachable)
             yield dg.AssetCheckResult(
@@ -204,7 +208,7 @@ def build_reader_assets(home: str | None = None) -> list:
                         )
             return
         tag = parse_bool(context.run.tags.get(FULL_REBUILD_TAG)) is True
-        source_state.record_watched(config.staging, source_state.file_states(config.home))
+        source_state.record_watched(store.staging, openclaw_home.file_states())
         for name, digest in source_state.digests(config).items():
             context.log_event(
                 dg.AssetObservation(asset_key=key(name, home), tags={"dagster/data_version": digest})
