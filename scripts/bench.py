@@ -50,8 +50,9 @@ is dropped):
 ``--only core,fleet,postgres`` (env ``MC_BENCH_ONLY``) runs some of them: ``core`` is steps 1-4 (the eight
 cases of issue 12), ``fleet`` step 5, ``postgres`` step 6; all by default.
 
-ccusage: ``ccusage openclaw daily --json --offline -z UTC --open-claw-path HOME``, found as ``$CCUSAGE``
-or ``ccusage`` on PATH (``npm i ccusage@20.0.24``). Both tools' recorded cost is printed for the full builds.
+ccusage: ``ccusage openclaw daily --json --offline -z UTC --open-claw-path HOME``, found as ``$CCUSAGE``,
+``.tools/node_modules/.bin/ccusage`` (``make bench`` installs it) or ``ccusage`` on PATH (``npm i
+ccusage@20.0.24``). Both tools' recorded cost is printed for the full builds.
 
 Homes (``scripts/synth_home.py``, jsonl layout) are generated under the system temp dir, never under
 ``data/``, and cached between runs in ``$TMPDIR/mc-bench-homes/<MB>-<seed>-<days>d/home`` with a record of
@@ -620,7 +621,9 @@ def append_call(home: Path) -> dict:
 
 
 def find_ccusage() -> str | None:
-    exe = os.environ.get("CCUSAGE") or shutil.which("ccusage")
+    """$CCUSAGE, else the one ``make test``/``make bench`` install under .tools/, else ccusage on PATH."""
+    local = ROOT / ".tools" / "node_modules" / ".bin" / "ccusage"
+    exe = os.environ.get("CCUSAGE") or (str(local) if local.exists() else shutil.which("ccusage"))
     return exe if exe and Path(exe).exists() else None
 
 
