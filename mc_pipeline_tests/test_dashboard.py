@@ -345,3 +345,25 @@ def test_the_costs_page_contract_on_a_home_with_history_before_this_month(tmp_pa
         before_month.month != today.month
     ):  # the month so far leaves out last month's 40 USD; the 30 days do not
         assert s["monthToDate"] < 40 <= s["monthTotal"]
+
+
+def test_the_daily_cost_chart_is_built_once_per_run(tmp_path, refresh, monkeypatch):
+    """The chart goes on usage_by_provider's materialisation; usage_data_json does not draw it again."""
+    import dagster as dg
+
+    from mc_pipeline.defs import mart_assets
+
+    drawn = []
+    draw = mart_assets.daily_cost_svg
+    monkeypatch.setattr(mart_assets, "daily_cost_svg", lambda *a, **k: drawn.append(1) or draw(*a, **k))
+    home = mixed_home(tmp_path / "home")
+    with dg.instance_for_test() as instance:
+        refresh(home, tmp_path / "data", instance)
+
+        def latest(asset: str) -> dict:
+            event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+            return event.asset_materialization.metadata
+
+        assert "image/svg+xml" in latest("usage_by_provider")["daily_cost_by_provider"].value
+        assert "daily_cost_by_provider" not in latest("usage_data_json")
+    assert len(drawn) == 1

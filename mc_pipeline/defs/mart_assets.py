@@ -135,34 +135,8 @@ def build_mart_assets(fleet: bool = False) -> list:
         can_subset=True,
     )
     def marts(context: dg.AssetExecutionContext, settings: McSettings, store: DataStore):
-        from mc_pipeline.reporting import marts as m
-
-        today = reporting_today(settings)
-        daily, tables = _daily(store.root)
-        selected = {k.to_user_string() for k in context.selected_asset_keys}
-        built = {
-            "usage_by_provider": lambda: m.usage_by_provider(daily, today),
-            "usage_by_model": lambda: m.usage_by_model(daily, today),
-            "usage_by_task_type": lambda: m.usage_by_task_type(daily, today),
-            "usage_by_agent": lambda: m.usage_by_agent(daily, today),
-            "usage_by_session": lambda: m.usage_by_session(daily, today),
-            "usage_by_trigger": lambda: m.usage_by_trigger(daily, today),
-            "thinking_stats": lambda: m.thinking_stats(daily, today),
-            "api_health": lambda: m.api_health(daily, tables.read("api_calls")),
-        }
-        chart = markdown_image(daily_cost_svg(daily.usage_daily, today), "daily cost by provider")
-        context.log.info(
-            f"marts for {today} ({settings.timezone}) from {daily.usage_daily.height:,} per-day rows"
-        )
-        for name, make in built.items():
-            if name not in selected:
-                continue
-            frame = make()
-            tables.write(name, frame, csv=True)
-            with_chart = chart if name == "usage_by_provider" else None
-            yield dg.MaterializeResult(
-                asset_key=name, metadata=_mart_metadata(name, frame, with_chart, today, settings.timezone)
-            )
+        """The selected window marts from the per-day aggregates (Parquet + CSV)."""
+        yield from build_marts(context, settings, store)
 
     dashboard_deps = [
         *DESCRIPTIONS,
@@ -184,6 +158,39 @@ def build_mart_assets(fleet: bool = False) -> list:
         return dashboard_files(settings, store, store, read_marts=True)
 
     return [marts, usage_data_json]
+
+
+def build_marts(context: dg.AssetExecutionContext, settings: McSettings, store: DataStore):
+    """Each selected mart computed from the per-day aggregates, written, and materialised with a preview."""
+    from mc_pipeline.reporting import marts as m
+
+    today = reporting_today(settings)
+    daily, tables = _daily(store.root)
+    selected = {k.to_user_string() for k in context.selected_asset_keys}
+    built = {
+        "usage_by_provider": lambda: m.usage_by_provider(daily, today),
+        "usage_by_model": lambda: m.usage_by_model(daily, today),
+        "usage_by_task_type": lambda: m.usage_by_task_type(daily, today),
+        "usage_by_agent": lambda: m.usage_by_agent(daily, today),
+        "usage_by_session": lambda: m.usage_by_session(daily, today),
+        "usage_by_trigger": lambda: m.usage_by_trigger(daily, today),
+        "thinking_stats": lambda: m.thinking_stats(daily, today),
+        "api_health": lambda: m.api_health(daily, tables.read("api_calls")),
+    }
+    context.log.info(
+        f"marts for {today} ({settings.timezone}) from {daily.usage_daily.height:,} per-day rows"
+    )
+    for name, make in built.items():
+        if name not in selected:
+            continue
+        frame = make()
+        tables.write(name, frame, csv=True)
+        # the daily cost chart, built once per run: on usage_by_provider (a fleet home's own dashboard file
+        # has no marts step and shows it there instead)
+        chart = _chart(daily, today) if name == "usage_by_provider" else None
+        yield dg.MaterializeResult(
+            asset_key=name, metadata=_mart_metadata(name, frame, chart, today, settings.timezone)
+        )
 
 
 def build_home_dashboard(home: str) -> dg.AssetsDefinition:
@@ -239,7 +246,10 @@ def dashboard_files(
     )
     sessions = build_sessions_document(daily, generated_at=now, timezone_name=settings.timezone, salt=salt)
     written = _publish(usage, sessions, store)
-    return dg.MaterializeResult(metadata=_dashboard_metadata(usage, sessions, daily, today, written))
+    meta = _dashboard_metadata(usage, sessions, today, written)
+    if not read_marts:  # a fleet home's own files: no marts step of its own shows the chart
+        meta["daily_cost_by_provider"] = dg.MetadataValue.md(_chart(daily, today))
+    return dg.MaterializeResult(metadata=meta)
 
 
 def _marts_as_written(daily, tables):
@@ -294,10 +304,14 @@ def _publish(usage: dict, sessions: dict, store: DataStore) -> list[str]:
     return written
 
 
-def _dashboard_metadata(usage: dict, sessions: dict, daily, today: date, written: list[str]) -> dict:
-    """What the UI shows of the dashboard files: the headline figures, where they went, the chart."""
+def _chart(daily, today: date) -> str:
+    """The daily cost by provider as an SVG image in markdown."""
+    return markdown_image(daily_cost_svg(daily.usage_daily, today), "daily cost by provider")
+
+
+def _dashboard_metadata(usage: dict, sessions: dict, today: date, written: list[str]) -> dict:
+    """What the UI shows of the dashboard files: the headline figures and where they went."""
     s = usage["summary"]
-    chart = markdown_image(daily_cost_svg(daily.usage_daily, today), "daily cost by provider")
     return {
         "today": dg.MetadataValue.text(today.isoformat()),
         "week_total_usd": dg.MetadataValue.float(round(s["weekTotal"], 2)),
@@ -307,7 +321,6 @@ def _dashboard_metadata(usage: dict, sessions: dict, daily, today: date, written
         "unpriced_requests": dg.MetadataValue.int(s["unpricedRequests"]),
         "sessions": dg.MetadataValue.int(len(sessions["sessions"])),
         "written_to": dg.MetadataValue.md("\n".join(f"- `{p}`" for p in written)),
-        "daily_cost_by_provider": dg.MetadataValue.md(chart),
         "providers": dg.MetadataValue.md(
             markdown_table(pl.DataFrame(usage["providers"]).select("name", "cost", "tokens", "requests"))
             if usage["providers"]

@@ -135,7 +135,24 @@ def report_metadata(report: ReadReport) -> dict[str, dg.MetadataValue]:
 def build_reader_assets(home: str | None = None) -> list:
     """The observed raw sources and the ``source_records`` step of one home (prefixed by its name in a
     fleet)."""
-    specs = [
+
+    @dg.multi_asset(
+        specs=_reader_specs(home),
+        check_specs=_reader_checks(home),
+        can_subset=True,
+        name=f"{home}__source_records" if home else "source_records",
+        required_resource_keys=step_resource_keys(home),
+    )
+    def source_records(context: dg.AssetExecutionContext):
+        """Every selected reader brings its staged records up to date (``mc_pipeline.ingest.staging``)."""
+        yield from read_sources(context, home)
+
+    return [*(_source(name, home) for name in RAW), source_records]
+
+
+def _reader_specs(home: str | None) -> list[dg.AssetSpec]:
+    """One asset per reader, depending on the raw sources it reads."""
+    return [
         dg.AssetSpec(
             key(name, home),
             group_name=INGEST_GROUP,
@@ -146,6 +163,10 @@ def build_reader_assets(home: str | None = None) -> list:
         )
         for name, (deps, kinds, desc) in READERS.items()
     ]
+
+
+def _reader_checks(home: str | None) -> list[dg.AssetCheckSpec]:
+    """source_readable per checked reader; home_reachable for a fleet's home."""
     checks = [
         dg.AssetCheckSpec(
             "source_readable",
@@ -164,84 +185,88 @@ def build_reader_assets(home: str | None = None) -> list:
                 "permission) nothing of it is read and what was read before stays.",
             )
         )
+    return checks
 
-    @dg.multi_asset(
-        specs=specs,
-        check_specs=checks,
-        can_subset=True,
-        name=f"{home}__source_records" if home else "source_records",
-        required_resource_keys=step_resource_keys(home),
-    )
-    def source_records(context: dg.AssetExecutionContext):
-        """Every selected reader brings its staged records up to date (``mc_pipeline.ingest.staging``)."""
-        from mc_pipeline.ingest.staging import record_home_problem, stage_sources
 
-        settings, openclaw_home, store = step_resources(context, home)
-        config = settings.config(openclaw_home, store)
-        selected = {k.path[-1] for k in context.selected_asset_keys}
-        unreachable = openclaw_home.problem() if home else None
-        if home:
-            record_home_problem(config.staging, unreachable)
-            yield dg.AssetCheckResult(
-                check_name="home_reachable",
-                asset_key=key("transcript_records", home),
-                passed=unreachable is None,
-                description=unreachable or "listed",
-            )
+def read_sources(context: dg.AssetExecutionContext, home: str | None):
+    """The step: a fleet's home checked for reachability, the raw sources observed, the selected readers
+    run; their materialisations and checks."""
+    from mc_pipeline.ingest.staging import record_home_problem, stage_sources
+
+    settings, openclaw_home, store = step_resources(context, home)
+    config = settings.config(openclaw_home, store)
+    selected = {k.path[-1] for k in context.selected_asset_keys}
+    if home:
+        unreachable = openclaw_home.problem()
+        record_home_problem(config.staging, unreachable)
+        yield dg.AssetCheckResult(
+            check_name="home_reachable",
+            asset_key=key("transcript_records", home),
+            passed=unreachable is None,
+            description=unreachable or "listed",
+        )
         if unreachable:
             context.log.error(
                 f"home {home} ({config.home}): {unreachable}; nothing read, what was read before stays"
             )
-            for name in READERS:
-                if name in selected:
-                    yield dg.MaterializeResult(
-                        asset_key=key(name, home),
-                        metadata={"unreachable": unreachable, **table_metadata(name)},
-                    )
-                    if name in CHECKED:
-                        yield dg.AssetCheckResult(
-                            check_name="source_readable",
-                            asset_key=key(name, home),
-                            passed=False,
-                            severity=dg.AssetCheckSeverity.WARN,
-                            description=unreachable,
-                        )
+            yield from _unreachable_results(selected, unreachable, home)
             return
-        tag = parse_bool(context.run.tags.get(FULL_REBUILD_TAG)) is True
-        source_state.record_watched(store.staging, openclaw_home.file_states())
-        for name, digest in source_state.digests(config).items():
-            context.log_event(
-                dg.AssetObservation(asset_key=key(name, home), tags={"dagster/data_version": digest})
-            )
-        staged = stage_sources(
-            config, selected, full_rebuild=settings.full_rebuild or tag, progress=context.log.info
+    tag = parse_bool(context.run.tags.get(FULL_REBUILD_TAG)) is True
+    source_state.record_watched(store.staging, openclaw_home.file_states())
+    for name, digest in source_state.digests(config).items():
+        context.log_event(
+            dg.AssetObservation(asset_key=key(name, home), tags={"dagster/data_version": digest})
         )
-        for name in READERS:
-            if name not in selected:
-                continue
-            report = staged.reports.get(name, ReadReport(present=False))
-            for problem in report.problems:
-                context.log.warning(f"[{home + ': ' if home else ''}{name}] {problem}")
-            context.log.info(f"{name} ({report.mode}): {len(report.touched)} day(s) changed {report.summary}")
-            meta = report_metadata(report)
-            if name == "api_calls":
-                meta = {
-                    "dagster/row_count": dg.MetadataValue.int(staged.api_calls_rows),
-                    **table_metadata("api_calls"),
-                }
-            yield dg.MaterializeResult(asset_key=key(name, home), metadata=meta)
-            if name in CHECKED:
-                yield dg.AssetCheckResult(
-                    check_name="source_readable",
-                    asset_key=key(name, home),
-                    passed=not report.problems,
-                    severity=dg.AssetCheckSeverity.WARN,
-                    description=(
-                        "; ".join(report.problems)
-                        if report.problems
-                        else ("read" if report.present else "absent: skipped")
-                    )[:1000],
-                    metadata={"present": report.present, "problems": len(report.problems)},
-                )
+    staged = stage_sources(
+        config, selected, full_rebuild=settings.full_rebuild or tag, progress=context.log.info
+    )
+    for name in READERS:
+        if name in selected:
+            yield from _reader_results(context, name, staged, home)
 
-    return [*(_source(name, home) for name in RAW), source_records]
+
+def _unreachable_results(selected: set[str], unreachable: str, home: str):
+    """An unreachable home's readers: materialised with nothing new (what was read before stays), each
+    source_readable failing with why."""
+    for name in READERS:
+        if name not in selected:
+            continue
+        yield dg.MaterializeResult(
+            asset_key=key(name, home), metadata={"unreachable": unreachable, **table_metadata(name)}
+        )
+        if name in CHECKED:
+            yield dg.AssetCheckResult(
+                check_name="source_readable",
+                asset_key=key(name, home),
+                passed=False,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=unreachable,
+            )
+
+
+def _reader_results(context, name: str, staged, home: str | None):
+    """One reader's materialisation (what it read, the days it touched) and its source_readable check."""
+    report = staged.reports.get(name, ReadReport(present=False))
+    for problem in report.problems:
+        context.log.warning(f"[{home + ': ' if home else ''}{name}] {problem}")
+    context.log.info(f"{name} ({report.mode}): {len(report.touched)} day(s) changed {report.summary}")
+    meta = report_metadata(report)
+    if name == "api_calls":
+        meta = {
+            "dagster/row_count": dg.MetadataValue.int(staged.api_calls_rows),
+            **table_metadata("api_calls"),
+        }
+    yield dg.MaterializeResult(asset_key=key(name, home), metadata=meta)
+    if name in CHECKED:
+        if report.problems:
+            description = "; ".join(report.problems)[:1000]
+        else:
+            description = "read" if report.present else "absent: skipped"
+        yield dg.AssetCheckResult(
+            check_name="source_readable",
+            asset_key=key(name, home),
+            passed=not report.problems,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=description,
+            metadata={"present": report.present, "problems": len(report.problems)},
+        )
