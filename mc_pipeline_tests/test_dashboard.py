@@ -367,3 +367,40 @@ def test_the_daily_cost_chart_is_built_once_per_run(tmp_path, refresh, monkeypat
         assert "image/svg+xml" in latest("usage_by_provider")["daily_cost_by_provider"].value
         assert "daily_cost_by_provider" not in latest("usage_data_json")
     assert len(drawn) == 1
+
+
+def test_two_runs_over_the_same_home_write_the_same_dashboard_files(tmp_path, refresh):
+    """usage-data.json and sessions.json are byte-identical between a run and a full rebuild of the same
+    home, apart from lastUpdated (sums in a fixed order: float totals do not move in the last digit)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    home = tmp_path / "home"
+    subprocess.run(
+        [sys.executable, str(root / "scripts" / "synth_home.py"), "--out", str(home), "--size-mb", "20"]
+        + ["--layout", "upgraded", "--seed", "5"],
+        check=True,
+        capture_output=True,
+        cwd=root,
+    )
+    data = tmp_path / "data"
+
+    def published() -> dict[str, str]:
+        """Each file's bytes with its lastUpdated value blanked."""
+        out = {}
+        for name in ("usage-data.json", "sessions.json"):
+            text = (data / name).read_text()
+            stamp = json.loads(text)["lastUpdated"]
+            assert text.count(stamp) == 1, name
+            out[name] = text.replace(stamp, "")
+        return out
+
+    refresh(home, data)
+    first = published()
+    assert (
+        json.loads(first["sessions.json"])["sessions"]
+        and '"totalRequests": 0' not in first["usage-data.json"]
+    )
+    refresh(home, data, full_rebuild=True)
+    assert published() == first

@@ -23,7 +23,7 @@ import polars as pl
 
 from mc_pipeline import __version__
 from mc_pipeline.calls.daily import DailyTables, daily_tables
-from mc_pipeline.reporting.marts import DEFAULT_SALT, Marts, marts_from_daily, window_start
+from mc_pipeline.reporting.marts import DEFAULT_SALT, Marts, fsum, marts_from_daily, sums, window_start
 from mc_pipeline.tables.schemas import conform
 
 DAILY_DAYS = 30
@@ -65,7 +65,7 @@ def _totals(frame: pl.DataFrame) -> dict:
         "api_cost_usd",
         "subscription_value_usd",
     ]
-    row = frame.select([pl.col(c).sum() for c in cols]).row(0, named=True) if frame.height else {}
+    row = frame.select(sums(frame, cols)).row(0, named=True) if frame.height else {}
     return {c: _num(row.get(c)) for c in cols}
 
 
@@ -108,7 +108,7 @@ def _entries(frame: pl.DataFrame, key: str) -> list[dict]:
         return []
     grouped = (
         frame.group_by(key)
-        .agg([pl.col(c).sum() for c in _SUMMABLE])
+        .agg(sums(frame, _SUMMABLE))
         .with_columns(
             avg_cost_per_call_usd=pl.when(pl.col("calls") > pl.col("unpriced_calls")).then(
                 pl.col("cost_usd") / (pl.col("calls") - pl.col("unpriced_calls"))
@@ -414,7 +414,7 @@ def _per_session(rows: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
         rows.group_by(keys)
         .agg(
             first=pl.col("first_call").min(),
-            totalCost=pl.col("cost_usd").sum(),
+            totalCost=fsum("cost_usd"),
             tokens=pl.col("total_tokens").sum(),
             requests=pl.col("calls").sum(),
             unpriced=pl.col("unpriced_calls").sum(),
@@ -423,7 +423,7 @@ def _per_session(rows: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
         )
         .join(
             rows.group_by(*keys, "provider", "model")
-            .agg(n=pl.col("calls").sum(), c=pl.col("cost_usd").sum())
+            .agg(n=pl.col("calls").sum(), c=fsum("cost_usd"))
             .sort(["n", "c", "provider", "model"], descending=[True, True, False, False])
             .unique(keys, keep="first", maintain_order=True),
             on=keys,
@@ -441,7 +441,7 @@ def _session_tools(rows: pl.DataFrame, keys: list[str]) -> dict[tuple, list[dict
         .drop_nulls("tools")
         .unnest("tools")
         .group_by(*keys, "tool")
-        .agg(pl.col("count").sum(), pl.col("cost").sum())
+        .agg(pl.col("count").sum(), fsum("cost"))
         .sort(["cost", "count", "tool"], descending=[True, True, False], nulls_last=True)
     )
     tool_map: dict[tuple, list[dict]] = {}

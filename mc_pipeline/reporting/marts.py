@@ -106,8 +106,20 @@ def ratios() -> list[pl.Expr]:
     ]
 
 
+def fsum(column: str) -> pl.Expr:
+    """A float column's sum in a fixed order (its values sorted): the same total to the last digit whatever
+    order the rows come in (float addition is not associative; the day files and thread partitions may
+    hand the rows over in another order from run to run)."""
+    return pl.col(column).sort().sum()
+
+
+def sums(frame: pl.DataFrame, columns) -> list[pl.Expr]:
+    """Each column's sum, float ones in a fixed order (:func:`fsum`)."""
+    return [(fsum(c) if frame.schema[c].is_float() else pl.col(c).sum()).alias(c) for c in columns]
+
+
 def _sums() -> list[pl.Expr]:
-    return [pl.col(c).sum().alias(c) for c in SUMMABLE]
+    return [(fsum(c) if USAGE_MEASURES[c].is_float() else pl.col(c).sum()).alias(c) for c in SUMMABLE]
 
 
 def by_window(
@@ -160,7 +172,7 @@ def main_models(sessions: pl.DataFrame) -> pl.DataFrame:
     """Per (agent, session): the provider/model with the most calls (then cost, then name)."""
     return (
         sessions.group_by("agent_id", "session_id", "provider", "model")
-        .agg(n=pl.col("calls").sum(), c=pl.col("cost_usd").sum())
+        .agg(n=pl.col("calls").sum(), c=fsum("cost_usd"))
         .sort(["n", "c", "provider", "model"], descending=[True, True, False, False])
         .unique(["agent_id", "session_id"], keep="first", maintain_order=True)
         .select("agent_id", "session_id", "provider", "model")
