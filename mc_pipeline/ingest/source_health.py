@@ -133,8 +133,9 @@ def silent(stats: list[SourceStats], now: datetime, history: dict[str, dict] | N
         )
         if before.get("calls_recent") and s.calls_recent == 0:
             out.append(
-                f"{label}: written in the last {WINDOW.days} days (last at {s.last_write[:16]}Z) and {before['calls_recent']:,} "
-                f"calls of that window were read last run, none now; has its format changed?"
+                f"{label}: written in the last {WINDOW.days} days (last at {s.last_write[:16]}Z) and "
+                f"{before['calls_recent']:,} calls of that window were read last run, none now; "
+                f"has its format changed?"
             )
         elif new_lines >= NEW_LINES_MIN and s.calls_read <= int(before.get("calls_read") or 0):
             out.append(
@@ -154,7 +155,8 @@ def quarantine_jumps(stats: list[SourceStats], history: dict[str, dict]) -> list
         if s.share >= 2 * old + 0.01:
             out.append(
                 f"{SOURCE_LABELS.get(s.source, s.source)}: {s.share:.1%} of its lines quarantined "
-                f"({s.quarantined:,} of {s.lines_read:,}), {old:.1%} in the last run; see the quarantine table"
+                f"({s.quarantined:,} of {s.lines_read:,}), {old:.1%} in the last run; "
+                f"see the quarantine table"
             )
     return out
 

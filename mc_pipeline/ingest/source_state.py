@@ -84,7 +84,8 @@ WATCHED_FILE = "watched.json"
 
 
 def record_watched(staging: Path, states: dict[str, list[int]]) -> None:
-    """What a refresh run read from (taken before reading): the sensor's baseline when it has no cursor yet."""
+    """What a refresh run read from (taken before reading): the sensor's baseline when it has no cursor
+    yet."""
     from mc_pipeline.tables import storage
 
     storage.write_json(

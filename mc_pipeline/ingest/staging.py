@@ -29,6 +29,7 @@ READERS = (
     "interactions_db_records",
     "model_usage_log_records",
 )
+Progress = Callable[[str], None]
 #: The code a staged record depends on: a change of it reads every source again.
 READER_CODE = ("ingest/readers", "tables/schemas.py", "ingest/day_store.py")
 
@@ -59,6 +60,100 @@ class StagedSources:
     api_calls_rows: int = 0
 
 
+def _stage_transcript_files(
+    config: Config,
+    state: SourceState,
+    key: str,
+    full_rebuild: bool,
+    reread: set[str] | None,
+    progress: Progress | None,
+) -> ReadReport:
+    """Transcript files step: the JSONL and ``.zst`` transcripts, read incrementally."""
+    from mc_pipeline.ingest.readers.transcript_files import stage_transcript_files
+
+    read = stage_transcript_files(
+        config.home, state, settings_key=key, full_rebuild=full_rebuild, reread=reread, progress=progress
+    )
+    return read.report
+
+
+def _stage_agent_dbs(
+    config: Config,
+    state: SourceState,
+    key: str,
+    full_rebuild: bool,
+    reread: set[str] | None,
+    progress: Progress | None,
+) -> ReadReport:
+    """Agent databases step: every agent database the home or the state database's registry names."""
+    from mc_pipeline.ingest.readers.agent_db import stage_agent_dbs
+    from mc_pipeline.ingest.readers.state_db import read_state_db
+
+    state_db = read_state_db(config.home)
+    read = stage_agent_dbs(
+        config.home,
+        state,
+        settings_key=key,
+        full_rebuild=full_rebuild,
+        reread=reread,
+        registry=state_db.agent_dbs,
+        progress=progress,
+    )
+    read.report.problems[:0] = state_db.problems
+    read.report.present = (
+        bool(read.summary()["sessions_read"] + read.summary()["sessions_unchanged"]) or state_db.present
+    )
+    return read.report
+
+
+def _stage_interactions_db(
+    config: Config, state: SourceState, key: str, full_rebuild: bool
+) -> tuple[ReadReport, int]:
+    """interactions.db step: its ``llm_calls`` staged as a whole file, its ``api_calls`` written as a table
+    when read (or missing); returns the report and the ``api_calls`` rows."""
+    from mc_pipeline.tables.store import Tables
+
+    path = config.interactions_db_path
+    tables = Tables(config.data)
+
+    def read_db() -> tuple[SourceBatch, pl.DataFrame]:
+        from mc_pipeline.ingest.readers.interactions_db import read_interactions_db
+
+        if not path.is_file():
+            return SourceBatch.empty(), pl.DataFrame(schema=API_CALLS)
+        got = read_interactions_db(path, config.home, tz=config.tz)
+        return got.batch, got.api_calls
+
+    stamp = file_stamp([path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-journal")])
+    report, api = stage_whole_file(state, stamp, read_db, settings_key=key, full_rebuild=full_rebuild)
+    if api is not None or not (tables.table_dir("api_calls") / "api_calls.parquet").exists():
+        from mc_pipeline.tables.contracts import ApiCallsModel
+
+        api = api if api is not None else read_db()[1]
+        ApiCallsModel.validate(api)
+        tables.write("api_calls", api)
+    report.present = path.is_file()
+    return report, tables.read("api_calls").height
+
+
+def _stage_model_usage_log(config: Config, state: SourceState, key: str, full_rebuild: bool) -> ReadReport:
+    """Model usage log step: ``logs/model-usage.jsonl`` staged as a whole file."""
+    log = config.model_usage_log_path
+
+    def read_log() -> tuple[SourceBatch, None]:
+        from mc_pipeline.ingest.readers.model_usage_log import read_model_usage_log
+
+        return (
+            read_model_usage_log(log, config.home, tz=config.tz) if log.is_file() else SourceBatch.empty()
+        ), None
+
+    report, _ = stage_whole_file(
+        state, file_stamp([log]), read_log, settings_key=key, full_rebuild=full_rebuild
+    )
+    report.present = log.is_file()
+    return report
+
+
 def stage_sources(
     config: Config,
     selected: set[str] | None = None,
@@ -71,91 +166,27 @@ def stage_sources(
 
     ``reread``: per reader, units (``source_file``) to read again whole whatever their state; for the
     readers of whole files (interactions.db, the log) any unit means the file."""
-    from mc_pipeline.ingest.readers.agent_db import stage_agent_dbs
-    from mc_pipeline.ingest.readers.state_db import read_state_db
-    from mc_pipeline.ingest.readers.transcript_files import stage_transcript_files
-    from mc_pipeline.tables.store import Tables
-
     selected = set(READERS) | {"api_calls"} if selected is None else selected
     reread = reread or {}
     key = reader_key(config)
     st = states(config)
     out = StagedSources()
-    home = config.home
     if "transcript_records" in selected:
-        read = stage_transcript_files(
-            home,
-            st["transcript_records"],
-            settings_key=key,
-            full_rebuild=full_rebuild,
-            reread=reread.get("transcript_records"),
-            progress=progress,
+        name = "transcript_records"
+        out.reports[name] = _stage_transcript_files(
+            config, st[name], key, full_rebuild, reread.get(name), progress
         )
-        out.reports["transcript_records"] = read.report
     if "transcript_store_records" in selected:
-        state_db = read_state_db(home)
-        read = stage_agent_dbs(
-            home,
-            st["transcript_store_records"],
-            settings_key=key,
-            full_rebuild=full_rebuild,
-            reread=reread.get("transcript_store_records"),
-            registry=state_db.agent_dbs,
-            progress=progress,
-        )
-        read.report.problems[:0] = state_db.problems
-        read.report.present = (
-            bool(read.summary()["sessions_read"] + read.summary()["sessions_unchanged"]) or state_db.present
-        )
-        out.reports["transcript_store_records"] = read.report
+        name = "transcript_store_records"
+        out.reports[name] = _stage_agent_dbs(config, st[name], key, full_rebuild, reread.get(name), progress)
     if selected & {"interactions_db_records", "api_calls"}:
-        path = config.interactions_db_path
-        tables = Tables(config.data)
-
-        def read_db() -> tuple[SourceBatch, pl.DataFrame]:
-            from mc_pipeline.ingest.readers.interactions_db import read_interactions_db
-
-            if not path.is_file():
-                return SourceBatch.empty(), pl.DataFrame(schema=API_CALLS)
-            got = read_interactions_db(path, home, tz=config.tz)
-            return got.batch, got.api_calls
-
-        stamp = file_stamp([path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-journal")])
-        report, api = stage_whole_file(
-            st["interactions_db_records"],
-            stamp,
-            read_db,
-            settings_key=key,
-            full_rebuild=full_rebuild or bool(reread.get("interactions_db_records")),
-        )
-        if api is not None or not (tables.table_dir("api_calls") / "api_calls.parquet").exists():
-            from mc_pipeline.tables.contracts import ApiCallsModel
-
-            api = api if api is not None else read_db()[1]
-            ApiCallsModel.validate(api)
-            tables.write("api_calls", api)
-        out.api_calls_rows = tables.read("api_calls").height
-        report.present = path.is_file()
-        out.reports["interactions_db_records"] = report
+        name = "interactions_db_records"
+        full = full_rebuild or bool(reread.get(name))
+        out.reports[name], out.api_calls_rows = _stage_interactions_db(config, st[name], key, full)
     if "model_usage_log_records" in selected:
-        log = config.model_usage_log_path
-
-        def read_log() -> tuple[SourceBatch, None]:
-            from mc_pipeline.ingest.readers.model_usage_log import read_model_usage_log
-
-            return (
-                read_model_usage_log(log, home, tz=config.tz) if log.is_file() else SourceBatch.empty()
-            ), None
-
-        report, _ = stage_whole_file(
-            st["model_usage_log_records"],
-            file_stamp([log]),
-            read_log,
-            settings_key=key,
-            full_rebuild=full_rebuild or bool(reread.get("model_usage_log_records")),
-        )
-        report.present = log.is_file()
-        out.reports["model_usage_log_records"] = report
+        name = "model_usage_log_records"
+        full = full_rebuild or bool(reread.get(name))
+        out.reports[name] = _stage_model_usage_log(config, st[name], key, full)
     return out
 
 

@@ -124,9 +124,7 @@ def _contents(con: sqlite3.Connection) -> DbContents:
     cols = table_columns(con, EVENTS) or []
     marks: dict[str, str] = {}
     if "transcript_rewrite_watermarks" in tables:
-        marks = {
-            s: g for s, g in con.execute("SELECT session_id, generation FROM transcript_rewrite_watermarks")
-        }
+        marks = dict(con.execute("SELECT session_id, generation FROM transcript_rewrite_watermarks"))
     sessions = {
         s: (n, m, marks.get(s))
         for s, n, m in con.execute(f"SELECT session_id, count(*), max(seq) FROM {EVENTS} GROUP BY session_id")
@@ -313,7 +311,10 @@ def _event_batches(
     js = "CAST(event_json AS BLOB)" if "event_json" in columns else "NULL"
     blob = "event_zstd" if "event_zstd" in columns else "NULL"
     n = "event_utf8_bytes" if "event_utf8_bytes" in columns else "NULL"
-    sql = f"SELECT seq, {js}, {blob}, {n} FROM {EVENTS} WHERE session_id = ? AND seq > ? AND seq <= ? ORDER BY seq"
+    sql = (
+        f"SELECT seq, {js}, {blob}, {n} FROM {EVENTS}"
+        " WHERE session_id = ? AND seq > ? AND seq <= ? ORDER BY seq"
+    )
     has_marks = True
 
     def query(batch: list[_Unit]):
@@ -569,6 +570,111 @@ class _DbPass:
     read: DbRead
 
 
+def _manifest_by_db(manifest: pl.DataFrame) -> dict[str, dict[str, dict]]:
+    """Plan step: the last run's manifest rows, per database, per unit."""
+    by_db: dict[str, dict[str, dict]] = {}
+    for row in manifest.iter_rows(named=True):
+        by_db.setdefault(row["db"], {})[row["source_file"]] = row
+    return by_db
+
+
+def _replaced(prev: dict[str, dict], stamp: str) -> bool:
+    """Plan step: the database file is another inode than the one its earlier units were read from."""
+    inode = stamp.split("|")[0].split(":")[0]
+    return any(e["db_stamp"].split("|")[0].split(":")[0] != inode for e in prev.values())
+
+
+def _read_units(
+    db: AgentDatabase,
+    contents: DbContents,
+    units: tuple[list[_Unit], list[_Unit], list[_Unit]],
+    parser: _Parser,
+) -> None:
+    """Read step: a database's changed (events, archive, cold) units into ``parser``."""
+    events, archives, cold = units
+    _read_events(db, events, contents.event_columns, parser)
+    by_key = {unit_key(db.rel, ARCHIVES, m["session_id"], m["generation"]): m for m in contents.archives}
+    for u in archives:
+        _read_archive(db, u, by_key[u.key], parser)
+    cold_meta = {m["session_id"]: m for m in contents.cold}
+    for u in cold:
+        _read_cold(db, u, cold_meta[u.session_id], parser)
+    parser.flush()
+
+
+def _account_db(
+    out: _DbPass,
+    stamp: str,
+    prev: dict[str, dict],
+    gone: dict[str, dict],
+    unchanged: list[str],
+    units: list[_Unit],
+) -> None:
+    """Accounting step: a read database's unchanged units kept, and what of its earlier rows goes."""
+    out.entries.extend({**prev[k], "db_stamp": stamp} for k in unchanged)
+    out.read.units_unchanged += len(unchanged)
+    present = set(unchanged) | {u.key for u in units}
+    for key, e in {**gone, **prev}.items():
+        if key not in present or key in gone:
+            out.removal.units.add(key)
+            out.removal.days.update(e["days"] or [])
+            out.read.units_vanished += key not in present
+    for u in units:
+        if u.previous is None and u.key in prev:  # read whole: none of its earlier rows stay
+            out.removal.units.add(u.key)
+            out.removal.days.update(prev[u.key]["days"] or [])
+
+
+def _read_db(
+    db: AgentDatabase, prev: dict[str, dict], parser: _Parser, out: _DbPass
+) -> list[tuple[_Unit, AgentDatabase, str]] | None:
+    """One database step: its changed units read into ``parser`` and accounted in ``out``; None when it was
+    not read (unchanged, or not readable now: what earlier runs read from it stays)."""
+    stamp = db_stamp(db.path)
+    if prev and all(e["db_stamp"] == stamp and not e["reread"] for e in prev.values()):
+        out.entries.extend(prev.values())
+        out.read.units_unchanged += len(prev)
+        return None
+    gone: dict[str, dict] = {}
+    if prev and _replaced(prev, stamp):
+        gone, prev = prev, {}  # a replaced database (another inode): every earlier row goes, read it whole
+    parser.flush()
+    n_quarantine = len(parser.quarantine)
+    units: list[_Unit] = []
+    try:
+        contents = read_contents(db.path)
+        out.read.dbs_opened += 1
+        events, archives, cold, unchanged = _plan(db, contents, prev)
+        units = events + archives + cold
+        _read_units(db, contents, (events, archives, cold), parser)
+    except DbUnavailable as exc:
+        # not readable now (busy, corrupt): what earlier runs read from it stays, the next run tries again
+        parser.pending, parser.size = [], 0
+        del parser.quarantine[n_quarantine:]
+        out.removal.drop_new.update(u.key for u in units)
+        kept = f"; the {len(prev)} session(s) read from it before are kept" if prev or gone else ""
+        out.problems.append(f"{db.rel}: {exc}{kept}")
+        out.entries.extend((prev or gone).values())
+        return None
+    _account_db(out, stamp, prev, gone, unchanged, units)
+    return [(u, db, stamp) for u in units]
+
+
+def _finish_units(out: _DbPass, read_units: list[tuple[_Unit, AgentDatabase, str]], parser: _Parser) -> None:
+    """Manifest step: the read units' manifest rows, problems and quarantine rows, entries in one order."""
+    for u, db, stamp in read_units:
+        if u.problem:
+            out.problems.append(f"{u.key}: {u.problem}")
+        out.entries.append(_manifest_row(u, db, stamp, parser.days.get(u.key, set())))
+    out.read.units_read = len(read_units)
+    out.quarantine = parser.quarantine + [
+        conform(
+            pl.DataFrame([q for u, _, _ in read_units for q in u.quarantine], schema=QUARANTINE), QUARANTINE
+        )
+    ]
+    out.entries.sort(key=lambda e: (e["db"], e["source_file"]))  # one order, whatever was read when
+
+
 def _read_dbs(
     home: Path,
     manifest: pl.DataFrame,
@@ -581,71 +687,21 @@ def _read_dbs(
     every_s: float,
 ) -> _DbPass:
     """Read what changed in every agent database; new call records go to ``sink``. Returns the new manifest
-    rows, what of the earlier records goes (:class:`Removal`), the new quarantine rows and problems."""
-    by_db: dict[str, dict[str, dict]] = {}
-    for row in manifest.iter_rows(named=True):
-        by_db.setdefault(row["db"], {})[row["source_file"]] = row
+    rows, what of the earlier records goes (:class:`Removal`), the new quarantine rows and problems.
+
+    Steps: the last manifest grouped by database, each database read (or skipped), the units of databases
+    that are gone removed, then the read units' manifest rows."""
+    by_db = _manifest_by_db(manifest)
     parser = _Parser(now, sink, tz)
     out = _DbPass([], Removal(), parser.quarantine, [], DbRead(ReadReport()))
     read_units: list[tuple[_Unit, AgentDatabase, str]] = []
     last = time.monotonic()
     dbs = discover_agent_dbs(home, registry)
     for i, db in enumerate(dbs):
-        prev = by_db.pop(db.rel, {})
-        stamp = db_stamp(db.path)
-        if prev and all(e["db_stamp"] == stamp and not e["reread"] for e in prev.values()):
-            out.entries.extend(prev.values())
-            out.read.units_unchanged += len(prev)
+        read = _read_db(db, by_db.pop(db.rel, {}), parser, out)
+        if read is None:
             continue
-        gone: dict[str, dict] = {}
-        if prev and any(
-            e["db_stamp"].split("|")[0].split(":")[0] != stamp.split("|")[0].split(":")[0]
-            for e in prev.values()
-        ):
-            gone, prev = (
-                prev,
-                {},
-            )  # a replaced database (another inode): every earlier row goes, read it whole
-        parser.flush()
-        n_quarantine = len(parser.quarantine)
-        units: list[_Unit] = []
-        try:
-            contents = read_contents(db.path)
-            out.read.dbs_opened += 1
-            events, archives, cold, unchanged = _plan(db, contents, prev)
-            units = events + archives + cold
-            _read_events(db, events, contents.event_columns, parser)
-            by_key = {
-                unit_key(db.rel, ARCHIVES, m["session_id"], m["generation"]): m for m in contents.archives
-            }
-            for u in archives:
-                _read_archive(db, u, by_key[u.key], parser)
-            cold_meta = {m["session_id"]: m for m in contents.cold}
-            for u in cold:
-                _read_cold(db, u, cold_meta[u.session_id], parser)
-            parser.flush()
-        except DbUnavailable as exc:
-            # not readable now (busy, corrupt): what earlier runs read from it stays, the next run tries again
-            parser.pending, parser.size = [], 0
-            del parser.quarantine[n_quarantine:]
-            out.removal.drop_new.update(u.key for u in units)
-            kept = f"; the {len(prev)} session(s) read from it before are kept" if prev or gone else ""
-            out.problems.append(f"{db.rel}: {exc}{kept}")
-            out.entries.extend((prev or gone).values())
-            continue
-        out.entries.extend({**prev[k], "db_stamp": stamp} for k in unchanged)
-        out.read.units_unchanged += len(unchanged)
-        present = set(unchanged) | {u.key for u in units}
-        for key, e in {**gone, **prev}.items():
-            if key not in present or key in gone:
-                out.removal.units.add(key)
-                out.removal.days.update(e["days"] or [])
-                out.read.units_vanished += key not in present
-        for u in units:
-            read_units.append((u, db, stamp))
-            if u.previous is None and u.key in prev:  # read whole: none of its earlier rows stay
-                out.removal.units.add(u.key)
-                out.removal.days.update(prev[u.key]["days"] or [])
+        read_units += read
         if progress and time.monotonic() - last > every_s:
             last = time.monotonic()
             progress(f"agent databases: {i + 1}/{len(dbs)} read")
@@ -655,24 +711,15 @@ def _read_dbs(
             out.removal.days.update(e["days"] or [])
             out.read.units_vanished += 1
     parser.flush()
-    for u, db, stamp in read_units:
-        if u.problem:
-            out.problems.append(f"{u.key}: {u.problem}")
-        out.entries.append(_manifest_row(u, db, stamp, parser.days.get(u.key, set())))
-    out.read.units_read = len(read_units)
-    out.quarantine = parser.quarantine + [
-        conform(
-            pl.DataFrame([q for u, _, _ in read_units for q in u.quarantine], schema=QUARANTINE), QUARANTINE
-        )
-    ]
-    out.entries.sort(key=lambda e: (e["db"], e["source_file"]))  # one order, whatever was read when
+    _finish_units(out, read_units, parser)
     return out
 
 
 def _finish_tables(
     entries: list[dict], quarantine: pl.DataFrame
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(manifest, quarantine, file counts) in the manifest's order; clock-dependent units marked for reading again."""
+    """(manifest, quarantine, file counts) in the manifest's order; clock-dependent units marked for reading
+    again."""
     manifest = pl.DataFrame(entries, schema=DB_MANIFEST) if entries else pl.DataFrame(schema=DB_MANIFEST)
     clock = set(
         quarantine.filter(pl.col("reason").str.starts_with(CLOCK_REASONS[0]))
@@ -796,13 +843,16 @@ def _facts(con: sqlite3.Connection) -> tuple[list[tuple], dict | None]:
             return f"n.{c}" if c in ncols else "NULL"
 
         join = "LEFT JOIN session_nodes n ON n.session_key = w.session_key" if ncols else ""
-        fork = f"({w('reason')} = 'fork' OR {nd('fork_source_session_id')} IS NOT NULL AND {nd('current_session_id')} = w.session_id)"
+        fork = (
+            f"({w('reason')} = 'fork' OR {nd('fork_source_session_id')} IS NOT NULL"
+            f" AND {nd('current_session_id')} = w.session_id)"
+        )
         if not ncols:
             nd = lambda c: "NULL"  # noqa: E731 - no nodes table
             fork = f"({w('reason')} = 'fork')"
         rows = con.execute(
-            f"SELECT w.session_id, w.session_key, {w('channel')}, {w('chat_type')}, {nd('created_via')}, {fork}"
-            f" FROM session_windows w {join}"
+            f"SELECT w.session_id, w.session_key, {w('channel')}, {w('chat_type')}, {nd('created_via')},"
+            f" {fork} FROM session_windows w {join}"
         ).fetchall()
     store = None
     if "auth_profile_store" in tables:

@@ -149,7 +149,8 @@ class AgentDatabase:
 
     @property
     def sessions_dir(self) -> Path:
-        """Where OpenClaw publishes archives and keeps cold files: ``agents/<id>/sessions`` beside ``agent/``."""
+        """Where OpenClaw publishes archives and keeps cold files: ``agents/<id>/sessions`` beside
+        ``agent/``."""
         return self.path.parent.parent / "sessions"
 
 

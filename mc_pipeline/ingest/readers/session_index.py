@@ -18,8 +18,12 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
+
+if TYPE_CHECKING:
+    from mc_pipeline.ingest.readers.agent_db import AgentFacts
 
 SESSION_INDEX: dict[str, pl.DataType] = {
     "agent_id": pl.String(),
@@ -110,19 +114,8 @@ def _trigger_of(
     return trigger, key_channel, job
 
 
-def read_sessions(home: Path, state=None, facts=None) -> tuple[pl.DataFrame, list[str]]:
-    """One row per known session of both eras (SESSION_INDEX), and problems; read-only, never raises.
-
-    ``state``/``facts``: what :func:`mc_pipeline.ingest.readers.state_db.read_state_db` and
-    :func:`mc_pipeline.ingest.readers.agent_db.read_agent_facts` returned, when the caller has them
-    already."""
-    from mc_pipeline.ingest.readers.agent_db import read_agent_facts
-    from mc_pipeline.ingest.readers.state_db import read_state_db
-
-    legacy, problems = read_session_index(home)
-    state = state if state is not None else read_state_db(home)
-    facts = facts if facts is not None else read_agent_facts(home, state.agent_dbs)
-    problems += state.problems + facts.problems
+def _current_sessions(facts: AgentFacts) -> pl.DataFrame:
+    """Current era step: one row per session the agent databases know, its trigger and channel derived."""
     rows = []
     for r in facts.sessions.iter_rows(named=True):
         trigger, channel, job = _trigger_of(r["session_key"], r["created_via"], r["chat_type"], r["channel"])
@@ -138,38 +131,60 @@ def read_sessions(home: Path, state=None, facts=None) -> tuple[pl.DataFrame, lis
                 "is_fork": r["is_fork"],
             }
         )
-    current = pl.DataFrame(rows, schema=SESSION_INDEX) if rows else pl.DataFrame(schema=SESSION_INDEX)
+    return pl.DataFrame(rows, schema=SESSION_INDEX) if rows else pl.DataFrame(schema=SESSION_INDEX)
+
+
+def _with_cron_runs(frame: pl.DataFrame, cron_sessions: dict[str, str]) -> pl.DataFrame:
+    """Cron run step: sessions a cron run names are cron-triggered, with its job (added when not known)."""
+    runs = pl.DataFrame(
+        {"session_id": list(cron_sessions), "_job": list(cron_sessions.values())},
+        schema={"session_id": pl.String, "_job": pl.String},
+    )
+    frame = (
+        frame.join(runs, on="session_id", how="left", maintain_order="left")
+        .with_columns(
+            cron_job_id=pl.coalesce("cron_job_id", "_job"),
+            trigger=pl.when(pl.col("_job").is_not_null()).then(pl.lit("cron")).otherwise("trigger"),
+        )
+        .drop("_job")
+    )
+    known = set(frame.get_column("session_id").to_list())
+    extra = [
+        {
+            "agent_id": None,
+            "session_id": sid,
+            "session_key": None,
+            "trigger": "cron",
+            "channel": None,
+            "cron_job_id": job,
+            "cron_job_name": None,
+            "is_fork": False,
+        }
+        for sid, job in cron_sessions.items()
+        if sid not in known
+    ]
+    if extra:
+        frame = pl.concat([frame, pl.DataFrame(extra, schema=SESSION_INDEX)])
+    return frame
+
+
+def read_sessions(home: Path, state=None, facts=None) -> tuple[pl.DataFrame, list[str]]:
+    """One row per known session of both eras (SESSION_INDEX), and problems; read-only, never raises.
+
+    ``state``/``facts``: what :func:`mc_pipeline.ingest.readers.state_db.read_state_db` and
+    :func:`mc_pipeline.ingest.readers.agent_db.read_agent_facts` returned, when the caller has them
+    already. Steps: both eras' sessions (the agent databases win), then the cron runs and job names."""
+    from mc_pipeline.ingest.readers.agent_db import read_agent_facts
+    from mc_pipeline.ingest.readers.state_db import read_state_db
+
+    legacy, problems = read_session_index(home)
+    state = state if state is not None else read_state_db(home)
+    facts = facts if facts is not None else read_agent_facts(home, state.agent_dbs)
+    problems += state.problems + facts.problems
+    current = _current_sessions(facts)
     frame = pl.concat([current, legacy]).unique(["agent_id", "session_id"], keep="first", maintain_order=True)
     if state.cron_sessions:  # a cron run names its session (older state databases)
-        runs = pl.DataFrame(
-            {"session_id": list(state.cron_sessions), "_job": list(state.cron_sessions.values())},
-            schema={"session_id": pl.String, "_job": pl.String},
-        )
-        frame = (
-            frame.join(runs, on="session_id", how="left", maintain_order="left")
-            .with_columns(
-                cron_job_id=pl.coalesce("cron_job_id", "_job"),
-                trigger=pl.when(pl.col("_job").is_not_null()).then(pl.lit("cron")).otherwise("trigger"),
-            )
-            .drop("_job")
-        )
-        known = set(frame.get_column("session_id").to_list())
-        extra = [
-            {
-                "agent_id": None,
-                "session_id": sid,
-                "session_key": None,
-                "trigger": "cron",
-                "channel": None,
-                "cron_job_id": job,
-                "cron_job_name": None,
-                "is_fork": False,
-            }
-            for sid, job in state.cron_sessions.items()
-            if sid not in known
-        ]
-        if extra:
-            frame = pl.concat([frame, pl.DataFrame(extra, schema=SESSION_INDEX)])
+        frame = _with_cron_runs(frame, state.cron_sessions)
     if state.cron_names:
         frame = frame.with_columns(
             cron_job_name=pl.col("cron_job_id").replace_strict(

@@ -170,6 +170,7 @@ def read_snapshot(
 
 
 def table_columns(con: sqlite3.Connection, table: str) -> list[str] | None:
-    """The columns of ``table`` as the file has them (schemas vary between versions); None when it is missing."""
+    """The columns of ``table`` as the file has them (schemas vary between versions); None when it is
+    missing."""
     rows = con.execute(f'PRAGMA table_info("{table}")').fetchall()
     return [r[1] for r in rows] if rows else None

@@ -107,7 +107,8 @@ class SourceState:
         storage.write_json(problems, self.folder / "problems.json")
 
     def manifest(self, schema: dict, settings_key: str) -> pl.DataFrame | None:
-        """The manifest, or None when there is none or it was written under other settings (or another version)."""
+        """The manifest, or None when there is none or it was written under other settings (or another
+        version)."""
         path = self.folder / MANIFEST_FILE
         if not path.exists():
             return None
