@@ -154,8 +154,7 @@ class DayStore:
             self._spilled_days.add(day)
 
     def finish(self, removal: Removal | None = None) -> set[date]:
-        """Apply ``removal`` and every added row; each touched day rewritten once. Returns the touched
-        days."""
+        """Apply ``removal`` and every added row, each touched day rewritten once; returns those days."""
         removal = removal or Removal()
         buffered = with_day(pl.concat(self._buffer), self.tz) if self._buffer else None
         self._buffer, self._buffered = [], 0
