@@ -266,6 +266,31 @@ def test_asset_graph_over_graphql(loaded):
         assert {"llm_calls", "openclaw_transcripts"} <= upstream("usage_data_json")
 
 
+COLUMNS_QUERY = """
+query ($path: [String!]!) { assetNodeOrError(assetKey: {path: $path}) { __typename ... on AssetNode {
+    metadataEntries { label ... on TableSchemaMetadataEntry {
+        schema { columns { name type description tags { key value } } } } } } } }
+"""
+
+
+def test_llm_calls_columns_with_descriptions_over_graphql(loaded):
+    """The asset page of llm_calls lists its columns with their descriptions, private ones tagged PII:
+    the column spec (tables/schemas.py) as the UI receives it."""
+    from mc_pipeline.tables.schemas import TABLES
+
+    node = graphql(loaded["port"], COLUMNS_QUERY, {"path": ["llm_calls"]})["assetNodeOrError"]
+    assert node["__typename"] == "AssetNode", node
+    [entry] = [m for m in node["metadataEntries"] if m["label"] == "dagster/column_schema"]
+    columns = {c["name"]: c for c in entry["schema"]["columns"]}
+    spec = {c.name: c for c in TABLES["llm_calls"]}
+    assert list(columns) == list(spec)
+    for name, column in columns.items():
+        assert column["description"] == spec[name].description, name
+        assert ("PII" in {t["key"] for t in column["tags"]}) == spec[name].private, name
+    assert {"session_key", "source_file"} <= {n for n, c in spec.items() if c.private}
+    assert "cost" in columns["cost_usd"]["description"].lower()
+
+
 def test_jobs_schedules_and_sensors_over_graphql(loaded):
     from mc_pipeline.definitions import defs
 

@@ -104,8 +104,8 @@ READERS = {
     "api_calls": (
         ["openclaw_interactions_db"],
         {"parquet"},
-        "HTTP calls from interactions.db api_calls (schemas.API_CALLS); bodies and query strings never "
-        "copied.",
+        "The user's HTTP calls to other services (interactions.db api_calls): when, which service, "
+        "endpoint without query string, status and duration; bodies never copied.",
     ),
     "model_usage_log_records": (
         ["openclaw_model_usage_log"],
