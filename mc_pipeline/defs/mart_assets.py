@@ -253,30 +253,13 @@ def dashboard_files(
 
 
 def _marts_as_written(daily, tables):
-    """The window marts as the ``marts`` step wrote them (read with their schemas)."""
+    """The window marts as the ``marts`` step wrote them (each read with its spec's columns)."""
     from mc_pipeline.reporting.marts import Marts
-    from mc_pipeline.tables.schemas import (
-        API_HEALTH,
-        THINKING_STATS,
-        USAGE_BY_AGENT,
-        USAGE_BY_MODEL,
-        USAGE_BY_PROVIDER,
-        USAGE_BY_SESSION,
-        USAGE_BY_TASK_TYPE,
-        USAGE_BY_TRIGGER,
-    )
+    from mc_pipeline.tables.schemas import TABLES, dtypes
 
-    schemas = {
-        "usage_by_provider": USAGE_BY_PROVIDER,
-        "usage_by_model": USAGE_BY_MODEL,
-        "usage_by_task_type": USAGE_BY_TASK_TYPE,
-        "usage_by_agent": USAGE_BY_AGENT,
-        "usage_by_session": USAGE_BY_SESSION,
-        "usage_by_trigger": USAGE_BY_TRIGGER,
-        "thinking_stats": THINKING_STATS,
-        "api_health": API_HEALTH,
-    }
-    return Marts(usage_daily=daily.usage_daily, **{n: tables.read(n, s) for n, s in schemas.items()})
+    return Marts(
+        usage_daily=daily.usage_daily, **{n: tables.read(n, dtypes(TABLES[n])) for n in DESCRIPTIONS}
+    )
 
 
 def _budget_status(store: DataStore) -> dict:
